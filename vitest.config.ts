@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
+    // 2-core machines: parallel files fight for the same cores and the same wasm threads.
+    fileParallelism: false,
+  },
+});
