@@ -1,0 +1,79 @@
+import { AutoencoderKLError } from "../errors.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { readSafetensors } from "./safetensors.js";
+
+export interface PretrainedOptions {
+  /** Folder inside the repo/dir holding config.json (e.g. "vae" in a Stable Diffusion pipeline folder). */
+  subfolder?: string;
+  /** Weight file variant: diffusion_pytorch_model.<variant>.safetensors. */
+  variant?: "fp16" | "bf16" | string;
+  /** Load diffusion_flax_model.msgpack (Flax layout) instead of PyTorch weights. */
+  fromFlax?: boolean;
+}
+
+export interface PretrainedFiles {
+  config: unknown;
+  stateDict: Map<string, Tensor>;
+  source: { config: string; weights: string };
+}
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/** Joins a folder (path or URL) with a relative file name. */
+function join(base: string, ...parts: string[]): string {
+  const rel = parts.filter(Boolean).join("/");
+  if (isUrl(base)) return new URL(rel, base.endsWith("/") ? base : base + "/").href;
+  return base.replace(/[\\/]+$/, "") + "/" + rel;
+}
+
+/** Reads a local file (Node) or a URL; returns null when it does not exist. */
+async function readOptional(location: string): Promise<Uint8Array | null> {
+  if (isUrl(location)) {
+    const res = await fetch(location);
+    if (res.status === 404) return null;
+    if (!res.ok) throw new AutoencoderKLError(location, `HTTP ${res.status} ${res.statusText}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+  const spec = "node:fs/promises";
+  const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
+  try {
+    const buf = await fs.readFile(location);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new AutoencoderKLError(location, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Finds and reads a diffusers model folder: config.json and the weights the options select. */
+export async function readPretrained(dirOrUrl: string | URL, options: PretrainedOptions = {}): Promise<PretrainedFiles> {
+  const base = join(String(dirOrUrl), options.subfolder ?? "");
+  const configPath = join(base, "config.json");
+  const configBytes = await readOptional(configPath);
+  if (!configBytes) throw new AutoencoderKLError(configPath, "not found: a diffusers model folder needs config.json");
+  let config: unknown;
+  try {
+    config = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(configBytes));
+  } catch (e) {
+    throw new AutoencoderKLError(configPath, `is not valid UTF-8 JSON: ${(e as Error).message}`, { cause: e });
+  }
+  if (options.variant !== undefined && (typeof options.variant !== "string" || !/^[A-Za-z0-9_-]+$/.test(options.variant))) {
+    throw new AutoencoderKLError("options.variant", `must be a name like "fp16" or "bf16", got ${JSON.stringify(options.variant)}`);
+  }
+  const suffix = options.variant ? `.${options.variant}` : "";
+  const safetensorsPath = join(base, `diffusion_pytorch_model${suffix}.safetensors`);
+  const flaxPath = join(base, `diffusion_flax_model${suffix}.msgpack`);
+  if (!options.fromFlax) {
+    const bytes = await readOptional(safetensorsPath);
+    if (bytes) {
+      return { config, stateDict: readSafetensors(bytes, safetensorsPath).tensors, source: { config: configPath, weights: safetensorsPath } };
+    }
+  }
+  const flax = await readOptional(flaxPath);
+  if (flax) {
+    const { readFlaxStateDict } = await import("./flax.js");
+    return { config, stateDict: readFlaxStateDict(flax, flaxPath), source: { config: configPath, weights: flaxPath } };
+  }
+  const looked = options.fromFlax ? flaxPath : `${safetensorsPath} or ${flaxPath}`;
+  throw new AutoencoderKLError(base, `no weights found: looked for ${looked}`);
+}

@@ -1,0 +1,278 @@
+import { AutoencoderKLError } from "../../errors.js";
+import type { BackendName, Kernels } from "../../backends/kernels.js";
+import { selectBackend, type BackendChoice } from "../../backends/select.js";
+import { RunContext, type DeviceTensor, type RunOptions } from "../../nn/context.js";
+import { Conv2d } from "../../nn/conv2d.js";
+import { Decoder } from "../../nn/decoder.js";
+import { Encoder, type CoderShape } from "../../nn/encoder.js";
+import { Module, type Parameter } from "../../nn/module.js";
+import { Tensor } from "../../tensor/tensor.js";
+import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
+import { DiagonalGaussianDistribution } from "./distribution.js";
+import { readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+
+export interface BackendOptions {
+  backend?: BackendChoice;
+  /** Worker threads for the wasm backend (default: available cores). */
+  threads?: number;
+  /** Use these kernels instead of selecting a backend (the model then does not dispose them). */
+  kernels?: Kernels;
+}
+
+export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions {}
+
+export interface ForwardOptions extends RunOptions {
+  /** Decode a sample of the posterior instead of its mode (default false, as in diffusers). */
+  samplePosterior?: boolean;
+  seed?: number;
+  noise?: Tensor;
+}
+
+/** The model's own modules; its parameter keys are the diffusers state-dict keys. */
+class AutoencoderKLModules extends Module {
+  readonly encoder: Encoder;
+  readonly decoder: Decoder;
+  readonly quantConv: Conv2d | null;
+  readonly postQuantConv: Conv2d | null;
+
+  constructor(cfg: AutoencoderKLConfig) {
+    super("");
+    const shape: CoderShape = {
+      blockOutChannels: cfg.block_out_channels,
+      layersPerBlock: cfg.layers_per_block,
+      groups: cfg.norm_num_groups,
+      act: activationOf(cfg),
+      midBlockAddAttention: cfg.mid_block_add_attention,
+    };
+    const lc = cfg.latent_channels;
+    this.encoder = this.child(new Encoder("encoder", cfg.in_channels, 2 * lc, shape));
+    this.decoder = this.child(new Decoder("decoder", lc, cfg.out_channels, shape));
+    this.quantConv = cfg.use_quant_conv ? this.child(new Conv2d("quant_conv", 2 * lc, 2 * lc, 1)) : null;
+    this.postQuantConv = cfg.use_post_quant_conv ? this.child(new Conv2d("post_quant_conv", lc, lc, 1)) : null;
+  }
+}
+
+function describeShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+/**
+ * diffusers' AutoencoderKL: encode images to a DiagonalGaussianDistribution over latents, decode latents
+ * to images. Same config.json, same state-dict keys, same numbers (float32).
+ */
+export class AutoencoderKL {
+  readonly config: AutoencoderKLConfig;
+  private readonly kernels: Kernels;
+  private readonly ownsKernels: boolean;
+  private readonly modules: AutoencoderKLModules;
+  private useSlicing = false;
+  private disposed = false;
+
+  private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean) {
+    this.config = config;
+    this.kernels = kernels;
+    this.ownsKernels = ownsKernels;
+    this.modules = new AutoencoderKLModules(config);
+  }
+
+  /** Builds an unloaded model from a config object (validated, diffusers defaults filled in). */
+  static async fromConfig(config: unknown, options: BackendOptions = {}): Promise<AutoencoderKL> {
+    const cfg = resolveConfig(config);
+    const kernels = options.kernels ?? (await selectBackend({ backend: options.backend, threads: options.threads }));
+    return new AutoencoderKL(cfg, kernels, !options.kernels);
+  }
+
+  /**
+   * Loads a diffusers folder (local path or URL): config.json + diffusion_pytorch_model[.variant].safetensors,
+   * or diffusion_flax_model.msgpack with `fromFlax`.
+   */
+  static async fromPretrained(dirOrUrl: string | URL, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
+    const { config, stateDict, source } = await readPretrained(dirOrUrl, options);
+    const cfg = resolveConfig(config, source.config);
+    const vae = await AutoencoderKL.fromConfig(cfg, options);
+    try {
+      await vae.loadStateDict(stateDict, source.weights);
+    } catch (e) {
+      vae.dispose();
+      throw e;
+    }
+    return vae;
+  }
+
+  /** Which backend runs this model. */
+  get backend(): BackendName {
+    return this.kernels.name;
+  }
+
+  /** Backend detail (instruction set, threads, adapter). */
+  get backendDescription(): string {
+    return this.kernels.description;
+  }
+
+  /** Every parameter with its diffusers key and shape, in module order. */
+  parameterShapes(): Map<string, number[]> {
+    return new Map([...this.modules.parameters()].map((p) => [p.key, p.shape]));
+  }
+
+  /**
+   * Loads weights strictly: every key must be present with the right shape and nothing extra; all
+   * problems are reported together, by key, before any device memory is touched.
+   */
+  async loadStateDict(stateDict: Map<string, Tensor>, source = "state dict"): Promise<void> {
+    this.assertLive();
+    const params = [...this.modules.parameters()];
+    const expected = new Map<string, Parameter>(params.map((p) => [p.key, p]));
+    const missing: string[] = [], wrong: string[] = [], unexpected: string[] = [];
+    for (const p of params) {
+      const t = stateDict.get(p.key);
+      if (!t) missing.push(`${p.key} ${describeShape(p.shape)}`);
+      else if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
+        wrong.push(`${p.key}: expected ${describeShape(p.shape)}, got ${describeShape(t.shape)}`);
+      }
+    }
+    for (const [k, t] of stateDict) if (!expected.has(k)) unexpected.push(`${k} ${describeShape(t.shape)}`);
+    if (missing.length || wrong.length || unexpected.length) {
+      const list = (title: string, items: string[]) =>
+        items.length ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}` : "";
+      const parts = [list("missing keys", missing), list("wrong shapes", wrong), list("unexpected keys", unexpected)].filter(Boolean);
+      throw new AutoencoderKLError(source, `weights do not match the config: ${parts.join(" | ")}`);
+    }
+    this.modules.release(this.kernels);
+    for (const p of params) {
+      const t = stateDict.get(p.key)!;
+      p.buf = this.kernels.alloc(t.size);
+      this.kernels.write(p.buf, t.data);
+    }
+  }
+
+  /** Reads every parameter back to the host, keyed as diffusers keys them. */
+  async stateDict(): Promise<Map<string, Tensor>> {
+    this.assertLive();
+    const out = new Map<string, Tensor>();
+    for (const p of this.modules.parameters()) out.set(p.key, new Tensor(await this.kernels.read(p.value), p.shape));
+    return out;
+  }
+
+  enableSlicing(): void {
+    this.useSlicing = true;
+  }
+  disableSlicing(): void {
+    this.useSlicing = false;
+  }
+
+  /** Encodes images [B, in_channels, H, W] (values in [-1, 1]) into the latent posterior. */
+  async encode(x: Tensor, options: RunOptions = {}): Promise<{ latentDist: DiagonalGaussianDistribution }> {
+    this.assertLive();
+    this.checkInput(x, "encode: x", this.config.in_channels, this.minEncodeSize());
+    const moments = await this.perItem(x, (item, ctxOpts) => this.encodeMoments(item, ctxOpts), options, "encode", this.modules.encoder.steps);
+    return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
+  }
+
+  /** Decodes latents [B, latent_channels, h, w] into images [B, out_channels, h·2^(levels-1), w·2^(levels-1)]. */
+  async decode(z: Tensor, options: RunOptions = {}): Promise<{ sample: Tensor }> {
+    this.assertLive();
+    this.checkInput(z, "decode: z", this.config.latent_channels, 1);
+    const sample = await this.perItem(z, (item, ctxOpts) => this.decodeSample(item, ctxOpts), options, "decode", this.modules.decoder.steps);
+    return { sample };
+  }
+
+  /** encode → mode (or a sample) → decode, as diffusers' forward. */
+  async forward(x: Tensor, options: ForwardOptions = {}): Promise<{ sample: Tensor }> {
+    const { latentDist } = await this.encode(x, options);
+    const z = options.samplePosterior ? latentDist.sample({ seed: options.seed, noise: options.noise }) : latentDist.mode();
+    return this.decode(z, options);
+  }
+
+  /** Frees the weights and (if the model created it) the backend. Further calls throw. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.modules.release(this.kernels);
+    if (this.ownsKernels) this.kernels.dispose();
+    this.disposed = true;
+  }
+
+  // ---- internals ----
+
+  private assertLive(): void {
+    if (this.disposed) throw new AutoencoderKLError("AutoencoderKL", "the model was disposed");
+  }
+
+  /** Smallest side the encoder accepts: each Downsample2D maps s to floor((s - 2) / 2) + 1, which must stay ≥ 1. */
+  private minEncodeSize(): number {
+    return 2 ** (this.config.block_out_channels.length - 1);
+  }
+
+  private checkInput(x: Tensor, what: string, channels: number, minSide: number): void {
+    if (!(x instanceof Tensor)) throw new AutoencoderKLError(what, "must be a Tensor");
+    if (x.rank !== 4) throw new AutoencoderKLError(what, `must have rank 4 [batch, channels, height, width], got shape ${describeShape(x.shape)}`);
+    if (x.shape[1] !== channels) {
+      throw new AutoencoderKLError(what, `has ${x.shape[1]} channels, the model expects ${channels} (shape ${describeShape(x.shape)})`);
+    }
+    if (x.shape[0] < 1 || x.shape[2] < minSide || x.shape[3] < minSide) {
+      throw new AutoencoderKLError(what, `batch must be ≥ 1 and height and width ≥ ${minSide}, got shape ${describeShape(x.shape)}`);
+    }
+  }
+
+  /** Runs `fn` on the whole batch, or one item at a time when slicing is on, and concatenates. */
+  private async perItem(
+    x: Tensor,
+    fn: (item: Tensor, ctx: RunContext) => Promise<Tensor>,
+    options: RunOptions,
+    stage: string,
+    steps: number,
+  ): Promise<Tensor> {
+    const batch = x.shape[0];
+    const items = this.useSlicing && batch > 1 ? batch : 1;
+    const ctx = new RunContext(this.kernels, stage, steps * items, options);
+    const outs: Tensor[] = [];
+    try {
+      if (items === 1) return await fn(x, ctx);
+      const per = x.size / batch;
+      for (let n = 0; n < batch; n++) {
+        outs.push(await fn(new Tensor(x.data.subarray(n * per, (n + 1) * per), [1, ...x.shape.slice(1)]), ctx));
+      }
+    } finally {
+      ctx.releaseAll();
+    }
+    const each = outs[0].size;
+    const data = new Float32Array(each * batch);
+    outs.forEach((t, n) => data.set(t.data, n * each));
+    return new Tensor(data, [batch, ...outs[0].shape.slice(1)]);
+  }
+
+  private upload(ctx: RunContext, x: Tensor): DeviceTensor {
+    const t = ctx.alloc(x.shape);
+    ctx.k.write(t.buf, x.data);
+    return t;
+  }
+
+  private async download(ctx: RunContext, t: DeviceTensor): Promise<Tensor> {
+    const data = await ctx.k.read(t.buf);
+    ctx.free(t);
+    return new Tensor(data, t.shape);
+  }
+
+  private async encodeMoments(x: Tensor, ctx: RunContext): Promise<Tensor> {
+    const input = this.upload(ctx, x);
+    let h = await this.modules.encoder.forward(ctx, input);
+    ctx.free(input);
+    if (this.modules.quantConv) {
+      const q = await this.modules.quantConv.forward(ctx, h);
+      ctx.free(h);
+      h = q;
+    }
+    return this.download(ctx, h);
+  }
+
+  private async decodeSample(z: Tensor, ctx: RunContext): Promise<Tensor> {
+    let h = this.upload(ctx, z);
+    if (this.modules.postQuantConv) {
+      const q = await this.modules.postQuantConv.forward(ctx, h);
+      ctx.free(h);
+      h = q;
+    }
+    const out = await this.modules.decoder.forward(ctx, h);
+    ctx.free(h);
+    return this.download(ctx, out);
+  }
+}
