@@ -1,0 +1,154 @@
+import { describe, expect, test } from "vitest";
+import fc from "fast-check";
+import {
+  bf16BitsToF32,
+  bf16BytesToF32,
+  f16BitsToF32,
+  f16BytesToF32,
+  f32ToBf16,
+  f32ToBf16Bits,
+  f32ToF16,
+  f32ToF16Bits,
+  f64BytesToF32,
+} from "../../src/tensor/dtype.js";
+
+/** Slow, independent decoding straight from the IEEE definition. */
+function halfByFormula(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0x1f) return m ? NaN : s * Infinity;
+  if (e === 0) return s * m * 2 ** -24;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Nearest half by search over all finite positive halves, ties to even bits. */
+function halfBySearch(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a >= 65520) return sign | 0x7c00;
+  let lo = 0;
+  let hi = 0x7bff;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (halfByFormula(mid) <= a) lo = mid;
+    else hi = mid - 1;
+  }
+  const below = lo;
+  if (halfByFormula(below) === a || below === 0x7bff) return sign | below;
+  const above = below + 1;
+  const dl = a - halfByFormula(below);
+  const du = halfByFormula(above) - a;
+  if (dl < du) return sign | below;
+  if (du < dl) return sign | above;
+  return sign | (below & 1 ? above : below);
+}
+
+const bits32 = new Uint32Array(1);
+const f32 = new Float32Array(bits32.buffer);
+const fromBits = (b: number): number => {
+  bits32[0] = b >>> 0;
+  return f32[0];
+};
+
+describe("f16", () => {
+  test("decodes all 65536 patterns exactly (subnormals, inf, NaN)", () => {
+    const bytes = new Uint8Array(65536 * 2);
+    for (let h = 0; h < 65536; h++) {
+      bytes[2 * h] = h & 0xff;
+      bytes[2 * h + 1] = h >>> 8;
+    }
+    const out = f16BytesToF32(bytes);
+    for (let h = 0; h < 65536; h++) {
+      const want = halfByFormula(h);
+      if (Number.isNaN(want)) expect(Number.isNaN(out[h])).toBe(true);
+      else expect(Object.is(out[h], want)).toBe(true);
+      if (!Number.isNaN(want)) expect(Object.is(f16BitsToF32(h), want)).toBe(true);
+    }
+  });
+
+  test("decodes from a misaligned view", () => {
+    const bytes = new Uint8Array(5);
+    bytes.set([0x00, 0x3c, 0x00, 0xc0], 1); // 1.0, -2.0
+    expect([...f16BytesToF32(bytes.subarray(1))]).toEqual([1, -2]);
+  });
+
+  test("every half survives f32 → f16 unchanged", () => {
+    for (let h = 0; h < 65536; h++) {
+      const x = f16BitsToF32(h);
+      if (Number.isNaN(x)) expect(f32ToF16Bits(x) & 0x7c00).toBe(0x7c00);
+      else expect(f32ToF16Bits(x)).toBe(h);
+    }
+  });
+
+  test("rounds to nearest even, like a search over all halves", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (b) => {
+        const x = fromBits(b);
+        if (Number.isNaN(x)) {
+          const h = f32ToF16Bits(x);
+          return (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+        }
+        return f32ToF16Bits(x) === halfBySearch(x);
+      }),
+      { numRuns: 20000 },
+    );
+    // Concentrated on the range halves can represent, where the rounding actually happens.
+    fc.assert(
+      fc.property(fc.integer({ min: 0x32f00000, max: 0x47900000 }), fc.boolean(), (b, neg) => {
+        const x = fromBits(b) * (neg ? -1 : 1);
+        return f32ToF16Bits(x) === halfBySearch(x);
+      }),
+      { numRuns: 20000 },
+    );
+    // Exact ties and edges.
+    for (const x of [65504, 65519.99, 65520, 2 ** -25, 2 ** -25 * 1.0000001, 3 * 2 ** -25, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -14 - 2 ** -25, -0, 1e-10]) {
+      expect(f32ToF16Bits(x)).toBe(halfBySearch(Math.fround(x)));
+    }
+  });
+
+  test("bulk encoder matches the scalar one", () => {
+    const src = Float32Array.from([0, -0, 1, -1.5, 1e9, -1e9, NaN, Infinity, 1e-8, 0.1]);
+    const out = f32ToF16(src);
+    expect([...out]).toEqual([...src].map((v) => f32ToF16Bits(v)));
+  });
+});
+
+describe("bf16", () => {
+  test("decodes as the upper half of an f32", () => {
+    const bytes = Uint8Array.from([0x80, 0x3f, 0x00, 0xc0, 0x80, 0x7f, 0xc0, 0x7f, 0x01, 0x00]);
+    const out = bf16BytesToF32(bytes);
+    expect(out[0]).toBe(1);
+    expect(out[1]).toBe(-2);
+    expect(out[2]).toBe(Infinity);
+    expect(Number.isNaN(out[3])).toBe(true);
+    expect(out[4]).toBe(fromBits(0x00010000)); // subnormal
+    expect(bf16BitsToF32(0x3f80)).toBe(1);
+  });
+
+  test("rounds to nearest even", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (b) => {
+        const x = fromBits(b);
+        const got = f32ToBf16Bits(x);
+        if (Number.isNaN(x)) return (got & 0x7f80) === 0x7f80 && (got & 0x7f) !== 0;
+        const below = b >>> 16;
+        const lowBits = b & 0xffff;
+        const want = lowBits > 0x8000 || (lowBits === 0x8000 && (below & 1)) ? below + 1 : below;
+        return got === want;
+      }),
+      { numRuns: 20000 },
+    );
+    expect(f32ToBf16Bits(Math.fround(3.4e38))).toBe(0x7f80); // rounds up to inf
+    expect([...f32ToBf16(Float32Array.from([1, -2]))]).toEqual([0x3f80, 0xc000]);
+  });
+});
+
+test("f64 bytes round to the nearest f32", () => {
+  const src = Float64Array.from([0.1, -1e300, 1 / 3]);
+  const bytes = new Uint8Array(src.length * 8 + 3);
+  bytes.set(new Uint8Array(src.buffer), 3); // misaligned on purpose
+  const out = f64BytesToF32(bytes.subarray(3));
+  expect([...out]).toEqual([Math.fround(0.1), -Infinity, Math.fround(1 / 3)]);
+});
