@@ -127,6 +127,18 @@ export interface TransposeArgs {
   cols: number;
 }
 
+export interface CopyArgs {
+  x: DeviceBuffer;
+  out: DeviceBuffer; // must not alias x
+  /** Copies `rows` rows of `cols` elements: out[outOffset + r*outRowStride + c] = x[xOffset + r*xRowStride + c]. */
+  rows: number;
+  cols: number;
+  xOffset: number;
+  xRowStride: number;
+  outOffset: number;
+  outRowStride: number;
+}
+
 export interface Kernels {
   readonly name: BackendName;
   /** Human-readable detail: instruction set, thread count, adapter. */
@@ -149,6 +161,8 @@ export interface Kernels {
   activation(args: ActivationArgs): MaybePromise;
   upsampleNearest2x(args: Upsample2xArgs): MaybePromise;
   transpose(args: TransposeArgs): MaybePromise;
+  /** Strided 2-D copy between buffers (crops, concatenations, splitting fused q/k/v). */
+  copy(args: CopyArgs): MaybePromise;
 
   /** Releases every buffer and worker this backend holds. */
   dispose(): void;

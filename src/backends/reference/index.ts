@@ -1,6 +1,6 @@
 import { AutoencoderKLError } from "../../errors.js";
 import type {
-  ActivationArgs, AddArgs, AttentionArgs, Conv2dArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
+  ActivationArgs, AddArgs, AttentionArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
   MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
 } from "../kernels.js";
 import { activate } from "./activations.js";
@@ -180,6 +180,13 @@ export class ReferenceKernels implements Kernels {
     for (let bt = 0; bt < p.batch; bt++) {
       const o = bt * p.rows * p.cols;
       for (let r = 0; r < p.rows; r++) for (let c = 0; c < p.cols; c++) out[o + c * p.rows + r] = x[o + r * p.cols + c];
+    }
+  }
+
+  copy(p: CopyArgs): void {
+    const x = d(p.x), out = d(p.out);
+    for (let r = 0; r < p.rows; r++) {
+      for (let c = 0; c < p.cols; c++) out[p.outOffset + r * p.outRowStride + c] = x[p.xOffset + r * p.xRowStride + c];
     }
   }
 
