@@ -1,3 +1,4 @@
+import type { Kernels } from "../backends/kernels.js";
 import type { DeviceTensor, RunContext } from "./context.js";
 import { GroupNorm } from "./group-norm.js";
 import { Linear } from "./linear.js";
@@ -30,14 +31,63 @@ export async function projectAndAttend(
   return out;
 }
 
-/** The default: one fused attention kernel (blocked, online softmax in the fast backends). */
+/**
+ * The default: q/k/v projections, then one attention kernel that works in blocks with an online
+ * softmax, so no backend holds more than a block of the N×N score matrix.
+ */
+export class MemoryEfficientAttnProcessor implements AttentionProcessor {
+  readonly name: string = "MemoryEfficientAttnProcessor";
+  run(ctx: RunContext, attn: Attention, tokens: DeviceTensor): Promise<DeviceTensor> {
+    return projectAndAttend(ctx, attn, tokens, (q, k, v, out) => attendBlocked(ctx, attn, q, k, v, out));
+  }
+}
+
+async function attendBlocked(ctx: RunContext, attn: Attention, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): Promise<void> {
+  const [batch, n, c] = q.shape;
+  await ctx.k.attention({ q: q.buf, k: k.buf, v: v.buf, out: out.buf, batch, queries: n, keys: n, dim: c, scale: attn.scale });
+}
+
+/**
+ * diffusers' plain AttnProcessor: scores = scale · q kᵀ as a full [B, N, N] matrix, softmax, then
+ * scores · v. Simple and memory-hungry (N² floats); kept as the readable twin of the blocked one.
+ */
 export class AttnProcessor implements AttentionProcessor {
   readonly name: string = "AttnProcessor";
   run(ctx: RunContext, attn: Attention, tokens: DeviceTensor): Promise<DeviceTensor> {
     const [batch, n, c] = tokens.shape;
     return projectAndAttend(ctx, attn, tokens, async (q, k, v, out) => {
-      await ctx.k.attention({ q: q.buf, k: k.buf, v: v.buf, out: out.buf, batch, queries: n, keys: n, dim: c, scale: attn.scale });
+      const scores = ctx.alloc([batch, n, n]);
+      await ctx.k.matmul({ a: q.buf, b: k.buf, out: scores.buf, batch, m: n, n, k: c, transposeB: true, alpha: attn.scale });
+      await ctx.k.softmax({ x: scores.buf, out: scores.buf, rows: batch * n, cols: n });
+      await ctx.k.matmul({ a: scores.buf, b: v.buf, out: out.buf, batch, m: n, n: c, k: n, transposeB: false, alpha: 1 });
+      ctx.free(scores);
     });
+  }
+}
+
+/**
+ * For fused projections: one [3C, C] projection gives q, k and v in a single pass over the tokens,
+ * then the blocked attention kernel. Needs `fuseProjections()` on the module (the model does it).
+ */
+export class FusedAttnProcessor implements AttentionProcessor {
+  readonly name: string = "FusedAttnProcessor";
+  async run(ctx: RunContext, attn: Attention, tokens: DeviceTensor): Promise<DeviceTensor> {
+    const [batch, n, c] = tokens.shape;
+    const qkvProj = await attn.fusedProjection(ctx);
+    const qkv = await qkvProj.forward(ctx, tokens);
+    const parts = [0, 1, 2].map((i) => {
+      const t = ctx.alloc([batch, n, c]);
+      return { t, done: ctx.k.copy({ x: qkv.buf, out: t.buf, rows: batch * n, cols: c, xOffset: i * c, xRowStride: 3 * c, outOffset: 0, outRowStride: c }) };
+    });
+    for (const p of parts) await p.done;
+    ctx.free(qkv);
+    const [q, k, v] = parts.map((p) => p.t);
+    const a = ctx.alloc([batch, n, c]);
+    await attendBlocked(ctx, attn, q, k, v, a);
+    ctx.free(q, k, v);
+    const out = await attn.toOut.forward(ctx, a);
+    ctx.free(a);
+    return out;
   }
 }
 
@@ -52,7 +102,9 @@ export class Attention extends Module {
   readonly toV: Linear;
   readonly toOut: Linear;
   readonly scale: number;
-  processor: AttentionProcessor = new AttnProcessor();
+  processor: AttentionProcessor = new MemoryEfficientAttnProcessor();
+  /** q, k and v weights stacked into one [3C, C] projection; built on first use after fusing. */
+  private toQkv: Linear | null = null;
 
   constructor(
     prefix: string,
@@ -67,6 +119,35 @@ export class Attention extends Module {
     this.toV = this.child(new Linear(this.key("to_v"), channels, channels));
     this.toOut = this.child(new Linear(this.key("to_out.0"), channels, channels));
     this.scale = 1 / Math.sqrt(channels);
+  }
+
+  /** The stacked q/k/v projection, built on the device from the separate ones the first time it is needed. */
+  async fusedProjection(ctx: RunContext): Promise<Linear> {
+    if (this.toQkv) return this.toQkv;
+    const c = this.channels;
+    const fused = new Linear(this.key("to_qkv"), c, 3 * c);
+    fused.weight.buf = ctx.k.alloc(3 * c * c);
+    fused.bias.buf = ctx.k.alloc(3 * c);
+    const sources = [this.toQ, this.toK, this.toV];
+    for (let i = 0; i < 3; i++) {
+      const src = sources[i];
+      await ctx.k.copy({ x: src.weight.value, out: fused.weight.buf, rows: 1, cols: c * c, xOffset: 0, xRowStride: 0, outOffset: i * c * c, outRowStride: 0 });
+      await ctx.k.copy({ x: src.bias.value, out: fused.bias.buf, rows: 1, cols: c, xOffset: 0, xRowStride: 0, outOffset: i * c, outRowStride: 0 });
+    }
+    this.toQkv = fused;
+    return fused;
+  }
+
+  /** Frees the stacked projection (the separate q/k/v weights are never dropped). */
+  releaseFused(k: Kernels): void {
+    if (!this.toQkv) return;
+    this.toQkv.release(k);
+    this.toQkv = null;
+  }
+
+  override release(k: Kernels): void {
+    this.releaseFused(k);
+    super.release(k);
   }
 
   async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {

@@ -10,6 +10,8 @@ import { Tensor } from "../../tensor/tensor.js";
 import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
 import { readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
+import { runTiled, type TileGrid } from "./tiling.js";
 
 export interface BackendOptions {
   backend?: BackendChoice;
@@ -20,6 +22,15 @@ export interface BackendOptions {
 }
 
 export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions {}
+
+export interface TilingOptions {
+  /** Image-space tile side (default: config.sample_size). */
+  tileSampleMinSize?: number;
+  /** Fraction of a tile that overlaps its neighbour (default 0.25). */
+  tileOverlapFactor?: number;
+  /** "blend": diffusers' algorithm (seams blended linearly). */
+  mode?: "blend";
+}
 
 export interface ForwardOptions extends RunOptions {
   /** Decode a sample of the posterior instead of its mode (default false, as in diffusers). */
@@ -66,6 +77,10 @@ export class AutoencoderKL {
   private readonly ownsKernels: boolean;
   private readonly modules: AutoencoderKLModules;
   private useSlicing = false;
+  private useTiling = false;
+  /** Image-space tile side; latent tiles are this / 2^(levels-1), as in diffusers. */
+  tileSampleMinSize: number;
+  tileOverlapFactor = 0.25;
   private disposed = false;
 
   private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean) {
@@ -73,6 +88,7 @@ export class AutoencoderKL {
     this.kernels = kernels;
     this.ownsKernels = ownsKernels;
     this.modules = new AutoencoderKLModules(config);
+    this.tileSampleMinSize = config.sample_size;
   }
 
   /** Builds an unloaded model from a config object (validated, diffusers defaults filled in). */
@@ -153,6 +169,36 @@ export class AutoencoderKL {
     return out;
   }
 
+  /** Image-space side divided by this gives the latent side. */
+  get downscaleFactor(): number {
+    return 2 ** (this.config.block_out_channels.length - 1);
+  }
+
+  /** Latent tile side, as diffusers derives it from the sample tile side. */
+  get tileLatentMinSize(): number {
+    return Math.floor(this.tileSampleMinSize / this.downscaleFactor);
+  }
+
+  /** Encode and decode inputs larger than a tile in overlapping tiles (diffusers' algorithm). */
+  enableTiling(options: TilingOptions = {}): void {
+    const { tileSampleMinSize = this.config.sample_size, tileOverlapFactor = 0.25, mode = "blend" } = options;
+    if (!Number.isInteger(tileSampleMinSize) || tileSampleMinSize < this.downscaleFactor * 2) {
+      throw new AutoencoderKLError("enableTiling: tileSampleMinSize", `must be an integer ≥ ${this.downscaleFactor * 2} (two latent pixels), got ${tileSampleMinSize}`);
+    }
+    if (typeof tileOverlapFactor !== "number" || !(tileOverlapFactor >= 0 && tileOverlapFactor < 1)) {
+      throw new AutoencoderKLError("enableTiling: tileOverlapFactor", `must be a number in [0, 1), got ${tileOverlapFactor}`);
+    }
+    if (mode !== "blend") throw new AutoencoderKLError("enableTiling: mode", `unknown mode ${JSON.stringify(mode)}; expected "blend"`);
+    this.tileSampleMinSize = tileSampleMinSize;
+    this.tileOverlapFactor = tileOverlapFactor;
+    this.useTiling = true;
+  }
+
+  disableTiling(): void {
+    this.useTiling = false;
+  }
+
+  /** Encode and decode one batch item at a time (lower peak memory, same results). */
   enableSlicing(): void {
     this.useSlicing = true;
   }
@@ -164,7 +210,23 @@ export class AutoencoderKL {
   async encode(x: Tensor, options: RunOptions = {}): Promise<{ latentDist: DiagonalGaussianDistribution }> {
     this.assertLive();
     this.checkInput(x, "encode: x", this.config.in_channels, this.minEncodeSize());
-    const moments = await this.perItem(x, (item, ctxOpts) => this.encodeMoments(item, ctxOpts), options, "encode", this.modules.encoder.steps);
+    const t = this.tileSampleMinSize;
+    if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) return this.tiledEncode(x, options);
+    const moments = await this.perItem(x, (item, ctx) => this.encodeMoments(item, ctx), options, "encode", this.modules.encoder.steps);
+    return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
+  }
+
+  /** diffusers' tiled_encode: overlapping image tiles, moments blended at the seams. */
+  async tiledEncode(x: Tensor, options: RunOptions = {}): Promise<{ latentDist: DiagonalGaussianDistribution }> {
+    this.assertLive();
+    this.checkInput(x, "tiledEncode: x", this.config.in_channels, this.minEncodeSize());
+    const grid: TileGrid = {
+      tileIn: this.tileSampleMinSize,
+      stride: Math.floor(this.tileSampleMinSize * (1 - this.tileOverlapFactor)),
+      blendExtent: Math.floor(this.tileLatentMinSize * this.tileOverlapFactor),
+      rowLimit: this.tileLatentMinSize - Math.floor(this.tileLatentMinSize * this.tileOverlapFactor),
+    };
+    const moments = await this.withTiles(x, grid, "encode", this.modules.encoder.steps, options, (tile, ctx) => this.encodeMoments(tile, ctx));
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
 
@@ -172,8 +234,74 @@ export class AutoencoderKL {
   async decode(z: Tensor, options: RunOptions = {}): Promise<{ sample: Tensor }> {
     this.assertLive();
     this.checkInput(z, "decode: z", this.config.latent_channels, 1);
-    const sample = await this.perItem(z, (item, ctxOpts) => this.decodeSample(item, ctxOpts), options, "decode", this.modules.decoder.steps);
+    const t = this.tileLatentMinSize;
+    if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) return this.tiledDecode(z, options);
+    const sample = await this.perItem(z, (item, ctx) => this.decodeSample(item, ctx), options, "decode", this.modules.decoder.steps);
     return { sample };
+  }
+
+  /** diffusers' tiled_decode: overlapping latent tiles, images blended at the seams. */
+  async tiledDecode(z: Tensor, options: RunOptions = {}): Promise<{ sample: Tensor }> {
+    this.assertLive();
+    this.checkInput(z, "tiledDecode: z", this.config.latent_channels, 1);
+    const grid: TileGrid = {
+      tileIn: this.tileLatentMinSize,
+      stride: Math.max(1, Math.floor(this.tileLatentMinSize * (1 - this.tileOverlapFactor))),
+      blendExtent: Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
+      rowLimit: this.tileSampleMinSize - Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
+    };
+    const sample = await this.withTiles(z, grid, "decode", this.modules.decoder.steps, options, (tile, ctx) => this.decodeSample(tile, ctx));
+    return { sample };
+  }
+
+  // ---- attention processors (keys are the diffusers module paths + ".processor") ----
+
+  private attentions(): Attention[] {
+    return [...this.modules.modules()].filter((m): m is Attention => m instanceof Attention);
+  }
+
+  /** The processor of every attention module, keyed like diffusers: "encoder.mid_block.attentions.0.processor". */
+  get attnProcessors(): Record<string, AttentionProcessor> {
+    return Object.fromEntries(this.attentions().map((a) => [`${a.prefix}.processor`, a.processor]));
+  }
+
+  /** Sets one processor for every attention module, or a map with exactly one entry per module. */
+  setAttnProcessor(processor: AttentionProcessor | Record<string, AttentionProcessor>): void {
+    const attns = this.attentions();
+    const isProcessor = (p: unknown): p is AttentionProcessor => typeof (p as AttentionProcessor)?.run === "function";
+    if (isProcessor(processor)) {
+      for (const a of attns) a.processor = processor;
+      return;
+    }
+    if (processor === null || typeof processor !== "object") throw new AutoencoderKLError("setAttnProcessor", "expects a processor or a map of processors");
+    const keys = attns.map((a) => `${a.prefix}.processor`);
+    const given = Object.keys(processor);
+    const missing = keys.filter((k) => !given.includes(k)), extra = given.filter((k) => !keys.includes(k));
+    if (missing.length || extra.length) {
+      throw new AutoencoderKLError("setAttnProcessor", `the map must have one processor per attention module; missing: [${missing.join(", ")}], unknown: [${extra.join(", ")}]`);
+    }
+    attns.forEach((a, i) => {
+      const p = processor[keys[i]];
+      if (!isProcessor(p)) throw new AutoencoderKLError(`setAttnProcessor: ${keys[i]}`, "is not a processor (needs a run method)");
+      a.processor = p;
+    });
+  }
+
+  setDefaultAttnProcessor(): void {
+    this.setAttnProcessor(new MemoryEfficientAttnProcessor());
+  }
+
+  /** One [3C, C] projection for q, k and v in every attention module (same results, one pass over the tokens). */
+  fuseQkvProjections(): void {
+    this.assertLive();
+    this.setAttnProcessor(new FusedAttnProcessor());
+  }
+
+  /** Back to separate q/k/v projections and the default processor; frees the stacked weights. */
+  unfuseQkvProjections(): void {
+    this.assertLive();
+    for (const a of this.attentions()) a.releaseFused(this.kernels);
+    this.setDefaultAttnProcessor();
   }
 
   /** encode → mode (or a sample) → decode, as diffusers' forward. */
@@ -238,6 +366,17 @@ export class AutoencoderKL {
     const data = new Float32Array(each * batch);
     outs.forEach((t, n) => data.set(t.data, n * each));
     return new Tensor(data, [batch, ...outs[0].shape.slice(1)]);
+  }
+
+  /** One progress/abort context over all tiles; every tile's device memory is released even on abort. */
+  private async withTiles(x: Tensor, grid: TileGrid, stage: string, steps: number, options: RunOptions, fn: (tile: Tensor, ctx: RunContext) => Promise<Tensor>): Promise<Tensor> {
+    const count = Math.ceil(x.shape[2] / grid.stride) * Math.ceil(x.shape[3] / grid.stride);
+    const ctx = new RunContext(this.kernels, stage, steps * count, options);
+    try {
+      return await runTiled(x, grid, (tile) => fn(tile, ctx));
+    } finally {
+      ctx.releaseAll();
+    }
   }
 
   private upload(ctx: RunContext, x: Tensor): DeviceTensor {
