@@ -1,0 +1,138 @@
+/**
+ * The one table from original latent-diffusion VAE names (as in Stable Diffusion .ckpt/.safetensors
+ * single files) and legacy diffusers attention names to current diffusers state-dict keys.
+ * Facts from diffusers' convert_ldm_vae_checkpoint; diffusers-named keys pass through unchanged.
+ */
+import { AutoencoderKLError } from "../errors.js";
+import { Tensor } from "../tensor/tensor.js";
+
+/** Whole Stable Diffusion checkpoints keep the VAE under this prefix. */
+export const LDM_VAE_PREFIX = "first_stage_model.";
+
+/** Top-level modules of AutoencoderKL; anything else (loss.*, model_ema.*, unet, text encoder) is skipped. */
+const VAE_ROOTS = ["encoder.", "decoder.", "quant_conv.", "post_quant_conv."];
+
+const ATTENTION_NAMES: Readonly<Record<string, string>> = {
+  // original latent-diffusion AttnBlock (1×1 convs)
+  norm: "group_norm",
+  q: "to_q",
+  k: "to_k",
+  v: "to_v",
+  proj_out: "to_out.0",
+  // diffusers < 0.14 AttentionBlock
+  query: "to_q",
+  key: "to_k",
+  value: "to_v",
+  proj_attn: "to_out.0",
+};
+
+/** Inside a resnet only the shortcut is renamed. */
+const resnet = (rest: string): string => rest.replace(/^nin_shortcut\./, "conv_shortcut.");
+
+interface RuleContext {
+  /** Number of decoder levels: original `decoder.up.{i}` is diffusers `decoder.up_blocks.{L-1-i}`. */
+  upLevels: number;
+}
+
+/** The conversion table. Each rule sees the key without the `first_stage_model.` prefix. */
+export const ORIGINAL_KEY_RULES: ReadonlyArray<{ pattern: RegExp; to: (m: RegExpExecArray, ctx: RuleContext) => string }> = [
+  { pattern: /^(encoder|decoder)\.norm_out\.(.+)$/, to: (m) => `${m[1]}.conv_norm_out.${m[2]}` },
+  { pattern: /^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.resnets.${+m[2]}.${resnet(m[3])}` },
+  { pattern: /^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.downsamplers.0.conv.${m[2]}` },
+  {
+    pattern: /^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/,
+    to: (m, c) => `decoder.up_blocks.${c.upLevels - 1 - +m[1]}.resnets.${+m[2]}.${resnet(m[3])}`,
+  },
+  {
+    pattern: /^decoder\.up\.(\d+)\.upsample\.conv\.(.+)$/,
+    to: (m, c) => `decoder.up_blocks.${c.upLevels - 1 - +m[1]}.upsamplers.0.conv.${m[2]}`,
+  },
+  { pattern: /^(encoder|decoder)\.mid\.block_([12])\.(.+)$/, to: (m) => `${m[1]}.mid_block.resnets.${+m[2] - 1}.${resnet(m[3])}` },
+  {
+    pattern: /^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)$/,
+    to: (m) => `${m[1]}.mid_block.attentions.0.${ATTENTION_NAMES[m[2]]}.${m[3]}`,
+  },
+  {
+    pattern: /^(encoder|decoder)\.mid_block\.attentions\.0\.(query|key|value|proj_attn)\.(.+)$/,
+    to: (m) => `${m[1]}.mid_block.attentions.0.${ATTENTION_NAMES[m[2]]}.${m[3]}`,
+  },
+];
+
+/** Which names of a file belong to the VAE, and what each becomes. */
+export interface VaeKeyPlan {
+  /** The prefix stripped from every VAE key ("" for VAE-only files). */
+  prefix: string;
+  /** file name → diffusers name, in file order. */
+  rename: Map<string, string>;
+  /** Names left out (not part of the VAE). */
+  skipped: string[];
+}
+
+/** Plan the conversion from the names alone, so unwanted tensors are never converted. */
+export function planVaeKeys(names: Iterable<string>, source = "checkpoint"): VaeKeyPlan {
+  const all = [...names];
+  // A whole SD checkpoint: only first_stage_model.* is the VAE; unprefixed keys belong to other models.
+  const prefix = all.some((n) => n.startsWith(LDM_VAE_PREFIX)) ? LDM_VAE_PREFIX : "";
+  const rename = new Map<string, string>();
+  const skipped: string[] = [];
+  const kept: [string, string][] = [];
+  let upLevels = 0;
+  for (const name of all) {
+    const inner = name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
+    if (inner === undefined || !VAE_ROOTS.some((r) => inner.startsWith(r))) {
+      skipped.push(name);
+      continue;
+    }
+    const up = /^decoder\.up\.(\d+)\./.exec(inner);
+    if (up) upLevels = Math.max(upLevels, +up[1] + 1);
+    kept.push([name, inner]);
+  }
+  const ctx: RuleContext = { upLevels };
+  const owner = new Map<string, string>();
+  for (const [name, inner] of kept) {
+    let target = inner;
+    for (const rule of ORIGINAL_KEY_RULES) {
+      const m = rule.pattern.exec(inner);
+      if (m) {
+        target = rule.to(m, ctx);
+        break;
+      }
+    }
+    const previous = owner.get(target);
+    if (previous !== undefined) {
+      throw new AutoencoderKLError(source, `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`);
+    }
+    owner.set(target, name);
+    rename.set(name, target);
+  }
+  return { prefix, rename, skipped };
+}
+
+const ATTENTION_LINEAR = /\.mid_block\.attentions\.\d+\.(to_q|to_k|to_v|to_out\.0)\.weight$/;
+
+/**
+ * Layout fix-ups for a tensor under its diffusers name: the original attention projections are
+ * 1×1 convs [C, C, 1, 1] (or conv1d [C, C, 1]); diffusers' Linear wants [C, C]. Same data.
+ */
+export function convertVaeTensor(diffusersName: string, tensor: Tensor, source = "checkpoint"): Tensor {
+  if (!ATTENTION_LINEAR.test(diffusersName) || tensor.shape.length <= 2) return tensor;
+  const [o, i, ...rest] = tensor.shape;
+  if (rest.some((d) => d !== 1)) {
+    throw new AutoencoderKLError(
+      source,
+      `tensor ${JSON.stringify(diffusersName)}: attention projection of shape [${tensor.shape.join(", ")}] is not a 1×1 convolution`,
+    );
+  }
+  return new Tensor(tensor.data, [o, i]);
+}
+
+/** Convert a loaded state dict (any of the supported namings) to diffusers keys and layouts. */
+export function convertVaeStateDict(
+  tensors: Map<string, Tensor>,
+  source = "checkpoint",
+): { stateDict: Map<string, Tensor>; skipped: string[] } {
+  const plan = planVaeKeys(tensors.keys(), source);
+  const stateDict = new Map<string, Tensor>();
+  for (const [name, target] of plan.rename) stateDict.set(target, convertVaeTensor(target, tensors.get(name)!, source));
+  return { stateDict, skipped: plan.skipped };
+}
