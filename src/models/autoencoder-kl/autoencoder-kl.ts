@@ -32,6 +32,19 @@ export interface TilingOptions {
   mode?: "blend";
 }
 
+export interface FromSingleFileOptions extends BackendOptions {
+  /** Config fields; without them the config is inferred from the tensor shapes. */
+  config?: object;
+  /** Download/read progress in bytes. */
+  onProgress?: (loaded: number, total?: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface SavePretrainedOptions {
+  /** "fp16" / "bf16" write diffusion_pytorch_model.<variant>.safetensors in that dtype; default fp32. */
+  variant?: "fp16" | "bf16";
+}
+
 export interface ForwardOptions extends RunOptions {
   /** Decode a sample of the posterior instead of its mode (default false, as in diffusers). */
   samplePosterior?: boolean;
@@ -113,6 +126,45 @@ export class AutoencoderKL {
       throw e;
     }
     return vae;
+  }
+
+  /**
+   * Loads an original Stable Diffusion checkpoint (whole model or VAE only; safetensors, or .ckpt/.bin
+   * pickles read without executing anything) from a path, URL, bytes or Blob. Without `config`, the
+   * config is inferred from the tensor shapes.
+   */
+  static async fromSingleFile(source: string | URL | Uint8Array | ArrayBuffer | Blob, options: FromSingleFileOptions = {}): Promise<AutoencoderKL> {
+    const { readSingleFile } = await import("../../io/single-file.js");
+    const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
+    const { config, stateDict } = await readSingleFile(source, { config: options.config, onProgress: options.onProgress, signal: options.signal });
+    const vae = await AutoencoderKL.fromConfig(resolveConfig(config, `${name} (config)`), options);
+    try {
+      await vae.loadStateDict(stateDict, name);
+    } catch (e) {
+      vae.dispose();
+      throw e;
+    }
+    return vae;
+  }
+
+  /**
+   * Writes a diffusers folder (Node): config.json and diffusion_pytorch_model[.variant].safetensors,
+   * which diffusers' from_pretrained loads.
+   */
+  async savePretrained(dir: string, options: SavePretrainedOptions = {}): Promise<void> {
+    this.assertLive();
+    const variant = options.variant;
+    if (variant !== undefined && variant !== "fp16" && variant !== "bf16") {
+      throw new AutoencoderKLError("savePretrained: variant", `must be "fp16" or "bf16", got ${JSON.stringify(variant)}`);
+    }
+    const { writeSafetensors } = await import("../../io/safetensors.js");
+    const spec = "node:fs/promises";
+    const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
+    const bytes = writeSafetensors(await this.stateDict(), { format: "pt" }, { dtype: variant === "fp16" ? "F16" : variant === "bf16" ? "BF16" : "F32" });
+    await fs.mkdir(dir, { recursive: true });
+    const config = { _class_name: "AutoencoderKL", _diffusers_version: this.config._diffusers_version ?? "0.32.2", ...this.config };
+    await fs.writeFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+    await fs.writeFile(`${dir}/diffusion_pytorch_model${variant ? "." + variant : ""}.safetensors`, bytes);
   }
 
   /** Which backend runs this model. */
