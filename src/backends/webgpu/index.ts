@@ -1,0 +1,2 @@
+export { createWebGPUBackend, WebGPUKernels, type WebGPUBackendOptions, type WebGPULimits } from "./backend.js";
+export { getWebGPU } from "./gpu.js";
