@@ -58,6 +58,15 @@ export const ORIGINAL_KEY_RULES: ReadonlyArray<{ pattern: RegExp; to: (m: RegExp
   },
 ];
 
+/** Apply the table to one key (already without prefix); unmatched keys come back unchanged. */
+export function convertOriginalKey(key: string, upLevels = 0): string {
+  for (const rule of ORIGINAL_KEY_RULES) {
+    const m = rule.pattern.exec(key);
+    if (m) return rule.to(m, { upLevels });
+  }
+  return key;
+}
+
 /** Which names of a file belong to the VAE, and what each becomes. */
 export interface VaeKeyPlan {
   /** The prefix stripped from every VAE key ("" for VAE-only files). */
@@ -90,14 +99,7 @@ export function planVaeKeys(names: Iterable<string>, source = "checkpoint"): Vae
   const ctx: RuleContext = { upLevels };
   const owner = new Map<string, string>();
   for (const [name, inner] of kept) {
-    let target = inner;
-    for (const rule of ORIGINAL_KEY_RULES) {
-      const m = rule.pattern.exec(inner);
-      if (m) {
-        target = rule.to(m, ctx);
-        break;
-      }
-    }
+    const target = convertOriginalKey(inner, ctx.upLevels);
     const previous = owner.get(target);
     if (previous !== undefined) {
       throw new AutoencoderKLError(source, `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`);
