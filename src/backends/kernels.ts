@@ -127,6 +127,17 @@ export interface TransposeArgs {
   cols: number;
 }
 
+export interface ChannelAffineArgs {
+  x: DeviceBuffer; // [batch, channels, spatial]
+  scale: DeviceBuffer; // [batch, channels]
+  shift: DeviceBuffer; // [batch, channels]
+  out: DeviceBuffer; // activation(x * scale + shift); may alias x
+  batch: number;
+  channels: number;
+  spatial: number;
+  activation: Activation;
+}
+
 export interface CopyArgs {
   x: DeviceBuffer;
   out: DeviceBuffer; // must not alias x
@@ -161,6 +172,8 @@ export interface Kernels {
   activation(args: ActivationArgs): MaybePromise;
   upsampleNearest2x(args: Upsample2xArgs): MaybePromise;
   transpose(args: TransposeArgs): MaybePromise;
+  /** Per-(batch, channel) scale and shift, then an activation: GroupNorm with statistics known in advance. */
+  channelAffine(args: ChannelAffineArgs): MaybePromise;
   /** Strided 2-D copy between buffers (crops, concatenations, splitting fused q/k/v). */
   copy(args: CopyArgs): MaybePromise;
 

@@ -1,6 +1,6 @@
 import { AutoencoderKLError } from "../../errors.js";
 import type {
-  ActivationArgs, AddArgs, AttentionArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
+  ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
   MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
 } from "../kernels.js";
 import { activate } from "./activations.js";
@@ -180,6 +180,16 @@ export class ReferenceKernels implements Kernels {
     for (let bt = 0; bt < p.batch; bt++) {
       const o = bt * p.rows * p.cols;
       for (let r = 0; r < p.rows; r++) for (let c = 0; c < p.cols; c++) out[o + c * p.rows + r] = x[o + r * p.cols + c];
+    }
+  }
+
+  channelAffine(p: ChannelAffineArgs): void {
+    const x = d(p.x), out = d(p.out), scale = d(p.scale), shift = d(p.shift);
+    for (let bc = 0; bc < p.batch * p.channels; bc++) {
+      for (let s = 0; s < p.spatial; s++) {
+        const i = bc * p.spatial + s;
+        out[i] = activate(x[i] * scale[bc] + shift[bc], p.activation);
+      }
     }
   }
 
