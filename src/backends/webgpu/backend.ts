@@ -1,13 +1,13 @@
 /// <reference types="@webgpu/types" />
 import { AutoencoderKLError } from "../../errors.js";
 import type {
-  ActivationArgs, AddArgs, AttentionArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
+  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
   MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
 } from "../kernels.js";
 import { getWebGPU } from "./gpu.js";
 import { chunks, foldGrid, planChunks, type Constraint } from "./plan.js";
 import {
-  activationKernel, addKernel, attentionKernel, buildShader, castKernel, convKernel, copyKernel, gemmKernel,
+  activationKernel, addKernel, attentionKernel, buildShader, castKernel, channelAffineKernel, convKernel, copyKernel, gemmKernel,
   groupNormApplyKernel, groupNormFinalKernel, groupNormStatsKernel, softmaxKernel, transposeKernel, upsampleKernel,
   type KernelDef,
 } from "./shaders.js";
@@ -126,6 +126,7 @@ export class WebGPUKernels implements Kernels {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
+  private totalDispatches = 0;
   private readonly uniformBuffer: GPUBuffer;
   private readonly uniformStage = new Uint8Array(UNIFORM_RING_BYTES);
   private readonly uniformView = new DataView(this.uniformStage.buffer);
@@ -303,6 +304,21 @@ export class WebGPUKernels implements Kernels {
       const r = { lo: start, hi: start + count };
       this.run(k, [{ buf: x, ...r }, { buf: out, ...r }], { start, count }, cdiv(count, 256));
     });
+  }
+
+  channelAffine(p: ChannelAffineArgs): void {
+    const op = "channelAffine";
+    const planes = nonNegInt(op, "batch", p.batch) * nonNegInt(op, "channels", p.channels);
+    const S = nonNegInt(op, "spatial", p.spatial);
+    const k = channelAffineKernel(this.checkActivation(op, p.activation));
+    const x = this.own(op, "x", p.x), scale = this.own(op, "scale", p.scale), shift = this.own(op, "shift", p.shift);
+    const out = this.own(op, "out", p.out);
+    this.noAlias(op, out, [["scale", scale], ["shift", shift]]);
+    this.elementwise(op, planes * S, [x.eb, out.eb], (start, count) => {
+      const r = { lo: start, hi: start + count };
+      const pr = { lo: Math.floor(start / S), hi: Math.floor((start + count - 1) / S) + 1 };
+      this.run(k, [{ buf: x, ...r }, { buf: scale, ...pr }, { buf: shift, ...pr }, { buf: out, ...r }], { start, count, spatial: S }, cdiv(count, 256));
+    }, [{ what: "scale/shift", size: (s) => cdiv(s[0], S) + 1, limit: this.cap(scale.eb) }]);
   }
 
   copy(p: CopyArgs): void {
@@ -672,27 +688,69 @@ export class WebGPUKernels implements Kernels {
     }
   }
 
-  private pipeline(def: KernelDef, roots: number[], writable: boolean[]): Pipeline {
-    const key = `${def.name}|${roots.join(",")}|${this.f16 ? "h" : "f"}`;
-    let p = this.pipelines.get(key);
-    if (p) return p;
+  private pipelineKey(def: KernelDef, roots: readonly number[]): string {
+    return `${def.name}|${roots.join(",")}|${this.f16 ? "h" : "f"}`;
+  }
+
+  private pipelineParts(def: KernelDef, roots: readonly number[], writable: readonly boolean[]): { layout: GPUBindGroupLayout; desc: GPUComputePipelineDescriptor } {
     const dev = this.device;
     const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform" } }];
     roots.forEach((r, i) => {
       if (r === i) entries.push({ binding: i + 1, visibility: STAGE_COMPUTE, buffer: { type: writable[i] ? "storage" : "read-only-storage" } });
     });
-    dev.pushErrorScope("validation");
     const layout = dev.createBindGroupLayout({ entries });
     const module = dev.createShaderModule({ code: buildShader(def, roots, writable, this.f16), label: def.name });
-    const pipeline = dev.createComputePipeline({
-      layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: "main" },
-      label: def.name,
-    });
+    return { layout, desc: { layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: "main" }, label: def.name } };
+  }
+
+  private pipeline(def: KernelDef, roots: number[], writable: boolean[]): Pipeline {
+    const key = this.pipelineKey(def, roots);
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    const dev = this.device;
+    dev.pushErrorScope("validation");
+    const { layout, desc } = this.pipelineParts(def, roots, writable);
+    p = { pipeline: dev.createComputePipeline(desc), layout };
     this.errorChecks.push(dev.popErrorScope());
-    p = { pipeline, layout };
     this.pipelines.set(key, p);
     return p;
+  }
+
+  /**
+   * Compiles the pipelines a VAE forward pass uses (no-alias variants, plus in-place group norm and add)
+   * with createComputePipelineAsync, so the first encode/decode does not stall on shader compilation.
+   */
+  async warmup(activations: readonly Activation[] = ["silu"]): Promise<void> {
+    const defs: [KernelDef, number[]][] = [];
+    const plain = (d: KernelDef): number[] => d.bindings.map((_, i) => i);
+    for (const d of [convKernel(), gemmKernel(true), gemmKernel(false), attentionKernel(), softmaxKernel(), addKernel(),
+      groupNormStatsKernel(), groupNormFinalKernel(), upsampleKernel(), transposeKernel(), copyKernel()]) defs.push([d, plain(d)]);
+    for (const a of activations) {
+      defs.push([groupNormApplyKernel(a), plain(groupNormApplyKernel(a))], [groupNormApplyKernel(a), [0, 1, 2, 3, 0]]);
+      defs.push([activationKernel(a), plain(activationKernel(a))], [activationKernel(a), [0, 0]]);
+      defs.push([channelAffineKernel(a), plain(channelAffineKernel(a))], [channelAffineKernel(a), [0, 1, 2, 0]]);
+    }
+    // in-place variants: run() roots every alias of a written buffer at its first binding
+    defs.push([addKernel(), [0, 1, 0]], [addKernel(), [0, 1, 1]]);
+    if (this.f16) defs.push([castKernel(), plain(castKernel())]);
+    const dev = this.device;
+    await Promise.all(defs.map(async ([d, roots]) => {
+      const key = this.pipelineKey(d, roots);
+      if (this.pipelines.has(key)) return;
+      const writable = d.bindings.map((b, i) => !!b.write || roots.some((r, j) => r === roots[i] && (d.bindings[j].write ?? false)));
+      const { layout, desc } = this.pipelineParts(d, roots, writable);
+      try {
+        const pipeline = await dev.createComputePipelineAsync(desc);
+        this.pipelines.set(key, { pipeline, layout });
+      } catch (e) {
+        throw new AutoencoderKLError("webgpu warmup", `compiling ${d.name} failed: ${(e as Error).message}`, { cause: e });
+      }
+    }));
+  }
+
+  /** Dispatches recorded since creation (tests use it to see ops split under lowered limits). */
+  get dispatchCount(): number {
+    return this.totalDispatches;
   }
 
   /**
@@ -770,6 +828,7 @@ export class WebGPUKernels implements Kernels {
     this.pass.setBindGroup(0, bindGroup);
     const [gx, gy, gz] = foldGrid(groups, this.limits.maxComputeWorkgroupsPerDimension);
     this.pass.dispatchWorkgroups(gx, gy, gz);
+    this.totalDispatches++;
     if (++this.dispatches >= SUBMIT_EVERY) this.flush();
   }
 

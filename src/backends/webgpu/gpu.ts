@@ -31,3 +31,15 @@ async function find(): Promise<GPU | null> {
     return null;
   }
 }
+
+/**
+ * True for software adapters (SwiftShader, llvmpipe/lavapipe, WARP, or anything the implementation flags
+ * as a fallback adapter): fine for tests, slower than the WASM SIMD kernels for real work.
+ */
+export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  const a = adapter as GPUAdapter & { isFallbackAdapter?: boolean; info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } };
+  if (a.isFallbackAdapter || a.info?.isFallbackAdapter) return true;
+  const i = a.info;
+  const text = i ? `${i.vendor} ${i.architecture} ${i.device} ${i.description}` : "";
+  return /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|warp/i.test(text);
+}

@@ -1,2 +1,2 @@
 export { createWebGPUBackend, WebGPUKernels, type WebGPUBackendOptions, type WebGPULimits } from "./backend.js";
-export { getWebGPU } from "./gpu.js";
+export { getWebGPU, isSoftwareAdapter } from "./gpu.js";

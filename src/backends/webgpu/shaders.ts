@@ -323,6 +323,17 @@ export const groupNormApplyKernel = (a: Activation): KernelDef =>
 `,
   }));
 
+/** Per-(batch, channel) scale and shift, then the activation: group norm with precomputed statistics. */
+export const channelAffineKernel = (a: Activation): KernelDef =>
+  def(`affine_${a}`, () => ({
+    bindings: [{ name: "x" }, { name: "scale" }, { name: "shift" }, { name: "out", write: true }],
+    params: [["start", "u32"], ["count", "u32"], ["spatial", "u32"]],
+    body: activationFn(a) + ELEMENTWISE_HEAD + `  let plane = e / P.spatial;
+  st_out(e, act(ld_x(e) * ld_scale(plane) + ld_shift(plane)));
+}
+`,
+  }));
+
 /**
  * Tiled GEMM shared by matmul and linear: a workgroup computes a 64x64 block of out[b] = alpha * a[b] @ B
  * (+ bias[n]) with 16x16 threads, each a 4x4 micro-tile (rows ty + 16i, cols tx + 16j) so that shared
