@@ -177,7 +177,8 @@ async function readStream(
     return out;
   } catch (error) {
     reader.cancel(error).catch(() => {}); // stop the download; the error that matters is ours
-    throw error;
+    if (error instanceof AutoencoderKLError || options.signal?.aborted) throw error;
+    throw new AutoencoderKLError(name, `read failed after ${loaded} bytes: ${(error as Error)?.message ?? String(error)}`, { cause: error });
   } finally {
     reader.releaseLock();
   }
