@@ -61,6 +61,9 @@ async function compare(gpu: Kernels, inputs: Record<string, Float32Array>, op: O
   expectClose(got, want, atol, rtol, result);
 }
 
+/** Random cases per config; raise WEBGPU_FUZZ for a longer shake-out. */
+const FUZZ = Number(process.env.WEBGPU_FUZZ ?? 6);
+
 const LOWERED: Partial<WebGPULimits> = { maxStorageBufferBindingSize: 2048, maxComputeWorkgroupsPerDimension: 2 };
 
 describe.skipIf(!env.adapter)("webgpu kernels vs reference", () => {
@@ -196,6 +199,37 @@ describe.skipIf(!env.adapter)("webgpu kernels vs reference", () => {
           k.copy({ x: b.x, out: b.out, rows: 7, cols: 13, xOffset: 5, xRowStride: 20, outOffset: 3, outRowStride: 15 }), "out", 0, 0);
         await compare(gpu, { x: randn(3000), out: randn(3000) }, (k, b) =>
           k.copy({ x: b.x, out: b.out, rows: 2, cols: 1000, xOffset: 1000, xRowStride: 1000, outOffset: 1, outRowStride: 1500 }), "out", 0, 0);
+      });
+
+      it("random shapes: conv2d, matmul, attention, groupNorm, transpose, copy", async () => {
+        const r = rng(cfg.limits ? 7 : 3);
+        const ri = (lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
+        for (let t = 0; t < FUZZ; t++) {
+          const KH = ri(1, 3), KW = ri(1, 3), S = ri(1, 2), [pt, pb, pl, pr] = [ri(0, 2), ri(0, 2), ri(0, 2), ri(0, 2)];
+          const N = ri(1, 2), C = ri(1, 9), O = ri(1, 9), H = ri(Math.max(1, KH - pt - pb), 13), W = ri(Math.max(1, KW - pl - pr), 13);
+          const OH = Math.floor((H + pt + pb - KH) / S) + 1, OW = Math.floor((W + pl + pr - KW) / S) + 1;
+          await compare(gpu, { x: randn(N * C * H * W), w: randn(O * C * KH * KW), b: randn(O), out: new Float32Array(N * O * OH * OW) }, (k, b) => k.conv2d({
+            x: b.x, weight: b.w, bias: b.b, out: b.out, batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW,
+            stride: S, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr, outHeight: OH, outWidth: OW,
+          }), "out");
+          const [bt, m, n, kk] = [ri(1, 3), ri(1, 40), ri(1, 40), ri(1, 40)];
+          const transposeB = r() < 0.5;
+          await compare(gpu, { a: randn(bt * m * kk), b: randn(bt * kk * n), out: new Float32Array(bt * m * n) }, (k, b) =>
+            k.matmul({ a: b.a, b: b.b, out: b.out, batch: bt, m, n, k: kk, transposeB, alpha: 0.7 }), "out");
+          const [B, NQ, NK, D] = [ri(1, 2), ri(1, 40), ri(1, 90), ri(1, 24)];
+          await compare(gpu, { q: randn(B * NQ * D), k: randn(B * NK * D), v: randn(B * NK * D), out: new Float32Array(B * NQ * D) }, (k, b) =>
+            k.attention({ q: b.q, k: b.k, v: b.v, out: b.out, batch: B, queries: NQ, keys: NK, dim: D, scale: 1 / Math.sqrt(D) }), "out");
+          const G = ri(1, 4), GC = G * ri(1, 3), SP = ri(1, 60);
+          await compare(gpu, { x: randn(N * GC * SP, 1, 0.5), g: randn(GC), b: randn(GC), out: new Float32Array(N * GC * SP) }, (k, b) =>
+            k.groupNorm({ x: b.x, gamma: b.g, beta: b.b, out: b.out, batch: N, channels: GC, spatial: SP, groups: G, eps: 1e-6, activation: ACTIVATIONS[t % 5] }), "out");
+          const [tb, tr, tc] = [ri(1, 3), ri(1, 40), ri(1, 40)];
+          await compare(gpu, { x: randn(tb * tr * tc), out: new Float32Array(tb * tr * tc) }, (k, b) =>
+            k.transpose({ x: b.x, out: b.out, batch: tb, rows: tr, cols: tc }), "out", 0, 0);
+          const [rows, cols] = [ri(1, 20), ri(1, 30)];
+          const xs = cols + ri(0, 5), os = cols + ri(0, 5), xo = ri(0, 9), oo = ri(0, 9);
+          await compare(gpu, { x: randn(xo + rows * xs), out: randn(oo + rows * os) }, (k, b) =>
+            k.copy({ x: b.x, out: b.out, rows, cols, xOffset: xo, xRowStride: xs, outOffset: oo, outRowStride: os }), "out", 0, 0);
+        }
       });
 
       it(cfg.limits ? "big ops are split into many dispatches" : "small ops take one dispatch each", async () => {

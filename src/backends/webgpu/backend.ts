@@ -90,6 +90,14 @@ function halfToFloat(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+async function firstError(checks: Promise<GPUError | null>[]): Promise<GPUError | null> {
+  for (const r of await Promise.allSettled(checks)) {
+    if (r.status === "fulfilled" && r.value) return r.value;
+    if (r.status === "rejected") return { message: String((r.reason as Error)?.message ?? r.reason) } as GPUError;
+  }
+  return null;
+}
+
 function nonNegInt(op: string, field: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
     throw new AutoencoderKLError(`webgpu ${op}`, `${field} must be a non-negative integer, got ${String(v)}`);
@@ -260,6 +268,8 @@ export class WebGPUKernels implements Kernels {
     if (this.uniformUsed > 0) dev.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStage, 0, this.uniformUsed);
     dev.queue.submit([cb]);
     this.errorChecks.push(dev.popErrorScope(), dev.popErrorScope());
+    // Long runs without a read: fold the pending checks into one so the list stays short.
+    if (this.errorChecks.length > 256) this.errorChecks = [firstError(this.errorChecks)];
     this.uniformUsed = 0;
     this.dispatches = 0;
     for (const g of this.deferredDestroy) this.destroy(g);
@@ -835,7 +845,8 @@ export class WebGPUKernels implements Kernels {
   private async checkErrors(): Promise<void> {
     const checks = this.errorChecks;
     this.errorChecks = [];
-    for (const e of await Promise.all(checks)) if (e) this.firstError ??= e.message;
+    const e = await firstError(checks);
+    if (e) this.firstError ??= e.message;
     if (this.firstError) {
       const msg = this.firstError;
       this.firstError = null;
