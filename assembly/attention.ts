@@ -1,0 +1,141 @@
+// Softmax and blocked attention with an online softmax (the N×N score matrix never exists: only one
+// BQ × BK block of it, in the caller's scratch).
+import { hmax, hsum, loadPartial, sliceBegin, splat, storePartial, vexp } from "./common";
+import { axpyRows, dotTile } from "./gemm";
+
+/** Row-wise softmax of x[rows][cols] in f32 with max subtraction; out may alias x. Threads split rows. */
+export function softmax(x: usize, out: usize, rows: i32, cols: i32, tid: i32, nt: i32): void {
+  const r0 = sliceBegin(rows, tid, nt), r1 = sliceBegin(rows, tid + 1, nt);
+  for (let r = r0; r < r1; r++) {
+    const off = <usize>r * <usize>cols << 2;
+    softmaxRow(x + off, out + off, cols, 1.0);
+  }
+}
+
+/**
+ * out = exp(x - max) / Σ exp(x - max) over n floats, scaled by `post`. Returns nothing; used by softmax.
+ */
+function softmaxRow(x: usize, out: usize, n: i32, post: f32): void {
+  let mv = splat(-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize>i << 2)));
+  let mx = hmax(mv);
+  for (; i < n; i++) mx = max(mx, load<f32>(x + (<usize>i << 2)));
+  const m = splat(mx);
+  let s0 = splat(0), s1 = splat(0);
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const o = <usize>i << 2;
+    const e0 = vexp(f32x4.sub(v128.load(x + o), m)), e1 = vexp(f32x4.sub(v128.load(x + o, 16), m));
+    v128.store(out + o, e0);
+    v128.store(out + o, e1, 16);
+    s0 = f32x4.add(s0, e0);
+    s1 = f32x4.add(s1, e1);
+  }
+  let sum = hsum(f32x4.add(s0, s1));
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const e = f32x4.extract_lane(vexp(splat(load<f32>(x + o) - mx)), 0);
+    store<f32>(out + o, e);
+    sum += e;
+  }
+  scaleRow(out, n, post / sum);
+}
+
+function scaleRow(p: usize, n: i32, s: f32): void {
+  const sv = splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(p + o, f32x4.mul(v128.load(p + o), sv));
+  }
+  for (; i < n; i++) store<f32>(p + (<usize>i << 2), load<f32>(p + (<usize>i << 2)) * s);
+}
+
+/** Query rows and keys per block. BQ is a multiple of 3 (dot tiles) and 4 (axpy tiles). */
+const BQ = 24;
+const BK = 128;
+
+/** Scratch bytes one thread needs for attention with head dimension `dim`. */
+export function attentionScratchBytes(dim: i32): i32 {
+  const d4 = (dim + 3) & ~3;
+  return (BQ * BK + BQ * d4 + 2 * BQ) << 2;
+}
+
+/**
+ * out[b][i] = Σ_j softmax_j(scale · q[b][i]·k[b][j]) v[b][j]. Threads split (batch, query block) pairs;
+ * thread tid uses scratch + tid · attentionScratchBytes(dim).
+ */
+export function attention(
+  q: usize, k: usize, v: usize, out: usize, batch: i32, NQ: i32, NK: i32, D: i32, scale: f32,
+  scratch: usize, tid: i32, nt: i32,
+): void {
+  const d4 = (D + 3) & ~3;
+  const base = scratch + <usize>tid * <usize>attentionScratchBytes(D);
+  const S = base; // [BQ][BK] scores, then probabilities
+  const O = S + (<usize>(BQ * BK) << 2); // [BQ][d4] unnormalised output
+  const M = O + (<usize>(BQ * d4) << 2); // [BQ] running max
+  const L = M + (<usize>BQ << 2); // [BQ] running sum
+  const ld = <usize>D << 2, ldS = <usize>BK << 2, ldO = <usize>d4 << 2;
+  const qb = (NQ + BQ - 1) / BQ;
+  const total = batch * qb;
+  const t0 = sliceBegin(total, tid, nt), t1 = sliceBegin(total, tid + 1, nt);
+  for (let t = t0; t < t1; t++) {
+    const b = t / qb, i0 = (t - b * qb) * BQ;
+    const nq = min(BQ, NQ - i0);
+    const pq = q + (<usize>b * <usize>NQ + <usize>i0) * ld;
+    const pk = k + <usize>b * <usize>NK * ld, pv = v + <usize>b * <usize>NK * ld;
+    memory.fill(O, 0, <usize>(BQ * d4) << 2);
+    for (let i = 0; i < nq; i++) {
+      store<f32>(M + (<usize>i << 2), -Infinity);
+      store<f32>(L + (<usize>i << 2), 0);
+    }
+    for (let j0 = 0; j0 < NK; j0 += BK) {
+      const nk = min(BK, NK - j0);
+      // S = scale · Q Kᵀ for this block
+      for (let i = 0; i < nq; i += 3) {
+        for (let j = 0; j < nk; j += 4) {
+          dotTile(pq + <usize>i * ld, ld, pk + <usize>(j0 + j) * ld, ld, D,
+            S + <usize>i * ldS + (<usize>j << 2), ldS, min(3, nq - i), min(4, nk - j), scale, 0);
+        }
+      }
+      // online softmax: rescale what was accumulated under the old max
+      for (let i = 0; i < nq; i++) {
+        const row = S + <usize>i * ldS;
+        let mv = splat(-Infinity);
+        let j = 0;
+        for (; j + 4 <= nk; j += 4) mv = f32x4.pmax(mv, v128.load(row + (<usize>j << 2)));
+        let mx = hmax(mv);
+        for (; j < nk; j++) mx = max(mx, load<f32>(row + (<usize>j << 2)));
+        const mOld = load<f32>(M + (<usize>i << 2));
+        const mNew = max(mOld, mx);
+        const m = splat(mNew);
+        let s = splat(0);
+        j = 0;
+        for (; j < nk; j += 4) {
+          const o = <usize>j << 2;
+          const e = vexp(f32x4.sub(loadPartial(row + o, nk - j), m));
+          // lanes past nk are zero before exp and must not count
+          const kept = j + 4 <= nk ? e : v128.and(e, i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(nk - j)));
+          storePartial(row + o, kept, nk - j);
+          s = f32x4.add(s, kept);
+        }
+        const corr = mOld == -Infinity ? <f32>0 : f32x4.extract_lane(vexp(splat(mOld - mNew)), 0);
+        store<f32>(L + (<usize>i << 2), load<f32>(L + (<usize>i << 2)) * corr + hsum(s));
+        store<f32>(M + (<usize>i << 2), mNew);
+        if (corr != 1) scaleRow(O + <usize>i * ldO, D, corr);
+      }
+      // O += P V
+      for (let i = 0; i < nq; i += 4) {
+        axpyRows(S + <usize>i * ldS, ldS, pv + <usize>j0 * ld, ld, nk, D, O + <usize>i * ldO, ldO, min(4, nq - i), 1.0, true);
+      }
+    }
+    for (let i = 0; i < nq; i++) {
+      const src = O + <usize>i * ldO, dst = out + (<usize>b * <usize>NQ + <usize>(i0 + i)) * ld;
+      const s = splat(1.0 / load<f32>(L + (<usize>i << 2)));
+      let c = 0;
+      for (; c + 4 <= D; c += 4) v128.store(dst + (<usize>c << 2), f32x4.mul(v128.load(src + (<usize>c << 2)), s));
+      for (; c < D; c++) store<f32>(dst + (<usize>c << 2), load<f32>(src + (<usize>c << 2)) * f32x4.extract_lane(s, 0));
+    }
+  }
+}

@@ -1,0 +1,563 @@
+import { AutoencoderKLError } from "../../errors.js";
+import type {
+  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs,
+  Kernels, LinearArgs,
+  MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
+} from "../kernels.js";
+import { FreeListAllocator } from "./allocator.js";
+import { importsSharedMemory, wasmRelaxedSimdSupported, wasmSimdSupported, withSharedMemoryImport } from "./binary.js";
+import { ThreadPool } from "./pool.js";
+
+export { wasmRelaxedSimdSupported, wasmSimdSupported } from "./binary.js";
+
+export interface WasmBackendOptions {
+  /** Use the relaxed-SIMD build (fused multiply-add). "auto" (default): when the engine validates it. */
+  relaxed?: boolean | "auto";
+  /** Threads including the calling one (default 1). Falls back to 1 where SharedArrayBuffer is unavailable. */
+  threads?: number;
+  /** Initial size of the WebAssembly memory (default 16 MiB); it grows on demand up to 4 GiB. */
+  initialMemoryMiB?: number;
+  /** The kernels' .wasm bytes, instead of loading build/kernels-{simd,relaxed}.wasm. */
+  wasmBytes?: ArrayBuffer | Uint8Array;
+  /** Where to load the .wasm from, instead of the build/ folder next to this package. */
+  wasmUrl?: string | URL;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536; // wasm32: 4 GiB
+/** Bytes kept unallocated at the top of memory: kernels may read up to 64 bytes past an input's end. */
+const GUARD = 256;
+
+/** The kernels' exports (see assembly/index.ts); every pointer is a byte offset. */
+interface KernelExports {
+  heapBase(): number;
+  add(a: number, b: number, out: number, length: number, tid: number, nt: number): void;
+  activation(x: number, out: number, length: number, act: number, tid: number, nt: number): void;
+  upsampleNearest2x(x: number, out: number, planes: number, h: number, w: number, tid: number, nt: number): void;
+  transpose(x: number, out: number, batch: number, rows: number, cols: number, tid: number, nt: number): void;
+  groupNorm(...args: number[]): void;
+  linear(...args: number[]): void;
+  matmul(...args: number[]): void;
+  softmax(x: number, out: number, rows: number, cols: number, tid: number, nt: number): void;
+  attention(...args: number[]): void;
+  attentionScratchBytes(dim: number): number;
+  conv2d(...args: number[]): void;
+  conv2dScratchBytes(...args: number[]): number;
+  channelAffine(...args: number[]): void;
+  copy2d(...args: number[]): void;
+}
+type KernelName = Exclude<keyof KernelExports, "heapBase" | "attentionScratchBytes" | "conv2dScratchBytes">;
+
+const ACTIVATION_CODE: Record<Activation, number> = { none: 0, silu: 1, mish: 2, gelu: 3, relu: 4 };
+
+/** A block of the backend's linear memory holding `length` f32 values. */
+class WasmBuffer implements DeviceBuffer {
+  alive = true;
+  constructor(
+    readonly owner: WasmKernels,
+    readonly ptr: number,
+    readonly length: number,
+    readonly bytes: number,
+  ) {}
+}
+
+/** Ops below this many multiply-adds (or elements) run on the calling thread only. */
+const PARALLEL_MIN_WORK = 1 << 15;
+
+/**
+ * The WASM SIMD backend. JS owns the WebAssembly memory: a first-fit free list hands out 16-byte aligned
+ * blocks and grows the memory on demand. With threads, workers run the same kernels on the same (shared)
+ * memory, each on its slice of the output; ops are then asynchronous and run one at a time in call order.
+ */
+export class WasmKernels implements Kernels {
+  readonly name = "wasm" as const;
+  readonly description: string;
+  /** "relaxed-simd" or "simd". */
+  readonly instructionSet: "simd" | "relaxed-simd";
+  readonly threads: number;
+
+  private readonly ex: KernelExports;
+  private readonly allocator: FreeListAllocator;
+  private readonly maxPages: number;
+  private scratch: WasmBuffer | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private disposed = false;
+  private readonly live = new Set<WasmBuffer>();
+
+  /** @internal use createWasmBackend */
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    instance: WebAssembly.Instance,
+    private readonly pool: ThreadPool | null,
+    maxPages: number,
+  ) {
+    this.ex = instance.exports as unknown as KernelExports;
+    // the module says which build it is (wasmBytes may hold either)
+    const flag = instance.exports.RELAXED;
+    this.instructionSet = flag instanceof WebAssembly.Global && flag.value ? "relaxed-simd" : "simd";
+    this.threads = pool ? pool.size : 1;
+    this.maxPages = maxPages;
+    this.description = `wasm (${this.instructionSet}, ${this.threads} thread${this.threads === 1 ? "" : "s"})`;
+    this.allocator = new FreeListAllocator(this.ex.heapBase(), memory.buffer.byteLength - GUARD);
+  }
+
+  // ---- memory ---------------------------------------------------------------------------------------
+
+  alloc(length: number): DeviceBuffer {
+    this.checkAlive();
+    if (!Number.isInteger(length) || length < 0) {
+      throw new AutoencoderKLError("wasm backend: alloc", `length must be a non-negative integer, got ${length}`);
+    }
+    const bytes = length * 4;
+    let ptr = this.allocator.alloc(bytes);
+    if (ptr < 0) {
+      this.grow(bytes);
+      ptr = this.allocator.alloc(bytes);
+      if (ptr < 0) throw this.outOfMemory(bytes);
+    }
+    const b = new WasmBuffer(this, ptr, length, bytes);
+    this.live.add(b);
+    return b;
+  }
+
+  free(buffer: DeviceBuffer): void {
+    const b = this.own(buffer, "buffer");
+    b.alive = false;
+    this.live.delete(b);
+    this.allocator.free(b.ptr, b.bytes);
+  }
+
+  write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
+    const b = this.own(buffer, "buffer");
+    if (!Number.isInteger(offset) || offset < 0 || offset + data.length > b.length) {
+      throw new AutoencoderKLError(
+        "wasm backend: write",
+        `${data.length} values at offset ${offset} do not fit a buffer of ${b.length}`,
+      );
+    }
+    new Float32Array(this.memory.buffer, b.ptr + offset * 4, data.length).set(data);
+  }
+
+  async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
+    const b = this.own(buffer, "buffer");
+    const n = length ?? b.length;
+    if (!Number.isInteger(n) || n < 0 || n > b.length) {
+      throw new AutoencoderKLError("wasm backend: read", `cannot read ${n} values from a buffer of ${b.length}`);
+    }
+    await this.queue; // threaded ops still in flight write into this memory
+    // slice() copies into a fresh (unshared) ArrayBuffer
+    return new Float32Array(this.memory.buffer, b.ptr, n).slice();
+  }
+
+  /** Bytes of linear memory, and how much of it is free (tests and diagnostics). */
+  memoryStats(): { bytes: number; free: number; largestFree: number; buffers: number } {
+    const s = this.allocator.stats();
+    return { bytes: this.memory.buffer.byteLength, free: s.free, largestFree: s.largest, buffers: this.live.size };
+  }
+
+  private grow(bytes: number): void {
+    const have = this.memory.buffer.byteLength / PAGE;
+    const short = this.allocator.shortfall(bytes);
+    const need = Math.ceil((short + GUARD) / PAGE);
+    if (have + need > this.maxPages) throw this.outOfMemory(bytes);
+    // grow geometrically (fewer, larger steps), but settle for exactly what is needed if that fails
+    const generous = Math.min(this.maxPages - have, Math.max(need, Math.min(have >> 1, 4096)));
+    for (const pages of generous > need ? [generous, need] : [need]) {
+      try {
+        this.memory.grow(pages);
+        this.allocator.extend(this.memory.buffer.byteLength - GUARD);
+        return;
+      } catch {
+        // try the smaller step, then give up
+      }
+    }
+    throw this.outOfMemory(bytes);
+  }
+
+  private outOfMemory(bytes: number): AutoencoderKLError {
+    const s = this.allocator.stats();
+    return new AutoencoderKLError(
+      "wasm backend: alloc",
+      `cannot allocate ${bytes} bytes: WebAssembly memory is ${this.memory.buffer.byteLength} bytes ` +
+        `(largest free block ${s.largest}) and cannot grow past ${this.maxPages * PAGE} bytes`,
+    );
+  }
+
+  private own(buffer: DeviceBuffer, what: string): WasmBuffer {
+    this.checkAlive();
+    if (!(buffer instanceof WasmBuffer) || buffer.owner !== this) {
+      throw new AutoencoderKLError("wasm backend", `${what} was not allocated by this backend`);
+    }
+    if (!buffer.alive) throw new AutoencoderKLError("wasm backend", `${what} was already freed`);
+    return buffer;
+  }
+
+  /** The buffer's pointer after checking it holds at least `need` values. */
+  private ptr(op: string, what: string, buffer: DeviceBuffer, need: number): number {
+    const b = this.own(buffer, `${op}: ${what}`);
+    if (b.length < need) {
+      throw new AutoencoderKLError(`wasm backend: ${op}`, `${what} holds ${b.length} values, needs ${need}`);
+    }
+    return b.ptr;
+  }
+
+  private scratchPtr(bytes: number): number {
+    if (!this.scratch || this.scratch.bytes < bytes) {
+      if (this.scratch) this.free(this.scratch);
+      this.scratch = null;
+      this.scratch = this.alloc(Math.ceil(bytes / 4)) as WasmBuffer;
+    }
+    return this.scratch.ptr;
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new AutoencoderKLError("wasm backend", "used after dispose()");
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------------
+
+  /**
+   * Runs kernel `name` with `args` (thread index and count appended). Single-threaded: now, synchronously.
+   * Threaded: queued behind earlier ops; small ops still run on this thread alone.
+   * `scratch(nt)` gives the scratch bytes the kernel needs for nt threads; its pointer is appended to args.
+   */
+  private run(name: KernelName, args: number[], work: number, scratch?: (nt: number) => number): void | Promise<void> {
+    const pool = this.pool;
+    if (!pool) {
+      if (scratch) args.push(this.scratchPtr(scratch(1)));
+      (this.ex[name] as (...a: number[]) => void)(...args, 0, 1);
+      return;
+    }
+    const go = (): void | Promise<void> => {
+      const nt = work >= PARALLEL_MIN_WORK ? pool.size : 1;
+      if (scratch) args.push(this.scratchPtr(scratch(nt)));
+      const fn = this.ex[name] as (...a: number[]) => void;
+      if (nt === 1) {
+        fn(...args, 0, 1);
+        return;
+      }
+      return pool.run(name, args, (tid, n) => fn(...args, tid, n));
+    };
+    const p = this.queue.then(go);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---- ops ------------------------------------------------------------------------------------------
+
+  conv2d(p: Conv2dArgs): void | Promise<void> {
+    const op = "conv2d";
+    const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
+    positive(op, { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s });
+    nonNegative(op, { padTop: p.padTop, padBottom: p.padBottom, padLeft: p.padLeft, padRight: p.padRight });
+    const OH = Math.floor((H + p.padTop + p.padBottom - KH) / s) + 1;
+    const OW = Math.floor((W + p.padLeft + p.padRight - KW) / s) + 1;
+    if (p.outHeight !== OH || p.outWidth !== OW || OH < 1 || OW < 1) {
+      throw new AutoencoderKLError(
+        "wasm backend: conv2d",
+        `output ${p.outHeight}x${p.outWidth} does not match input ${H}x${W}, kernel ${KH}x${KW}, stride ${s} ` +
+          `and padding (${p.padTop}, ${p.padBottom}, ${p.padLeft}, ${p.padRight}): expected ${OH}x${OW}`,
+      );
+    }
+    noAlias(op, p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
+    const outN = batch * O * OH * OW;
+    const args = [
+      this.ptr(op, "x", p.x, batch * C * H * W),
+      this.ptr(op, "weight", p.weight, O * C * KH * KW),
+      p.bias ? this.ptr(op, "bias", p.bias, O) : 0,
+      p.residual ? this.ptr(op, "residual", p.residual, outN) : 0,
+      this.ptr(op, "out", p.out, outN),
+      batch, C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW,
+    ];
+    const ex = this.ex;
+    return this.run("conv2d", args, outN * C * KH * KW, (nt) => nt * ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt));
+  }
+
+  groupNorm(p: GroupNormArgs): void | Promise<void> {
+    const op = "groupNorm";
+    positive(op, { batch: p.batch, channels: p.channels, spatial: p.spatial, groups: p.groups });
+    if (p.channels % p.groups !== 0) {
+      throw new AutoencoderKLError("wasm backend: groupNorm", `groups (${p.groups}) must divide channels (${p.channels})`);
+    }
+    const n = p.batch * p.channels * p.spatial;
+    noAlias(op, p.out, { gamma: p.gamma, beta: p.beta });
+    const args = [
+      this.ptr(op, "x", p.x, n),
+      this.ptr(op, "gamma", p.gamma, p.channels),
+      this.ptr(op, "beta", p.beta, p.channels),
+      this.ptr(op, "out", p.out, n),
+      p.batch, p.channels, p.spatial, p.groups, p.eps, activationCode(op, p.activation),
+    ];
+    return this.run("groupNorm", args, n);
+  }
+
+  linear(p: LinearArgs): void | Promise<void> {
+    const op = "linear";
+    positive(op, { rows: p.rows, inFeatures: p.inFeatures, outFeatures: p.outFeatures });
+    noAlias(op, p.out, { x: p.x, weight: p.weight, bias: p.bias });
+    const args = [
+      this.ptr(op, "x", p.x, p.rows * p.inFeatures),
+      this.ptr(op, "weight", p.weight, p.outFeatures * p.inFeatures),
+      p.bias ? this.ptr(op, "bias", p.bias, p.outFeatures) : 0,
+      this.ptr(op, "out", p.out, p.rows * p.outFeatures),
+      p.rows, p.inFeatures, p.outFeatures,
+    ];
+    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures);
+  }
+
+  matmul(p: MatmulArgs): void | Promise<void> {
+    const op = "matmul";
+    positive(op, { batch: p.batch, m: p.m, n: p.n, k: p.k });
+    noAlias(op, p.out, { a: p.a, b: p.b });
+    const args = [
+      this.ptr(op, "a", p.a, p.batch * p.m * p.k),
+      this.ptr(op, "b", p.b, p.batch * p.k * p.n),
+      this.ptr(op, "out", p.out, p.batch * p.m * p.n),
+      p.batch, p.m, p.n, p.k, p.transposeB ? 1 : 0, p.alpha,
+    ];
+    return this.run("matmul", args, p.batch * p.m * p.n * p.k);
+  }
+
+  softmax(p: SoftmaxArgs): void | Promise<void> {
+    const op = "softmax";
+    positive(op, { rows: p.rows, cols: p.cols });
+    const n = p.rows * p.cols;
+    return this.run("softmax", [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.rows, p.cols], n * 8);
+  }
+
+  attention(p: AttentionArgs): void | Promise<void> {
+    const op = "attention";
+    positive(op, { batch: p.batch, queries: p.queries, keys: p.keys, dim: p.dim });
+    noAlias(op, p.out, { q: p.q, k: p.k, v: p.v });
+    const args = [
+      this.ptr(op, "q", p.q, p.batch * p.queries * p.dim),
+      this.ptr(op, "k", p.k, p.batch * p.keys * p.dim),
+      this.ptr(op, "v", p.v, p.batch * p.keys * p.dim),
+      this.ptr(op, "out", p.out, p.batch * p.queries * p.dim),
+      p.batch, p.queries, p.keys, p.dim, p.scale,
+    ];
+    const per = this.ex.attentionScratchBytes(p.dim);
+    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim, (nt) => nt * per);
+  }
+
+  add(p: AddArgs): void | Promise<void> {
+    const op = "add";
+    nonNegative(op, { length: p.length });
+    if (p.length === 0) return;
+    const args = [
+      this.ptr(op, "a", p.a, p.length),
+      this.ptr(op, "b", p.b, p.length),
+      this.ptr(op, "out", p.out, p.length),
+      p.length,
+    ];
+    return this.run("add", args, p.length);
+  }
+
+  activation(p: ActivationArgs): void | Promise<void> {
+    const op = "activation";
+    nonNegative(op, { length: p.length });
+    const code = activationCode(op, p.activation);
+    if (p.length === 0) return;
+    const args = [this.ptr(op, "x", p.x, p.length), this.ptr(op, "out", p.out, p.length), p.length, code];
+    return this.run("activation", args, code === 0 || code === 4 ? p.length : p.length * 16);
+  }
+
+  upsampleNearest2x(p: Upsample2xArgs): void | Promise<void> {
+    const op = "upsampleNearest2x";
+    positive(op, { planes: p.planes, height: p.height, width: p.width });
+    noAlias(op, p.out, { x: p.x });
+    const n = p.planes * p.height * p.width;
+    const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, 4 * n), p.planes, p.height, p.width];
+    return this.run("upsampleNearest2x", args, 4 * n);
+  }
+
+  transpose(p: TransposeArgs): void | Promise<void> {
+    const op = "transpose";
+    positive(op, { batch: p.batch, rows: p.rows, cols: p.cols });
+    noAlias(op, p.out, { x: p.x });
+    const n = p.batch * p.rows * p.cols;
+    const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.batch, p.rows, p.cols];
+    return this.run("transpose", args, n);
+  }
+
+  channelAffine(p: ChannelAffineArgs): void | Promise<void> {
+    const op = "channelAffine";
+    positive(op, { batch: p.batch, channels: p.channels, spatial: p.spatial });
+    const planes = p.batch * p.channels;
+    const n = planes * p.spatial;
+    const code = activationCode(op, p.activation);
+    noAlias(op, p.out, { scale: p.scale, shift: p.shift });
+    const args = [
+      this.ptr(op, "x", p.x, n),
+      this.ptr(op, "scale", p.scale, planes),
+      this.ptr(op, "shift", p.shift, planes),
+      this.ptr(op, "out", p.out, n),
+      planes, p.spatial, code,
+    ];
+    return this.run("channelAffine", args, code === 0 || code === 4 ? n : n * 16);
+  }
+
+  copy(p: CopyArgs): void | Promise<void> {
+    const op = "copy";
+    nonNegative(op, {
+      rows: p.rows, cols: p.cols, xOffset: p.xOffset, xRowStride: p.xRowStride, outOffset: p.outOffset,
+      outRowStride: p.outRowStride,
+    });
+    noAlias(op, p.out, { x: p.x });
+    if (p.rows === 0 || p.cols === 0) {
+      this.own(p.x, "copy: x");
+      this.own(p.out, "copy: out");
+      return;
+    }
+    const x = this.ptr(op, "x", p.x, p.xOffset + (p.rows - 1) * p.xRowStride + p.cols);
+    const out = this.ptr(op, "out", p.out, p.outOffset + (p.rows - 1) * p.outRowStride + p.cols);
+    const args = [x + 4 * p.xOffset, out + 4 * p.outOffset, p.rows, p.cols, p.xRowStride, p.outRowStride];
+    return this.run("copy2d", args, p.rows * p.cols);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.pool?.terminate();
+    for (const b of this.live) b.alive = false;
+    this.live.clear();
+    this.scratch = null;
+  }
+}
+
+function positive(op: string, values: Record<string, number>): void {
+  for (const [k, v] of Object.entries(values)) {
+    if (!Number.isInteger(v) || v < 1) throw new AutoencoderKLError(`wasm backend: ${op}`, `${k} must be a positive integer, got ${v}`);
+  }
+}
+
+function nonNegative(op: string, values: Record<string, number>): void {
+  for (const [k, v] of Object.entries(values)) {
+    if (!Number.isInteger(v) || v < 0) throw new AutoencoderKLError(`wasm backend: ${op}`, `${k} must be a non-negative integer, got ${v}`);
+  }
+}
+
+function noAlias(op: string, out: DeviceBuffer, inputs: Record<string, DeviceBuffer | null | undefined>): void {
+  for (const [k, v] of Object.entries(inputs)) {
+    if (v === out) throw new AutoencoderKLError(`wasm backend: ${op}`, `out must not alias ${k}`);
+  }
+}
+
+function activationCode(op: string, a: Activation): number {
+  const code = ACTIVATION_CODE[a];
+  if (code === undefined) throw new AutoencoderKLError(`wasm backend: ${op}`, `unknown activation ${JSON.stringify(a)}`);
+  return code;
+}
+
+// ---- loading --------------------------------------------------------------------------------------------
+
+const isNode = typeof process === "object" && process !== null && typeof process.versions?.node === "string";
+
+function defaultUrl(relaxed: boolean): URL {
+  // the same depth from src/backends/wasm/ and dist/backends/wasm/
+  return relaxed
+    ? new URL("../../../build/kernels-relaxed.wasm", import.meta.url)
+    : new URL("../../../build/kernels-simd.wasm", import.meta.url);
+}
+
+async function loadBytes(relaxed: boolean, options: WasmBackendOptions): Promise<Uint8Array> {
+  if (options.wasmBytes) {
+    return options.wasmBytes instanceof Uint8Array ? options.wasmBytes : new Uint8Array(options.wasmBytes);
+  }
+  const url = options.wasmUrl !== undefined ? new URL(options.wasmUrl, import.meta.url) : defaultUrl(relaxed);
+  try {
+    if (isNode && url.protocol === "file:") {
+      const spec = "node:fs/promises"; // held in a variable so browser bundlers leave it alone
+      const fs = (await import(spec)) as typeof import("node:fs/promises");
+      return new Uint8Array(await fs.readFile(url));
+    }
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return new Uint8Array(await res.arrayBuffer());
+  } catch (e) {
+    throw new AutoencoderKLError(
+      String(url),
+      `cannot load the WASM kernels (${e instanceof Error ? e.message : String(e)}); run \`npm run asbuild\` or pass wasmBytes/wasmUrl`,
+      { cause: e },
+    );
+  }
+}
+
+/** A WebAssembly.Memory of `initial` pages with the largest maximum the engine grants (≤ 4 GiB). */
+function makeMemory(initial: number, shared: boolean): { memory: WebAssembly.Memory; maxPages: number } | null {
+  for (const maximum of [MAX_PAGES, 32768, 16384, 8192]) {
+    if (maximum < initial) break;
+    try {
+      return { memory: new WebAssembly.Memory({ initial, maximum, shared }), maxPages: maximum };
+    } catch {
+      // a shared memory reserves its maximum up front; try a smaller one
+    }
+  }
+  return null;
+}
+
+function canShareMemory(): boolean {
+  return typeof SharedArrayBuffer === "function" && (typeof crossOriginIsolated === "undefined" || crossOriginIsolated);
+}
+
+/**
+ * Creates the WASM backend. relaxed: "auto" (default) uses the relaxed-SIMD build when
+ * `wasmRelaxedSimdSupported()`; true insists on it (error if the engine lacks it). threads: default 1.
+ */
+export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmKernels> {
+  if (typeof WebAssembly !== "object" || !wasmSimdSupported()) {
+    throw new AutoencoderKLError("wasm backend", "this JavaScript engine does not support WebAssembly SIMD");
+  }
+  const relaxedOpt = options.relaxed ?? "auto";
+  const relaxedOk = wasmRelaxedSimdSupported();
+  if (relaxedOpt === true && !relaxedOk && !options.wasmBytes) {
+    throw new AutoencoderKLError(
+      "wasm backend: relaxed",
+      "relaxed SIMD is not supported by this engine (Node 20: run with --experimental-wasm-relaxed-simd)",
+    );
+  }
+  const relaxed = relaxedOpt === "auto" ? relaxedOk : relaxedOpt;
+  const wantThreads = options.threads ?? 1;
+  if (!Number.isInteger(wantThreads) || wantThreads < 1) {
+    throw new AutoencoderKLError("wasm backend: threads", `must be a positive integer, got ${wantThreads}`);
+  }
+  const mib = options.initialMemoryMiB ?? 16;
+  if (!(mib > 0) || mib > 4096) {
+    throw new AutoencoderKLError("wasm backend: initialMemoryMiB", `must be in (0, 4096], got ${mib}`);
+  }
+  const initial = Math.min(MAX_PAGES, Math.ceil((mib * 1024 * 1024) / PAGE));
+
+  let bytes = await loadBytes(relaxed, options);
+  // one shared memory when the platform has them (needed for threads, harmless for one), else unshared
+  let made = canShareMemory() ? makeMemory(initial, true) : null;
+  const shared = made !== null;
+  if (!made) made = makeMemory(initial, false);
+  if (!made) throw new AutoencoderKLError("wasm backend", `cannot create a WebAssembly memory of ${mib} MiB`);
+  if (importsSharedMemory(bytes) !== shared) bytes = withSharedMemoryImport(bytes, shared);
+
+  let module: WebAssembly.Module;
+  let instance: WebAssembly.Instance;
+  try {
+    module = await WebAssembly.compile(bytes as BufferSource);
+    instance = await WebAssembly.instantiate(module, {
+      env: {
+        memory: made.memory,
+        abort: () => {
+          throw new Error("wasm kernel abort");
+        },
+      },
+    });
+  } catch (e) {
+    throw new AutoencoderKLError("wasm backend", `cannot instantiate the kernels: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+
+  let pool: ThreadPool | null = null;
+  if (wantThreads > 1 && shared) {
+    try {
+      pool = await ThreadPool.create(wantThreads, module, made.memory);
+    } catch {
+      pool = null; // no workers here (e.g. a worker-less runtime): one thread
+    }
+  }
+  return new WasmKernels(made.memory, instance, pool, made.maxPages);
+}
