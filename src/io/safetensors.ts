@@ -335,29 +335,46 @@ function describe(v: Json): string {
 }
 
 /**
- * Parse and validate the header of a complete safetensors file. Nothing is allocated from sizes
- * in the file beyond the header text itself, which is capped and checked against the buffer first.
+ * The header length N from a file's first 8 bytes, validated against the 100 MB cap and the file
+ * size. Lets a ranged reader fetch exactly the header before anything else.
  */
-export function readSafetensorsHeader(bytes: Uint8Array, source = "safetensors"): SafetensorsHeader {
-  if (!(bytes instanceof Uint8Array)) throw new AutoencoderKLError(source, "expected the file's bytes as a Uint8Array");
-  const fileLength = bytes.length;
-  if (fileLength < 8) {
+export function safetensorsHeaderLength(first8: Uint8Array, fileLength: number, source = "safetensors"): number {
+  if (fileLength < 8 || first8.length < 8) {
     throw new AutoencoderKLError(source, `file is ${fileLength} bytes, shorter than the 8-byte header length`);
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, 8);
+  const dv = new DataView(first8.buffer, first8.byteOffset, 8);
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
   if (hi !== 0 || lo > MAX_HEADER_LENGTH) {
     const n = hi * 2 ** 32 + lo;
     throw new AutoencoderKLError(source, `header length ${n} exceeds the ${MAX_HEADER_LENGTH}-byte limit`);
   }
-  const headerLength = lo;
-  if (8 + headerLength > fileLength) {
-    throw new AutoencoderKLError(
-      source,
-      `header length ${headerLength} runs past the end of the file (${fileLength} bytes)`,
-    );
+  if (8 + lo > fileLength) {
+    throw new AutoencoderKLError(source, `header length ${lo} runs past the end of the file (${fileLength} bytes)`);
   }
+  return lo;
+}
+
+/**
+ * Parse and validate the header of a complete safetensors file. Nothing is allocated from sizes
+ * in the file beyond the header text itself, which is capped and checked against the buffer first.
+ */
+export function readSafetensorsHeader(bytes: Uint8Array, source = "safetensors"): SafetensorsHeader {
+  if (!(bytes instanceof Uint8Array)) throw new AutoencoderKLError(source, "expected the file's bytes as a Uint8Array");
+  return parseSafetensorsHeader(bytes, bytes.length, source);
+}
+
+/**
+ * As readSafetensorsHeader, from a prefix of the file holding at least its 8 + N header bytes and
+ * the file's total length: every rule is checked against `fileLength`, so only the tensors a caller
+ * wants need to be read afterwards (entries' start/end are absolute file positions).
+ */
+export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, source = "safetensors"): SafetensorsHeader {
+  const headerLength = safetensorsHeaderLength(prefix, fileLength, source);
+  if (8 + headerLength > prefix.length) {
+    throw new AutoencoderKLError(source, `need the first ${8 + headerLength} bytes to read the header, got ${prefix.length}`);
+  }
+  const bytes = prefix;
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
@@ -547,7 +564,7 @@ export function writeSafetensors(
   tensors: Map<string, Tensor> | Record<string, Tensor>,
   metadata?: Record<string, string>,
   options: WriteSafetensorsOptions = {},
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   const source = "writeSafetensors";
   const dtype = options.dtype ?? "F32";
   if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {

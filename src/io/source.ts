@@ -183,3 +183,129 @@ async function readStream(
     reader.releaseLock();
   }
 }
+
+/** Byte ranges of a source without reading all of it: how single files skip the UNet and text encoders. */
+export interface RandomAccessSource {
+  readonly name: string;
+  readonly size: number;
+  /** Bytes [start, end) as a fresh buffer (or a view of in-memory input). */
+  read(start: number, end: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+function checkRange(name: string, size: number, start: number, end: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > size) {
+    throw new AutoencoderKLError(name, `byte range [${start}, ${end}) is outside the ${size}-byte file`);
+  }
+}
+
+/**
+ * Open a source for ranged reads: bytes, Blobs, local files (Node) and http(s) servers that answer
+ * Range requests with 206. Returns undefined when ranges are not available (read it whole instead).
+ */
+export async function openRandomAccess(source: ByteSource, options: { signal?: AbortSignal } = {}): Promise<RandomAccessSource | undefined> {
+  const name = describeSource(source);
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+    const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
+    return {
+      name,
+      size: bytes.length,
+      read: async (s, e) => (checkRange(name, bytes.length, s, e), bytes.subarray(s, e)),
+      close: async () => {},
+    };
+  }
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    const blob = source;
+    return {
+      name,
+      size: blob.size,
+      read: async (s, e) => (checkRange(name, blob.size, s, e), new Uint8Array(await blob.slice(s, e).arrayBuffer())),
+      close: async () => {},
+    };
+  }
+  let url: string | undefined;
+  let path: string | URL | undefined;
+  if (source instanceof URL) {
+    if (source.protocol === "http:" || source.protocol === "https:") url = source.href;
+    else if (source.protocol === "file:" && isNode()) path = source;
+    else return undefined;
+  } else if (typeof source === "string") {
+    if (isHttp(source) || !isNode()) url = source;
+    else path = source;
+  } else {
+    return undefined;
+  }
+  if (path !== undefined) return openFileRange(path, name);
+  return openHttpRange(url!, name, options.signal);
+}
+
+async function openFileRange(path: string | URL, name: string): Promise<RandomAccessSource> {
+  const fs = (await import(/* @vite-ignore */ FS_MODULE)) as typeof import("node:fs/promises");
+  let handle: Awaited<ReturnType<typeof fs.open>>;
+  try {
+    handle = await fs.open(path, "r");
+  } catch (cause) {
+    const code = (cause as { code?: string }).code;
+    throw new AutoencoderKLError(name, code === "ENOENT" ? "no such file" : `cannot open (${code ?? String(cause)})`, { cause });
+  }
+  let size: number;
+  try {
+    size = (await handle.stat()).size;
+  } catch (cause) {
+    await handle.close();
+    throw new AutoencoderKLError(name, "cannot stat the file", { cause });
+  }
+  return {
+    name,
+    size,
+    async read(start, end) {
+      checkRange(name, size, start, end);
+      const out = allocate(end - start, name);
+      let done = 0;
+      while (done < out.length) {
+        const { bytesRead } = await handle.read(out, done, Math.min(CHUNK, out.length - done), start + done);
+        if (bytesRead === 0) throw new AutoencoderKLError(name, `file shrank while reading (at byte ${start + done} of ${size})`);
+        done += bytesRead;
+      }
+      return out;
+    },
+    close: () => handle.close(),
+  };
+}
+
+async function openHttpRange(url: string, name: string, signal?: AbortSignal): Promise<RandomAccessSource | undefined> {
+  if (typeof fetch !== "function") return undefined;
+  // A first 8-byte range tells whether the server does ranges (206) and how big the file is.
+  let response: Response;
+  try {
+    response = await fetch(url, { headers: { range: "bytes=0-7" }, signal });
+  } catch (cause) {
+    if (signal?.aborted) throw cause;
+    throw new AutoencoderKLError(url, `request failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+  const total = /\/(\d+)$/.exec(response.headers.get("content-range") ?? "")?.[1];
+  const encoding = response.headers.get("content-encoding");
+  if (response.status !== 206 || total === undefined || (encoding && encoding !== "identity")) {
+    await response.body?.cancel().catch(() => {});
+    if (!response.ok && response.status !== 206) throw new AutoencoderKLError(url, `HTTP ${response.status} ${response.statusText}`.trim());
+    return undefined;
+  }
+  await response.body?.cancel().catch(() => {});
+  const size = Number(total);
+  const target = response.url || url; // follow a redirect once (hubs redirect to a CDN)
+  return {
+    name,
+    size,
+    async read(start, end) {
+      checkRange(name, size, start, end);
+      if (start === end) return new Uint8Array(0);
+      const r = await fetch(target, { headers: { range: `bytes=${start}-${end - 1}` }, signal });
+      if (r.status !== 206 || !r.body) {
+        await r.body?.cancel().catch(() => {});
+        throw new AutoencoderKLError(url, `range request for bytes ${start}-${end - 1} answered HTTP ${r.status}`);
+      }
+      return readStream(r.body, end - start, url, { signal });
+    },
+    close: async () => {},
+  };
+}

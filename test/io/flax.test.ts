@@ -5,7 +5,7 @@ import { readFlaxStateDict } from "../../src/io/flax.js";
 import { decodeMsgpack, MsgpackExt } from "../../src/io/msgpack.js";
 import { readSafetensors } from "../../src/io/safetensors.js";
 
-const fixture = (p: string): Uint8Array => new Uint8Array(readFileSync(`test/fixtures/${p}`));
+const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));
 
 /** A tiny msgpack encoder for building test inputs (maps, arrays, strings, bins, ints, ext). */
 type V = null | boolean | number | string | Uint8Array | V[] | Map<string, V> | { ext: number; data: Uint8Array };

@@ -4,7 +4,7 @@ import { AutoencoderKLError } from "../../src/errors.js";
 import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, Unpickler } from "../../src/io/pickle.js";
 import { entryBytes, openZip } from "../../src/io/zip.js";
 
-const fixture = (p: string): Uint8Array => new Uint8Array(readFileSync(`test/fixtures/${p}`));
+const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));
 const enc = (s: string) => new TextEncoder().encode(s);
 
 /** Pickle opcodes by hand (protocol 2 subset). */
@@ -127,7 +127,7 @@ describe("torch checkpoints", () => {
   test("deflated entries load through the async reader", async () => {
     const pkl = tensorPickle("w", 2, 0, [2], [1]);
     const data = new Uint8Array(Float32Array.from([5, 6]).buffer);
-    const deflate = async (b: Uint8Array) => new Uint8Array(await new Response(new Blob([b]).stream().pipeThrough(new CompressionStream("deflate-raw"))).arrayBuffer());
+    const deflate = async (b: Uint8Array<ArrayBuffer>) => new Uint8Array(await new Response(new Blob([b]).stream().pipeThrough(new CompressionStream("deflate-raw"))).arrayBuffer());
     // Build a stored zip, then patch in deflated data for the storage entry.
     const compressed = await deflate(data);
     const bytes = zip([["archive/data.pkl", pkl], ["archive/data/0", compressed]]);

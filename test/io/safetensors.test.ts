@@ -10,7 +10,7 @@ import {
 import { f32ToBf16Bits, f32ToF16Bits } from "../../src/tensor/dtype.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 
-const fixture = (p: string): Uint8Array => new Uint8Array(readFileSync(new URL(`../fixtures/${p}`, import.meta.url)));
+const fixture = (p: string) => new Uint8Array(readFileSync(new URL(`../fixtures/${p}`, import.meta.url)));
 
 /** A file from a header string (padded as given) and `dataLength` zero bytes of data. */
 function file(header: string, dataLength: number, declaredLength?: number): Uint8Array {

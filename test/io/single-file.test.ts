@@ -8,7 +8,7 @@ import { convertSingleFile, detectSingleFileFormat, readSingleFile } from "../..
 import { Tensor } from "../../src/tensor/tensor.js";
 
 const path = (p: string) => `test/fixtures/${p}`;
-const fixture = (p: string): Uint8Array => new Uint8Array(readFileSync(path(p)));
+const fixture = (p: string) => new Uint8Array(readFileSync(path(p)));
 const json = (p: string) => JSON.parse(readFileSync(path(p), "utf8")) as Record<string, unknown>;
 
 function sameKeysAndShapes(got: Map<string, Tensor>, want: Map<string, Tensor>): void {
@@ -201,5 +201,61 @@ describe("sources", () => {
 
   test("a missing file is an AutoencoderKLError naming it", async () => {
     await expect(readSingleFile("test/fixtures/nope.safetensors")).rejects.toThrow(/nope\.safetensors: no such file/);
+  });
+});
+
+describe("ranged reads skip what isn't the VAE", () => {
+  // The SD fixture's VAE (2.8 MB) plus an 8 MB stand-in for the UNet.
+  const sd = readSafetensors(fixture("models/sdlike-single-file.safetensors"), "sd", { filter: (n) => n.startsWith("first_stage_model.") }).tensors;
+  const big = new Map(sd);
+  big.set("model.diffusion_model.big", new Tensor(new Float32Array(1 << 22), [1 << 22]));
+  const file = writeSafetensors(big, undefined, { dtype: "F16" });
+  const want = convertSingleFile(file, "whole");
+
+  test("over http with Range support, only the header and VAE ranges are fetched", async () => {
+    const { createServer } = await import("node:http");
+    let served = 0;
+    let requests = 0;
+    const server = createServer((req, res) => {
+      requests++;
+      const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? "");
+      if (!m) {
+        served += file.length;
+        res.writeHead(200, { "content-length": String(file.length) });
+        res.end(file);
+        return;
+      }
+      const [s, e] = [Number(m[1]), Math.min(Number(m[2]), file.length - 1)];
+      served += e - s + 1;
+      res.writeHead(206, { "content-range": `bytes ${s}-${e}/${file.length}`, "content-length": String(e - s + 1) });
+      res.end(file.subarray(s, e + 1));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const progress: [number, number | undefined][] = [];
+      const got = await readSingleFile(`http://127.0.0.1:${port}/sd.safetensors`, { onProgress: (l, t) => progress.push([l, t]) });
+      expect([...got.stateDict.keys()]).toEqual([...want.stateDict.keys()]);
+      for (const [k, t] of want.stateDict) expect(maxAbsDiff(got.stateDict.get(k)!.data, t.data), k).toBe(0);
+      expect(served).toBeLessThan(file.length / 2);
+      expect(requests).toBeLessThan(10); // neighbours coalesced
+      expect(progress.at(-1)![0]).toBe(progress.at(-1)![1]);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  test("Blobs and local files take the same path", async () => {
+    const got = await readSingleFile(new Blob([file]));
+    expect([...got.stateDict.keys()]).toEqual([...want.stateDict.keys()]);
+    const local = await readSingleFile(path("models/sdlike-single-file.safetensors"));
+    const whole = convertSingleFile(fixture("models/sdlike-single-file.safetensors"), "whole");
+    expect([...local.stateDict.keys()]).toEqual([...whole.stateDict.keys()]);
+  });
+
+  test("a corrupt header is still refused by name when read by ranges", async () => {
+    const bad = file.slice();
+    new DataView(bad.buffer).setUint32(0, bad.length, true);
+    await expect(readSingleFile(new Blob([bad]))).rejects.toThrow(/blob: header length \d+ runs past the end of the file/);
   });
 });

@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
-import { readSource } from "../../src/io/source.js";
+import { openRandomAccess, readSource } from "../../src/io/source.js";
 
 const file = "test/fixtures/models/tiny/config.json";
 const body = new Uint8Array(readFileSync(file));
@@ -15,6 +15,11 @@ beforeAll(async () => {
       res.writeHead(200, { "content-length": String(body.length) });
       res.write(body.subarray(0, 100));
       setTimeout(() => res.end(body.subarray(100)), 5);
+    } else if (req.url === "/ranged") {
+      const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? "");
+      const [s, e] = m ? [Number(m[1]), Math.min(Number(m[2]), body.length - 1)] : [0, body.length - 1];
+      res.writeHead(m ? 206 : 200, { "content-range": `bytes ${s}-${e}/${body.length}`, "content-length": String(e - s + 1) });
+      res.end(body.subarray(s, e + 1));
     } else if (req.url === "/chunked") {
       res.writeHead(200); // no content-length: chunked transfer
       res.write(body.subarray(0, 50));
@@ -78,5 +83,17 @@ describe("readSource", () => {
     const ac = new AbortController();
     ac.abort();
     await expect(readSource(`${base}/sized`, { signal: ac.signal })).rejects.toThrow();
+  });
+
+  test("ranged access: bytes, files, Blobs, http with 206; none when the server ignores Range", async () => {
+    for (const src of [body, file, new Blob([body]), `${base}/ranged`]) {
+      const ra = (await openRandomAccess(src))!;
+      expect(ra.size).toBe(body.length);
+      expect(await ra.read(10, 20)).toEqual(body.subarray(10, 20));
+      await expect(ra.read(0, body.length + 1)).rejects.toThrow(/outside the \d+-byte file/);
+      await ra.close();
+    }
+    expect(await openRandomAccess(`${base}/sized`)).toBeUndefined();
+    await expect(openRandomAccess(`${base}/missing`)).rejects.toThrow(/HTTP 404/);
   });
 });
