@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 import { AutoencoderKLError } from "../../errors.js";
 import type {
   Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
