@@ -8,7 +8,7 @@
 import { AutoencoderKLError } from "../errors.js";
 import { FLOAT_DTYPE_SIZE, floatBytesToF32, type FloatDtype } from "../tensor/dtype.js";
 import { MAX_TENSOR_ELEMENTS, Tensor } from "../tensor/tensor.js";
-import { entryBytes, isZip, openZip, storedEntryBytes, type ZipArchive } from "./zip.js";
+import { entryBytes, isZip, openZip, readZipDirectory, readZipEntries, storedEntryBytes, type DirectoryEntry, type RangeReader, type ZipArchive } from "./zip.js";
 
 // ---------------------------------------------------------------------------------------------
 // Values the unpickler builds. Python dicts are Maps, lists are arrays, tuples frozen arrays,
@@ -733,17 +733,16 @@ function materialize(name: string, ref: TorchTensorRef, storageBytes: StorageByt
   return new Tensor(out, shape);
 }
 
-function zipDataDir(zip: ZipArchive): string {
-  const pkl = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
-  if (pkl.length !== 1) throw new AutoencoderKLError(zip.source, `torch zip archive needs exactly one <dir>/data.pkl, found ${pkl.length}`);
+function zipDataDir(names: Iterable<string>, source: string): string {
+  const pkl = [...names].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (pkl.length !== 1) throw new AutoencoderKLError(source, `torch zip archive needs exactly one <dir>/data.pkl, found ${pkl.length}`);
   return pkl[0].slice(0, -"data.pkl".length);
 }
 
-function parseZip(zip: ZipArchive, entryData: (name: string) => Uint8Array): TorchCheckpoint {
-  const source = zip.source;
-  const dir = zipDataDir(zip);
-  const order = zip.entries.get(`${dir}byteorder`);
-  if (order && new TextDecoder().decode(entryData(order.name)).trim() !== "little") {
+/** Parse a torch zip given its entry names and a way to get an entry's bytes (whole file or prefetched ranges). */
+function parseZip(source: string, names: ReadonlySet<string>, entryData: (name: string) => Uint8Array): TorchCheckpoint {
+  const dir = zipDataDir(names, source);
+  if (names.has(`${dir}byteorder`) && new TextDecoder().decode(entryData(`${dir}byteorder`)).trim() !== "little") {
     throw new AutoencoderKLError(source, "big-endian torch checkpoints are not supported");
   }
   const pkl = entryData(`${dir}data.pkl`);
@@ -759,12 +758,50 @@ function parseZip(zip: ZipArchive, entryData: (name: string) => Uint8Array): Tor
   const { tensors, other } = collectTensors(root, source);
   const storageBytes: StorageBytes = (key, es, numel) => {
     const name = `${dir}data/${key}`;
-    if (!zip.entries.has(name)) throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} is missing from the archive`);
+    if (!names.has(name)) throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} is missing from the archive`);
     const b = entryData(name);
     if (b.length < numel * es) throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} has ${b.length} bytes, needs ${numel * es}`);
     return b;
   };
   return { root, tensors, other, load: (name) => guarded(source, () => load(name, tensors, storageBytes, source)) };
+}
+
+/** Entry names of a zip, for parseZip. */
+const zipNames = (zip: ZipArchive): ReadonlySet<string> => new Set(zip.entries.keys());
+
+/** A torch zip read by ranges: the directory and data.pkl now, storages when `prefetch` asks for them. */
+export interface RangedTorchCheckpoint extends TorchCheckpoint {
+  /** Read the storages behind these tensors (coalesced ranges); `load` works for them afterwards. */
+  prefetch(names: Iterable<string>, onProgress?: (loaded: number, total: number) => void): Promise<void>;
+}
+
+export async function readTorchZipRanged(ra: RangeReader, source = "checkpoint"): Promise<RangedTorchCheckpoint> {
+  const directory = await readZipDirectory(ra, source);
+  const names = new Set(directory.keys());
+  const dir = zipDataDir(names, source);
+  const fetched = await readZipEntries(ra, [`${dir}data.pkl`, `${dir}byteorder`].flatMap((n) => directory.get(n) ?? []), source);
+  const entryData = (name: string): Uint8Array => {
+    const b = fetched.get(name);
+    if (!b) throw new AutoencoderKLError(source, `zip entry ${JSON.stringify(name)} was not read (prefetch it first)`);
+    return b;
+  };
+  const ckpt = guarded(source, () => parseZip(source, names, entryData));
+  return {
+    ...ckpt,
+    async prefetch(tensorNames, onProgress) {
+      const wanted = new Map<string, DirectoryEntry>();
+      for (const n of tensorNames) {
+        const ref = ckpt.tensors.get(n);
+        const entry = ref && directory.get(`${dir}data/${ref.storage.root}`);
+        if (entry && !fetched.has(entry.name)) wanted.set(entry.name, entry);
+      }
+      const total = [...wanted.values()].reduce((n, e) => n + e.compressedSize, 0);
+      let loaded = 0;
+      onProgress?.(0, total);
+      const read = await readZipEntries(ra, [...wanted.values()], source, (n) => onProgress?.((loaded += n), total));
+      for (const [k, v] of read) fetched.set(k, v);
+    },
+  };
 }
 
 function load(name: string, tensors: Map<string, TorchTensorRef>, storageBytes: StorageBytes, source: string): Tensor {
@@ -848,7 +885,7 @@ export function readTorchCheckpoint(bytes: Uint8Array, source = "checkpoint"): T
 function parseCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
   if (isZip(bytes)) {
     const zip = openZip(bytes, source);
-    return parseZip(zip, (name) => storedEntryBytes(zip, zip.entries.get(name)!));
+    return parseZip(source, zipNames(zip), (name) => storedEntryBytes(zip, zip.entries.get(name)!));
   }
   if (bytes.length >= 2 && bytes[0] === 0x80) return parseLegacy(bytes, source);
   throw new AutoencoderKLError(source, "not a PyTorch checkpoint (neither a zip archive nor a pickle)");
@@ -860,7 +897,7 @@ export async function readTorchCheckpointAsync(bytes: Uint8Array, source = "chec
   const zip = openZip(bytes, source);
   const inflated = new Map<string, Uint8Array>();
   for (const e of zip.entries.values()) if (e.method !== 0) inflated.set(e.name, await entryBytes(zip, e));
-  return guarded(source, () => parseZip(zip, (name) => inflated.get(name) ?? storedEntryBytes(zip, zip.entries.get(name)!)));
+  return guarded(source, () => parseZip(source, zipNames(zip), (name) => inflated.get(name) ?? storedEntryBytes(zip, zip.entries.get(name)!)));
 }
 
 export interface ReadTorchOptions {

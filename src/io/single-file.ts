@@ -7,7 +7,7 @@ import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { inferVaeConfig } from "./infer-config.js";
 import { convertVaeTensor, planVaeKeys } from "./original-keys.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, type TorchCheckpoint } from "./pickle.js";
+import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchZipRanged, type TorchCheckpoint } from "./pickle.js";
 import { parseSafetensorsHeader, readSafetensorsHeader, readSafetensorsTensor, safetensorsHeaderLength } from "./safetensors.js";
 import { describeSource, openRandomAccess, readSource, type ByteSource, type RandomAccessSource } from "./source.js";
 import { isZip } from "./zip.js";
@@ -131,6 +131,18 @@ async function fromSafetensorsRanges(ra: RandomAccessSource, first8: Uint8Array,
   return stateDict;
 }
 
+/** torch zips by ranges too: directory, data.pkl, then only the VAE's storages (legacy pickles are read whole). */
+async function fromTorchZipRanges(ra: RandomAccessSource, options: ReadSingleFileOptions): Promise<Map<string, Tensor>> {
+  const ckpt = await readTorchZipRanged(ra, ra.name);
+  const plan = planVaeKeys(ckpt.tensors.keys(), ra.name);
+  if (plan.rename.size === 0) noVae(ra.name, plan.skipped);
+  options.signal?.throwIfAborted();
+  await ckpt.prefetch(plan.rename.keys(), options.onProgress);
+  const stateDict = new Map<string, Tensor>();
+  for (const [name, target] of plan.rename) stateDict.set(target, convertVaeTensor(target, ckpt.load(name), ra.name));
+  return stateDict;
+}
+
 /** Read a single-file checkpoint from a path, URL, Blob or bytes: diffusers-keyed VAE state dict + config. */
 export async function readSingleFile(source: ByteSource, options: ReadSingleFileOptions = {}): Promise<SingleFileResult> {
   const name = describeSource(source);
@@ -142,6 +154,7 @@ export async function readSingleFile(source: ByteSource, options: ReadSingleFile
         if (detectSingleFileFormat(first8) === "safetensors") {
           return withConfig(await fromSafetensorsRanges(ra, first8, options), name, options.config);
         }
+        if (isZip(first8)) return withConfig(await fromTorchZipRanges(ra, options), name, options.config);
       } finally {
         await ra.close();
       }

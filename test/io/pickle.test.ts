@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, Unpickler } from "../../src/io/pickle.js";
+import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, readTorchZipRanged, Unpickler } from "../../src/io/pickle.js";
 import { entryBytes, openZip } from "../../src/io/zip.js";
 
 const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));
@@ -46,7 +46,7 @@ function tensorPickle(name: string, numel: number, offset: number, size: number[
 }
 
 /** A stored (uncompressed) zip, enough for torch's layout. */
-function zip(entries: [string, Uint8Array][]): Uint8Array {
+function zip(entries: [string, Uint8Array][], localExtra = 0): Uint8Array {
   const chunks: number[] = [];
   const central: number[] = [];
   const u16 = (a: number[], n: number) => a.push(n & 0xff, (n >> 8) & 0xff);
@@ -55,8 +55,10 @@ function zip(entries: [string, Uint8Array][]): Uint8Array {
     const offset = chunks.length;
     const nb = enc(name);
     u32(chunks, 0x04034b50); u16(chunks, 20); u16(chunks, 0); u16(chunks, 0); u16(chunks, 0); u16(chunks, 0);
-    u32(chunks, 0); u32(chunks, data.length); u32(chunks, data.length); u16(chunks, nb.length); u16(chunks, 0);
-    chunks.push(...nb, ...data);
+    u32(chunks, 0); u32(chunks, data.length); u32(chunks, data.length); u16(chunks, nb.length); u16(chunks, localExtra ? localExtra + 4 : 0);
+    chunks.push(...nb);
+    if (localExtra) u16(chunks, 0x4246), u16(chunks, localExtra), chunks.push(...new Array<number>(localExtra).fill(0x5a)); // torch's "FB" padding
+    chunks.push(...data);
     u32(central, 0x02014b50); u16(central, 20); u16(central, 20); u16(central, 0); u16(central, 0); u16(central, 0); u16(central, 0);
     u32(central, 0); u32(central, data.length); u32(central, data.length); u16(central, nb.length); u16(central, 0); u16(central, 0);
     u16(central, 0); u16(central, 0); u32(central, 0); u32(central, offset);
@@ -89,6 +91,34 @@ describe("torch checkpoints", () => {
     expect((a.root as Map<string, unknown>).get("global_step")).toBe(470000);
     const filtered = readTorchStateDict(fixture("models/tiny-ckpt/tiny.ckpt"), "tiny.ckpt", { filter: (n) => n.endsWith(".bias") });
     expect([...filtered.keys()].every((n) => n.endsWith(".bias"))).toBe(true);
+  });
+
+  test("ranged zip reading fetches the directory, data.pkl and only the storages asked for", async () => {
+    const bytes = fixture("models/tiny-ckpt/tiny.ckpt");
+    const whole = readTorchCheckpoint(bytes, "tiny.ckpt");
+    let read = 0;
+    let requests = 0;
+    const ra = { size: bytes.length, read: async (s: number, e: number) => ((read += e - s), requests++, bytes.subarray(s, e)) };
+    const ranged = await readTorchZipRanged(ra, "tiny.ckpt");
+    expect([...ranged.tensors.keys()]).toEqual([...whole.tensors.keys()]);
+    const all = [...whole.tensors.keys()];
+    const wanted = [all[0], all[1], all[all.length - 1]];
+    expect(() => ranged.load(wanted[0])).toThrow(/was not read/);
+    const progress: number[] = [];
+    await ranged.prefetch(wanted, (loaded) => progress.push(loaded));
+    for (const n of wanted) expect(ranged.load(n)).toEqual(whole.load(n));
+    expect(read).toBeLessThan(bytes.length / 4); // the big convs in between are skipped
+    expect(requests).toBeLessThan(8);
+    expect(progress.at(-1)).toBe(wanted.reduce((n, k) => n + whole.tensors.get(k)!.storage.numel * 4, 0));
+  });
+
+  test("ranged reading copes with local headers longer than its read-ahead", async () => {
+    const data = new Uint8Array(Float32Array.from([1, 2, 3]).buffer);
+    const bytes = zip([["archive/data.pkl", tensorPickle("w", 3, 0, [3], [1])], ["archive/data/0", data]], 3000);
+    expect([...readTorchStateDict(bytes, "x.pt").get("w")!.data]).toEqual([1, 2, 3]);
+    const ranged = await readTorchZipRanged({ size: bytes.length, read: async (s, e) => bytes.subarray(s, e) }, "x.pt");
+    await ranged.prefetch(["w"]);
+    expect([...ranged.load("w").data]).toEqual([1, 2, 3]);
   });
 
   test("non-contiguous tensors are gathered through their strides", () => {
