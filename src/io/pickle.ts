@@ -179,6 +179,7 @@ function rebuildTensor(args: readonly unknown[], u: Unpickler): TorchTensorRef {
 type PersistentLoad = (pid: unknown, u: Unpickler) => unknown;
 
 const MAX_LONG_BYTES = 256;
+const MAX_LINE = 1 << 16;
 
 /** Runs one pickle from `pos`; never calls anything outside REDUCERS. */
 export class Unpickler {
@@ -248,8 +249,11 @@ export class Unpickler {
     return this.bytes.subarray(p, p + n);
   }
   private line(): string {
-    const end = this.bytes.indexOf(0x0a, this.pos);
-    if (end < 0) this.fail(`unterminated line at byte ${this.pos}`);
+    // Bounded search: text opcodes carry short lines, and an unbounded scan per opcode would be quadratic.
+    const window = this.bytes.subarray(this.pos, Math.min(this.bytes.length, this.pos + MAX_LINE));
+    const rel = window.indexOf(0x0a);
+    if (rel < 0) this.fail(`unterminated line (or longer than ${MAX_LINE} bytes) at byte ${this.pos}`);
+    const end = this.pos + rel;
     const s = this.utf8.decode(this.bytes.subarray(this.pos, end));
     this.pos = end + 1;
     return s;
