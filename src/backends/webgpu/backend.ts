@@ -520,7 +520,7 @@ export class WebGPUKernels implements Kernels {
       const lastC = c0 + cc === C;
       const tiles_p = cdiv(rc * OW, 64), tiles_o = cdiv(oc, 64);
       const flags = (c0 > 0 || resIsOut ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
-      this.run(convKernel(), [
+      this.run(convKernel(KH, KW), [
         { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
         { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
         bias && c0 === 0 ? { buf: bias, lo: o0, hi: o0 + oc } : null,
@@ -733,7 +733,7 @@ export class WebGPUKernels implements Kernels {
   async warmup(activations: readonly Activation[] = ["silu"]): Promise<void> {
     const defs: [KernelDef, number[]][] = [];
     const plain = (d: KernelDef): number[] => d.bindings.map((_, i) => i);
-    for (const d of [convKernel(), gemmKernel(true), gemmKernel(false), attentionKernel(), softmaxKernel(), addKernel(),
+    for (const d of [convKernel(3, 3), convKernel(1, 1), gemmKernel(true), gemmKernel(false), attentionKernel(), softmaxKernel(), addKernel(),
       groupNormStatsKernel(), groupNormFinalKernel(), upsampleKernel(), transposeKernel(), copyKernel()]) defs.push([d, plain(d)]);
     for (const a of activations) {
       defs.push([groupNormApplyKernel(a), plain(groupNormApplyKernel(a))], [groupNormApplyKernel(a), [0, 1, 2, 3, 0]]);

@@ -416,15 +416,21 @@ ${transB
  * [o0, o0+oc), output rows [oy0, oy0+rc), input channels [c0, c0+cc). Flags: 1 accumulate into out
  * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual.
  */
-export const convKernel = (): KernelDef =>
-  def("conv2d", () => ({
+export const convKernel = (kh: number, kw: number): KernelDef => {
+  // 1x1 and 3x3 (every conv in the VAE) get the kernel size as constants, so the per-element index
+  // divisions in the input gather become multiply-shifts.
+  const fixed = (kh === 1 && kw === 1) || (kh === 3 && kw === 3);
+  const sizeFns = fixed
+    ? `fn k_h() -> u32 { return ${kh}u; }\nfn k_w() -> u32 { return ${kw}u; }\n`
+    : "fn k_h() -> u32 { return P.KH; }\nfn k_w() -> u32 { return P.KW; }\n";
+  return def(fixed ? `conv2d_${kh}x${kw}` : "conv2d", () => ({
     bindings: [{ name: "x" }, { name: "w" }, { name: "bias" }, { name: "res" }, { name: "out", write: true }],
     params: [
       ["n0", "u32"], ["bc", "u32"], ["o0", "u32"], ["oc", "u32"], ["oy0", "u32"], ["rc", "u32"], ["c0", "u32"], ["cc", "u32"],
       ["C", "u32"], ["H", "u32"], ["W", "u32"], ["O", "u32"], ["OH", "u32"], ["OW", "u32"], ["KH", "u32"], ["KW", "u32"],
       ["sy", "u32"], ["pad_t", "i32"], ["pad_l", "i32"], ["tiles_p", "u32"], ["tiles_o", "u32"], ["flags", "u32"],
     ],
-    body: `var<workgroup> ws: array<f32, 1024>;
+    body: sizeFns + `var<workgroup> ws: array<f32, 1024>;
 var<workgroup> xs: array<f32, 1024>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -436,7 +442,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let t = wg % per_b;
   let o_base = (t / P.tiles_p) * 64u;
   let p_base = (t % P.tiles_p) * 64u;
-  let ka = P.KH * P.KW;
+  let ka = k_h() * k_w();
   let kc = P.cc * ka;
   let npix = P.rc * P.OW;
   // The input-tile column (output pixel) and the weight-tile column (k offset) this thread loads never change.
@@ -460,8 +466,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       if (xp_ok && k < kc) {
         let c = k / ka;
         let kr = k % ka;
-        let iy = iy0 + i32(kr / P.KW);
-        let ix = ix0 + i32(kr % P.KW);
+        let iy = iy0 + i32(kr / k_w());
+        let ix = ix0 + i32(kr % k_w());
         if (iy >= 0 && iy < i32(P.H) && ix >= 0 && ix < i32(P.W)) {
           u = ld_x(x_base + c * plane + u32(iy) * P.W + u32(ix));
         }
@@ -498,6 +504,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 `,
   }));
+};
 
 /**
  * Flash-style attention: a workgroup owns 16 query rows and streams the keys [k0, k0+kc) in tiles of 64,
