@@ -594,6 +594,10 @@ export function writeSafetensors(
     if (typeof name !== "string" || name === "__metadata__") {
       throw new AutoencoderKLError(source, `tensor name ${q(String(name))} is reserved or not a string`);
     }
+    // A lone surrogate has no UTF-8 form: the header would not round-trip.
+    if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(name)) {
+      throw new AutoencoderKLError(source, `tensor name ${q(name)} is not valid Unicode (lone surrogate)`);
+    }
     if (!t || !(t.data instanceof Float32Array) || !Array.isArray(t.shape)) {
       throw new AutoencoderKLError(source, `tensor ${q(name)}: expected a Tensor with Float32Array data`);
     }

@@ -92,6 +92,8 @@ describe("round trip", () => {
   test("writer rejects bad input", () => {
     expect(() => writeSafetensors({ x: { data: [1], shape: [1] } as unknown as Tensor })).toThrow(AutoencoderKLError);
     expect(() => writeSafetensors({ __metadata__: new Tensor([1], [1]) })).toThrow(/reserved/);
+    expect(() => writeSafetensors({ ["a\ud800"]: new Tensor([1], [1]) })).toThrow(/lone surrogate/);
+    expect(readSafetensors(writeSafetensors({ ["emoji \ud83d\ude00"]: new Tensor([1], [1]) })).tensors.has("emoji \ud83d\ude00")).toBe(true);
     expect(() => writeSafetensors({}, { a: 1 } as unknown as Record<string, string>)).toThrow(/metadata "a"/);
     expect(() => writeSafetensors({}, undefined, { dtype: "I8" as "F32" })).toThrow(AutoencoderKLError);
   });
