@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 import { existsSync } from "node:fs";
 import { getWebGPU } from "../../src/backends/webgpu/index.js";
 

@@ -504,6 +504,7 @@ export class WebGPUKernels implements Kernels {
     const resIsOut = res !== null && res.gpu === out.gpu;
     if (resIsOut) res = null;
     if (N * O * OH * OW === 0) return;
+    if (C * H * W === 0) throw new AutoencoderKLError(`webgpu ${op}`, "inChannels, inHeight and inWidth must be positive for a non-empty output");
     const KA = KH * KW;
     const inRows = (rc: number): number => Math.min(H, (rc - 1) * S + KH);
     const ext = [N, O, OH, C];
