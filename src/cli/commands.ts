@@ -1,0 +1,398 @@
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { basename, extname, resolve } from "node:path";
+import {
+  AutoencoderKL,
+  AutoencoderKLError,
+  Tensor,
+  readSafetensors,
+  writeSafetensors,
+  type AutoencoderKLConfig,
+  type RunOptions,
+} from "../index.js";
+import { readSafetensorsHeader } from "../io/safetensors.js";
+import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
+import { pixels8, psnr8, sideBySide } from "./compare.js";
+import { estimatePeakMemory, formatBytes } from "./memory.js";
+import { bundledImage, loadModel, locateModel, parseIntOption, UsageError, type ModelOptions } from "./model.js";
+import { formatSeconds } from "./progress.js";
+
+/** What every command gets: parsed options, where to print, and how to report progress. */
+export interface CommandContext {
+  positionals: string[];
+  options: ModelOptions & Record<string, string | boolean | undefined>;
+  /** Human-readable lines (suppressed with --json). */
+  log: (line: string) => void;
+  run: RunOptions;
+}
+
+/** The JSON document printed with --json; human output is printed along the way instead. */
+export type CommandResult = Record<string, unknown>;
+
+/** Reads a file the user named, turning fs errors into one-line AutoencoderKLErrors. */
+export async function readUserFile(path: string, what: string): Promise<Uint8Array> {
+  try {
+    const buf = await readFile(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? `is a folder, not ${what}` : code === "EACCES" ? "permission denied" : (e as Error).message;
+    throw new AutoencoderKLError(path, `cannot read ${what}: ${why}`, { cause: e });
+  }
+}
+
+async function writeUserFile(path: string, bytes: Uint8Array): Promise<void> {
+  try {
+    await writeFile(path, bytes);
+  } catch (e) {
+    throw new AutoencoderKLError(path, `cannot write: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function maxPixels(o: CommandContext["options"]): number | undefined {
+  return parseIntOption("max-pixels", o["max-pixels"] as string | undefined, 1);
+}
+
+/** An image file → [1, 3, H, W] in [-1, 1]. */
+async function loadImage(path: string, o: CommandContext["options"]): Promise<Tensor> {
+  const img = decodeImage(await readUserFile(path, "an image"), { name: path, maxPixels: maxPixels(o) });
+  return new Tensor(img.data, [1, 3, img.height, img.width]);
+}
+
+/** File name stem: "photos/cat.png" → "cat", "x.latents.safetensors" → "x". */
+function stem(path: string): string {
+  return basename(path).replace(/\.latents\.safetensors$/i, "").replace(/\.[^.]+$/, "");
+}
+
+function seedOption(o: CommandContext["options"]): number | undefined {
+  return parseIntOption("seed", o.seed as string | undefined, 0, 2 ** 32 - 1);
+}
+
+/**
+ * Encodes any image size: pads right/bottom by edge replication to a multiple of the VAE's downscale
+ * factor (2^(levels-1)), so the latent grid covers the whole image; callers crop the decode back.
+ */
+async function encodeImage(vae: AutoencoderKL, x: Tensor, o: CommandContext["options"], run: RunOptions) {
+  const padded = padToMultiple(x, vae.downscaleFactor);
+  const t0 = performance.now();
+  const { latentDist } = await vae.encode(padded, run);
+  const ms = performance.now() - t0;
+  const sample = o.sample === true;
+  const seed = seedOption(o);
+  if (seed !== undefined && !sample) throw new UsageError("--seed only applies with --sample");
+  const z = sample ? latentDist.sample({ seed: seed ?? 0 }) : latentDist.mode();
+  return { z, ms, padded: padded.shape, posterior: sample ? "sample" : "mode", seed: sample ? (seed ?? 0) : undefined };
+}
+
+const round2 = (v: number) => Math.round(v * 100) / 100;
+
+export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
+  const { options: o, log } = ctx;
+  if (ctx.positionals.length > 1) throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
+  const imagePath = ctx.positionals[0] ?? bundledImage();
+  const x = await loadImage(imagePath, o);
+  const [, , h, w] = x.shape;
+  const { vae, location, loadMs } = await loadModel(o);
+  try {
+    const enc = await encodeImage(vae, x, o, ctx.run);
+    const t1 = performance.now();
+    const { sample } = await vae.decode(enc.z, ctx.run);
+    const decodeMs = performance.now() - t1;
+    const y = cropTo(sample, h, w);
+    const orig = pixels8(x), recon = pixels8(y);
+    const p = psnr8(orig.pixels, recon.pixels);
+    const output = resolve((o.output as string | undefined) ?? `${stem(imagePath)}-roundtrip.png`);
+    await writeUserFile(output, encodePngPixels(recon.pixels, w, h, 3));
+    let compare: string | undefined;
+    if (typeof o.compare === "string") {
+      compare = resolve(o.compare);
+      const side = sideBySide(orig.pixels, recon.pixels, w, h);
+      await writeUserFile(compare, encodePngPixels(side.pixels, side.width, side.height, 3));
+    }
+    const psnrText = Number.isFinite(p) ? `${p.toFixed(2)} dB` : "inf (identical)";
+    log(`PSNR ${psnrText}  (${w}×${h}, ${vae.backend} backend)`);
+    log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)}`);
+    log(`wrote ${output}${compare ? ` and ${compare} (original | reconstruction | error)` : ""}`);
+    return {
+      command: "roundtrip",
+      image: resolve(imagePath),
+      model: location,
+      backend: vae.backend,
+      width: w,
+      height: h,
+      posterior: enc.posterior,
+      ...(enc.seed !== undefined ? { seed: enc.seed } : {}),
+      psnr: Number.isFinite(p) ? round2(p) : null,
+      psnrExact: Number.isFinite(p) ? p : null,
+      loadMs: Math.round(loadMs),
+      encodeMs: Math.round(enc.ms),
+      decodeMs: Math.round(decodeMs),
+      output,
+      ...(compare ? { compare } : {}),
+    };
+  } finally {
+    vae.dispose();
+  }
+}
+
+/** How diffusers pipelines scale latents for the denoiser, from the config. */
+function scalingOf(cfg: AutoencoderKLConfig) {
+  const mean = Array.isArray(cfg.latents_mean) ? cfg.latents_mean : null;
+  const std = Array.isArray(cfg.latents_std) ? cfg.latents_std : null;
+  return { scale: cfg.scaling_factor, shift: cfg.shift_factor ?? null, mean: mean && std ? mean : null, std: mean && std ? std : null };
+}
+
+type Scaling = ReturnType<typeof scalingOf>;
+
+/**
+ * Applies (forward) or undoes the pipeline scaling in place: per-channel (z − mean)·scale / std when the
+ * config has latents_mean/latents_std (SDXL-style), else (z − shift)·scale (SD: shift 0; SD3/Flux: shift).
+ */
+function applyScaling(z: Tensor, s: Scaling, forward: boolean): Tensor {
+  const [b, c, h, w] = z.shape;
+  const out = new Float32Array(z.data.length);
+  const hw = h * w;
+  for (let n = 0; n < b; n++) {
+    for (let k = 0; k < c; k++) {
+      const m = s.mean ? s.mean[k] : (s.shift ?? 0);
+      const mul = s.std ? s.scale / s.std[k] : s.scale;
+      const base = (n * c + k) * hw;
+      for (let i = base; i < base + hw; i++) out[i] = forward ? (z.data[i] - m) * mul : z.data[i] / mul + m;
+    }
+  }
+  return new Tensor(out, z.shape);
+}
+
+export const LATENTS_FORMAT = "autoencoderkl.latents/1";
+
+export async function encode(ctx: CommandContext): Promise<CommandResult> {
+  const { options: o, log } = ctx;
+  if (ctx.positionals.length !== 1) throw new UsageError("encode needs exactly one image: autoencoderkl encode <image> -o latents.safetensors");
+  const imagePath = ctx.positionals[0];
+  const x = await loadImage(imagePath, o);
+  const [, , h, w] = x.shape;
+  const { vae, location } = await loadModel(o);
+  try {
+    const enc = await encodeImage(vae, x, o, ctx.run);
+    const raw = o.raw === true;
+    const s = scalingOf(vae.config);
+    const latents = raw ? enc.z : applyScaling(enc.z, s, true);
+    // The metadata says exactly what was stored, so `decode` (or a Python user) can undo it.
+    const metadata: Record<string, string> = {
+      format: LATENTS_FORMAT,
+      latents: raw ? "raw" : "scaled",
+      scaling_factor: String(s.scale),
+      shift_factor: s.shift === null ? "null" : String(s.shift),
+      posterior: enc.posterior,
+      image_width: String(w),
+      image_height: String(h),
+      latent_channels: String(vae.config.latent_channels),
+      model: basename(location),
+    };
+    if (s.mean && s.std) {
+      metadata.latents_mean = JSON.stringify(s.mean);
+      metadata.latents_std = JSON.stringify(s.std);
+    }
+    if (enc.seed !== undefined) metadata.seed = String(enc.seed);
+    const output = resolve((o.output as string | undefined) ?? `${stem(imagePath)}.latents.safetensors`);
+    await writeUserFile(output, writeSafetensors({ latents }, metadata));
+    log(`encoded ${w}×${h} → latents [${latents.shape.join(", ")}] (${enc.posterior}${raw ? ", raw" : `, scaled ×${s.scale}${s.shift !== null ? ` after −${s.shift}` : ""}`}) in ${formatSeconds(enc.ms / 1000)}`);
+    log(`wrote ${output}`);
+    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output };
+  } finally {
+    vae.dispose();
+  }
+}
+
+function numberMeta(meta: Record<string, string>, key: string, file: string): number | null {
+  const v = meta[key];
+  if (v === undefined || v === "null" || v === "None") return null;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new AutoencoderKLError(file, `metadata ${key} = ${JSON.stringify(v)} is not a number`);
+  return n;
+}
+
+function arrayMeta(meta: Record<string, string>, key: string, file: string, channels: number): number[] | null {
+  if (meta[key] === undefined) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(meta[key]);
+  } catch {
+    v = undefined;
+  }
+  if (!Array.isArray(v) || v.length !== channels || !v.every((x) => typeof x === "number" && Number.isFinite(x))) {
+    throw new AutoencoderKLError(file, `metadata ${key} must be a JSON array of ${channels} numbers`);
+  }
+  return v as number[];
+}
+
+export async function decode(ctx: CommandContext): Promise<CommandResult> {
+  const { options: o, log } = ctx;
+  if (ctx.positionals.length !== 1) throw new UsageError("decode needs exactly one latents file: autoencoderkl decode <latents.safetensors> -o image.png");
+  if (o.raw === true && o.scaled === true) throw new UsageError("--raw and --scaled contradict each other");
+  const file = ctx.positionals[0];
+  const { metadata, tensors } = readSafetensors(await readUserFile(file, "a latents file"), file);
+  let z = tensors.get("latents") ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
+  if (!z) throw new AutoencoderKLError(file, `has no tensor named "latents" (found ${[...tensors.keys()].slice(0, 5).join(", ") || "none"})`);
+  if (z.shape.length === 3) z = z.reshape([1, ...z.shape]);
+  if (z.shape.length !== 4) throw new AutoencoderKLError(file, `latents must have shape [B, C, h, w], got [${z.shape.join(", ")}]`);
+  const { vae, location } = await loadModel(o);
+  try {
+    // Whether to undo the pipeline scaling: the file's own record, unless overridden.
+    const recorded = metadata.latents;
+    const scaled = o.raw === true ? false : o.scaled === true ? true : recorded === "scaled";
+    let how = "raw";
+    if (scaled) {
+      const c = z.shape[1];
+      const fromFile = recorded === "scaled";
+      const s: Scaling = fromFile
+        ? {
+            scale: numberMeta(metadata, "scaling_factor", file) ?? vae.config.scaling_factor,
+            shift: numberMeta(metadata, "shift_factor", file),
+            mean: arrayMeta(metadata, "latents_mean", file, c),
+            std: arrayMeta(metadata, "latents_std", file, c),
+          }
+        : scalingOf(vae.config);
+      if (!(s.scale > 0 || s.scale < 0)) throw new AutoencoderKLError(file, "scaling_factor must be a non-zero number");
+      z = applyScaling(z, s, false);
+      how = `unscaled ÷${s.scale}${s.shift !== null ? ` +${s.shift}` : ""}${fromFile ? " (from the file's metadata)" : " (from the model config)"}`;
+    }
+    const t0 = performance.now();
+    const { sample } = await vae.decode(z, ctx.run);
+    const ms = performance.now() - t0;
+    const iw = numberMeta(metadata, "image_width", file), ih = numberMeta(metadata, "image_height", file);
+    const [, , H, W] = sample.shape;
+    const y = iw && ih && iw <= W && ih <= H && sample.shape[0] === 1 ? cropTo(sample, ih, iw) : sample;
+    const first = y.shape[0] > 1 ? new Tensor(y.data.subarray(0, y.data.length / y.shape[0]), [1, ...y.shape.slice(1)]) : y;
+    const output = resolve((o.output as string | undefined) ?? `${stem(file)}.png`);
+    await writeUserFile(output, writePng(first));
+    log(`decoded latents [${z.shape.join(", ")}] (${how}) → ${first.shape[3]}×${first.shape[2]} in ${formatSeconds(ms / 1000)}`);
+    if (y.shape[0] > 1) log(`note: the file holds ${y.shape[0]} latents; wrote the first`);
+    log(`wrote ${output}`);
+    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output };
+  } finally {
+    vae.dispose();
+  }
+}
+
+function parseSize(v: string | undefined, name: string): [number, number] {
+  if (v === undefined) return [512, 512];
+  const m = /^(\d+)(?:[x×](\d+))?$/i.exec(v.trim());
+  if (!m) throw new UsageError(`--${name} must be a size like 512 or 768x512, got ${JSON.stringify(v)}`);
+  const w = +m[1], h = m[2] ? +m[2] : w;
+  if (w < 1 || h < 1 || w > 65536 || h > 65536) throw new UsageError(`--${name} sides must be from 1 to 65536, got ${v}`);
+  return [w, h];
+}
+
+/** Counts of tensors per dtype in a safetensors file, read from its header only. */
+function dtypeCounts(bytes: Uint8Array, source: string): Record<string, number> {
+  const header = readSafetensorsHeader(bytes, source);
+  const counts: Record<string, number> = {};
+  for (const e of header.entries) counts[e.dtype] = (counts[e.dtype] ?? 0) + 1;
+  return counts;
+}
+
+export async function info(ctx: CommandContext): Promise<CommandResult> {
+  const { options: o, log } = ctx;
+  if (ctx.positionals.length > 1) throw new UsageError("info takes at most one model");
+  const model = ctx.positionals[0] ?? (o.model as string | undefined);
+  const [w, h] = parseSize(o.size as string | undefined, "size");
+  const { location, kind } = locateModel(model);
+  let config: AutoencoderKLConfig;
+  let parameters: number;
+  let weightsFile: string | null = null;
+  let fileBytes: number | null = null;
+  let dtypes: Record<string, number> | null = null;
+  if (kind === "diffusers folder" && !/^https?:/i.test(location)) {
+    // Config and weight header only: no weights are converted or uploaded.
+    const cfgPath = resolve(location, "config.json");
+    let raw: unknown;
+    try {
+      raw = JSON.parse(new TextDecoder().decode(await readUserFile(cfgPath, "config.json")));
+    } catch (e) {
+      if (e instanceof AutoencoderKLError) throw new AutoencoderKLError(location, `not a diffusers model folder: ${e.rule}`, { cause: e });
+      throw new AutoencoderKLError(cfgPath, `is not valid JSON: ${(e as Error).message}`, { cause: e });
+    }
+    const vae = await AutoencoderKL.fromConfig(raw, { backend: "reference" });
+    config = vae.config;
+    parameters = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+    vae.dispose();
+    const suffix = typeof o.variant === "string" ? `.${o.variant}` : "";
+    for (const name of [`diffusion_pytorch_model${suffix}.safetensors`, `diffusion_flax_model${suffix}.msgpack`]) {
+      const p = resolve(location, name);
+      const st = await stat(p).catch(() => null);
+      if (!st?.isFile()) continue;
+      weightsFile = p;
+      fileBytes = st.size;
+      if (name.endsWith(".safetensors")) dtypes = dtypeCounts(await readUserFile(p, "weights"), p);
+      break;
+    }
+    if (!weightsFile) throw new AutoencoderKLError(location, `no weights found: looked for diffusion_pytorch_model${suffix}.safetensors and diffusion_flax_model${suffix}.msgpack`);
+  } else {
+    const { vae } = await loadModel({ ...o, model: location, backend: "reference", threads: "1" });
+    config = vae.config;
+    parameters = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+    vae.dispose();
+    if (!/^https?:/i.test(location)) {
+      weightsFile = location;
+      fileBytes = (await stat(location)).size;
+      if (extname(location).toLowerCase() === ".safetensors") dtypes = dtypeCounts(await readUserFile(location, "weights"), location);
+    }
+  }
+  const mem = estimatePeakMemory(config, parameters, h, w);
+  const f = 2 ** (config.block_out_channels.length - 1);
+  log(`model       ${location} (${kind})`);
+  if (weightsFile) log(`weights     ${basename(weightsFile)}, ${formatBytes(fileBytes!)}${dtypes ? `, ${Object.entries(dtypes).map(([k, n]) => `${n} × ${k}`).join(", ")}` : ""}`);
+  log(`parameters  ${parameters.toLocaleString("en-US")}`);
+  log(`structure   ${config.block_out_channels.length} levels (÷${f}), block_out_channels [${config.block_out_channels.join(", ")}], layers_per_block ${config.layers_per_block}, ${config.norm_num_groups} groups, act ${config.act_fn}${config.mid_block_add_attention ? ", mid-block attention" : ""}`);
+  log(`channels    in ${config.in_channels}, out ${config.out_channels}, latent ${config.latent_channels}`);
+  log(`scaling     scaling_factor ${config.scaling_factor}, shift_factor ${config.shift_factor ?? "none"}${config.latents_mean ? ", latents_mean/std per channel" : ""}`);
+  log(`sample_size ${config.sample_size} (default tile)`);
+  log(`memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`);
+  return { command: "info", model: location, kind, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem } };
+}
+
+/** A deterministic test picture: smooth colour gradients plus texture, values in [-1, 1]. */
+function syntheticImage(h: number, w: number): Tensor {
+  const d = new Float32Array(3 * h * w);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        d[c * h * w + y * w + x] = 0.6 * Math.sin((x / w) * 6.3 * (c + 1) + y / 17) * Math.cos((y / h) * 3.1 + c) + 0.2 * Math.sin(x * 0.7 + y * 1.3);
+      }
+    }
+  }
+  return new Tensor(d, [1, 3, h, w]);
+}
+
+export async function bench(ctx: CommandContext): Promise<CommandResult> {
+  const { options: o, log } = ctx;
+  if (ctx.positionals.length) throw new UsageError("bench takes no positional arguments");
+  const sizes = ((o.sizes as string | undefined) ?? "256,512").split(",").map((s) => parseSize(s, "sizes"));
+  const repeat = parseIntOption("repeat", o.repeat as string | undefined, 1, 100) ?? 1;
+  const { vae, location, loadMs } = await loadModel(o);
+  const f = vae.downscaleFactor;
+  const rows: { width: number; height: number; encodeMs: number; decodeMs: number }[] = [];
+  try {
+    log(`model ${location}, ${vae.backend} backend (${vae.backendDescription}), loaded in ${formatSeconds(loadMs / 1000)}`);
+    log(`${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)}`);
+    for (const [w0, h0] of sizes) {
+      const w = Math.max(f, Math.ceil(w0 / f) * f), h = Math.max(f, Math.ceil(h0 / f) * f);
+      const x = syntheticImage(h, w);
+      let best = { encodeMs: Infinity, decodeMs: Infinity };
+      for (let r = 0; r < repeat; r++) {
+        const t0 = performance.now();
+        const { latentDist } = await vae.encode(x, ctx.run);
+        const t1 = performance.now();
+        await vae.decode(latentDist.mode(), ctx.run);
+        const t2 = performance.now();
+        best = { encodeMs: Math.min(best.encodeMs, t1 - t0), decodeMs: Math.min(best.decodeMs, t2 - t1) };
+      }
+      rows.push({ width: w, height: h, encodeMs: Math.round(best.encodeMs), decodeMs: Math.round(best.decodeMs) });
+      const mpx = (w * h) / 1e6 / ((best.encodeMs + best.decodeMs) / 1000);
+      log(`${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)}`);
+    }
+    return { command: "bench", model: location, backend: vae.backend, backendDescription: vae.backendDescription, repeat, loadMs: Math.round(loadMs), results: rows };
+  } finally {
+    vae.dispose();
+  }
+}

@@ -1,0 +1,108 @@
+import { existsSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { dirname, basename, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { AutoencoderKL, AutoencoderKLError, type BackendChoice } from "../index.js";
+
+/** A usage mistake (bad flag, missing argument): exit code 2, with the usage hint. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * The package folder holding assets/: found by walking up from this file, so it works from src/cli
+ * (sources), dist/cli (compiled) and any bundle placed inside the package.
+ */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(resolve(dir, "assets", "demo-vae", "config.json"))) return dir;
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new AutoencoderKLError("autoencoderkl", "cannot find the bundled assets/ folder (a broken install?)");
+}
+
+export const bundledModel = () => resolve(packageRoot(), "assets", "demo-vae");
+export const bundledImage = () => resolve(packageRoot(), "assets", "chelsea.png");
+
+export interface ModelOptions {
+  model?: string;
+  backend?: string;
+  threads?: string;
+  variant?: string;
+  tile?: boolean;
+  "tile-size"?: string;
+}
+
+const BACKENDS: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"];
+const SINGLE_FILE = /\.(safetensors|ckpt|pt|pth|bin)([?#].*)?$/i;
+
+export function parseIntOption(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim()) || +value < min || +value > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return +value;
+}
+
+export function backendOptions(o: ModelOptions): { backend: BackendChoice; threads: number } {
+  const backend = (o.backend ?? "auto") as BackendChoice;
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(o.backend)}`);
+  // The library's default is one thread; a command-line run has the machine to itself.
+  const threads = parseIntOption("threads", o.threads, 1, 256) ?? Math.min(availableParallelism(), 16);
+  return { backend, threads };
+}
+
+export type ModelKind = "diffusers folder" | "single file";
+
+/** Where --model points and what it is; the bundled demo model when absent. */
+export function locateModel(model: string | undefined): { location: string; kind: ModelKind; bundled: boolean } {
+  if (model === undefined || model === "") return { location: bundledModel(), kind: "diffusers folder", bundled: true };
+  if (/^https?:\/\//i.test(model)) return { location: model, kind: SINGLE_FILE.test(new URL(model).pathname) ? "single file" : "diffusers folder", bundled: false };
+  const path = resolve(model);
+  if (!existsSync(path)) {
+    throw new AutoencoderKLError(model, "not found: --model must be a diffusers VAE folder (with config.json) or a single-file checkpoint (.safetensors, .ckpt)");
+  }
+  const st = statSync(path);
+  if (st.isDirectory()) return { location: path, kind: "diffusers folder", bundled: false };
+  if (basename(path) === "config.json") return { location: dirname(path), kind: "diffusers folder", bundled: false };
+  return { location: path, kind: "single file", bundled: false };
+}
+
+export interface LoadedModel {
+  vae: AutoencoderKL;
+  location: string;
+  kind: ModelKind;
+  loadMs: number;
+}
+
+export async function loadModel(o: ModelOptions): Promise<LoadedModel> {
+  const { backend, threads } = backendOptions(o);
+  const tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16);
+  const { location, kind } = locateModel(o.model);
+  const t0 = performance.now();
+  let vae: AutoencoderKL;
+  if (kind === "single file") {
+    const fromSingleFile = (AutoencoderKL as unknown as { fromSingleFile?: (src: string, opts: object) => Promise<AutoencoderKL> }).fromSingleFile;
+    if (typeof fromSingleFile !== "function") {
+      throw new AutoencoderKLError(location, "single-file checkpoints are not supported by this build; pass a diffusers folder");
+    }
+    vae = await fromSingleFile.call(AutoencoderKL, location, { backend, threads });
+  } else {
+    vae = await AutoencoderKL.fromPretrained(location, { backend, threads, variant: o.variant });
+  }
+  if (o.tile || tileSize !== undefined) {
+    try {
+      vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
+    } catch (e) {
+      vae.dispose();
+      throw e;
+    }
+  }
+  return { vae, location, kind, loadMs: performance.now() - t0 };
+}
