@@ -61,8 +61,11 @@ class WasmBuffer implements DeviceBuffer {
   ) {}
 }
 
-/** Ops below this many multiply-adds (or elements) run on the calling thread only. */
-const PARALLEL_MIN_WORK = 1 << 15;
+/**
+ * Ops below this many multiply-adds (or elements) run on the calling thread alone: handing work to a
+ * worker and hearing back costs tens of microseconds.
+ */
+const PARALLEL_MIN_WORK = 1 << 18;
 
 /**
  * The WASM SIMD backend. JS owns the WebAssembly memory: a first-fit free list hands out 16-byte aligned
@@ -149,10 +152,16 @@ export class WasmKernels implements Kernels {
     return new Float32Array(this.memory.buffer, b.ptr, n).slice();
   }
 
-  /** Bytes of linear memory, and how much of it is free (tests and diagnostics). */
-  memoryStats(): { bytes: number; free: number; largestFree: number; buffers: number } {
+  /** Bytes of linear memory, how much of it is free, live buffers and the kernels' scratch (diagnostics). */
+  memoryStats(): { bytes: number; free: number; largestFree: number; buffers: number; scratchBytes: number } {
     const s = this.allocator.stats();
-    return { bytes: this.memory.buffer.byteLength, free: s.free, largestFree: s.largest, buffers: this.live.size };
+    return {
+      bytes: this.memory.buffer.byteLength,
+      free: s.free,
+      largestFree: s.largest,
+      buffers: this.live.size - (this.scratch ? 1 : 0),
+      scratchBytes: this.scratch?.bytes ?? 0,
+    };
   }
 
   private grow(bytes: number): void {
