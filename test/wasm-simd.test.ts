@@ -159,7 +159,7 @@ describe("shipped wasm kernels use SIMD", () => {
     expect(count(c, OP.f32x4_mul)).toBeGreaterThan(100);
     expect(count(c, OP.f32x4_add)).toBeGreaterThan(100);
     expect(count(c, OP.v128_load)).toBeGreaterThan(50);
-    expect(count(c, OP.load32_splat)).toBeGreaterThan(20); // weight broadcasts in the conv/gemm tiles
+    expect(count(c, OP.load32_splat)).toBeGreaterThanOrEqual(12); // weight broadcasts in the conv/gemm tiles
     for (const [sub] of c.simd) expect(sub < 0x100, `relaxed opcode 0x${sub.toString(16)} in the plain build`).toBe(true);
     // no data segments or start function: every worker may instantiate it on the same shared memory
     expect(c.sections).not.toContain(11);
