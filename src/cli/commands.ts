@@ -63,8 +63,11 @@ function stem(path: string): string {
   return basename(path).replace(/\.latents\.safetensors$/i, "").replace(/\.[^.]+$/, "");
 }
 
-function seedOption(o: CommandContext["options"]): number | undefined {
-  return parseIntOption("seed", o.seed as string | undefined, 0, 2 ** 32 - 1);
+/** --sample/--seed, checked before any work is done. */
+function posteriorOptions(o: CommandContext["options"]): { sample: boolean; seed: number | undefined } {
+  const seed = parseIntOption("seed", o.seed as string | undefined, 0, 2 ** 32 - 1);
+  if (seed !== undefined && o.sample !== true) throw new UsageError("--seed only applies with --sample");
+  return { sample: o.sample === true, seed };
 }
 
 /**
@@ -72,13 +75,11 @@ function seedOption(o: CommandContext["options"]): number | undefined {
  * factor (2^(levels-1)), so the latent grid covers the whole image; callers crop the decode back.
  */
 async function encodeImage(vae: AutoencoderKL, x: Tensor, o: CommandContext["options"], run: RunOptions) {
+  const { sample, seed } = posteriorOptions(o);
   const padded = padToMultiple(x, vae.downscaleFactor);
   const t0 = performance.now();
   const { latentDist } = await vae.encode(padded, run);
   const ms = performance.now() - t0;
-  const sample = o.sample === true;
-  const seed = seedOption(o);
-  if (seed !== undefined && !sample) throw new UsageError("--seed only applies with --sample");
   const z = sample ? latentDist.sample({ seed: seed ?? 0 }) : latentDist.mode();
   return { z, ms, padded: padded.shape, posterior: sample ? "sample" : "mode", seed: sample ? (seed ?? 0) : undefined };
 }
@@ -89,6 +90,7 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
   if (ctx.positionals.length > 1) throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
   const imagePath = ctx.positionals[0] ?? bundledImage();
+  posteriorOptions(o);
   const x = await loadImage(imagePath, o);
   const [, , h, w] = x.shape;
   const { vae, location, loadMs } = await loadModel(o);
@@ -168,6 +170,7 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
   if (ctx.positionals.length !== 1) throw new UsageError("encode needs exactly one image: autoencoderkl encode <image> -o latents.safetensors");
   const imagePath = ctx.positionals[0];
+  posteriorOptions(o);
   const x = await loadImage(imagePath, o);
   const [, , h, w] = x.shape;
   const { vae, location } = await loadModel(o);

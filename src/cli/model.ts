@@ -98,6 +98,10 @@ export async function loadModel(o: ModelOptions): Promise<LoadedModel> {
   }
   if (o.tile || tileSize !== undefined) {
     try {
+      // Tiles step by 3/4 of their side; a multiple of 4·2^(levels-1) keeps every edge tile (of a padded
+      // image) at least 2^(levels-1) pixels wide, the least the encoder's downsampling can take.
+      const unit = 4 * vae.downscaleFactor;
+      if (tileSize !== undefined && tileSize % unit !== 0) throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
       vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
     } catch (e) {
       vae.dispose();
