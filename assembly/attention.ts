@@ -1,7 +1,7 @@
 // Softmax and blocked attention with an online softmax (the N×N score matrix never exists: only one
 // BQ × BK block of it, in the caller's scratch).
 import { hmax, hsum, loadPartial, sliceBegin, splat, storePartial, vexp } from "./common";
-import { axpyRows, dotTile } from "./gemm";
+import { MR, NR, TILE_BYTES, packA, packB, packedBBytes, panelTimesB } from "./gemm";
 
 /** Row-wise softmax of x[rows][cols] in f32 with max subtraction; out may alias x. Threads split rows. */
 export function softmax(x: usize, out: usize, rows: i32, cols: i32, tid: i32, nt: i32): void {
@@ -52,31 +52,41 @@ function scaleRow(p: usize, n: i32, s: f32): void {
   for (; i < n; i++) store<f32>(p + (<usize>i << 2), load<f32>(p + (<usize>i << 2)) * s);
 }
 
-/** Query rows and keys per block. BQ is a multiple of 3 (dot tiles) and 4 (axpy tiles). */
-const BQ = 24;
-const BK = 128;
+/** Query rows per block (a multiple of MR) and keys per block (a multiple of NR). */
+const BQ = 8 * MR;
+const BK = 16 * NR;
 
 /** Scratch bytes one thread needs for attention with head dimension `dim`. */
 export function attentionScratchBytes(dim: i32): i32 {
-  const d4 = (dim + 3) & ~3;
-  return (BQ * BK + BQ * d4 + 2 * BQ) << 2;
+  return TILE_BYTES +
+    (BQ / MR) * dim * (MR << 2) + // Q panels
+    packedBBytes(dim, BK) + // Kᵀ block
+    packedBBytes(BK, dim) + // V block
+    BK * (MR << 2) + // one P panel
+    ((BQ * BK + BQ * dim + 2 * BQ) << 2); // S, O, running max and sum
 }
 
 /**
- * out[b][i] = Σ_j softmax_j(scale · q[b][i]·k[b][j]) v[b][j]. Threads split (batch, query block) pairs;
- * thread tid uses scratch + tid · attentionScratchBytes(dim).
+ * out[b][i] = Σ_j softmax_j(scale · q[b][i]·k[b][j]) v[b][j]. Per block of BQ queries: S = scale·Q·Kᵀ for
+ * one block of BK keys, rescale what was accumulated under the previous running max, O += P·V. Threads
+ * split (batch, query block) pairs; thread tid uses scratch + tid · attentionScratchBytes(dim).
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize, batch: i32, NQ: i32, NK: i32, D: i32, scale: f32,
   scratch: usize, tid: i32, nt: i32,
 ): void {
-  const d4 = (D + 3) & ~3;
   const base = scratch + <usize>tid * <usize>attentionScratchBytes(D);
-  const S = base; // [BQ][BK] scores, then probabilities
-  const O = S + (<usize>(BQ * BK) << 2); // [BQ][d4] unnormalised output
-  const M = O + (<usize>(BQ * d4) << 2); // [BQ] running max
-  const L = M + (<usize>BQ << 2); // [BQ] running sum
-  const ld = <usize>D << 2, ldS = <usize>BK << 2, ldO = <usize>d4 << 2;
+  const acc = base;
+  const Qp = acc + TILE_BYTES;
+  const Kp = Qp + <usize>((BQ / MR) * D * (MR << 2));
+  const Vp = Kp + <usize>packedBBytes(D, BK);
+  const Pp = Vp + <usize>packedBBytes(BK, D);
+  const S = Pp + <usize>(BK * (MR << 2)); // [BQ][BK]
+  const O = S + (<usize>(BQ * BK) << 2); // [BQ][D]
+  const M = O + (<usize>(BQ * D) << 2);
+  const L = M + (<usize>BQ << 2);
+  const ld = <usize>D << 2, ldS = <usize>BK << 2;
+  const qPanel = <usize>D * (MR << 2);
   const qb = (NQ + BQ - 1) / BQ;
   const total = batch * qb;
   const t0 = sliceBegin(total, tid, nt), t1 = sliceBegin(total, tid + 1, nt);
@@ -85,21 +95,20 @@ export function attention(
     const nq = min(BQ, NQ - i0);
     const pq = q + (<usize>b * <usize>NQ + <usize>i0) * ld;
     const pk = k + <usize>b * <usize>NK * ld, pv = v + <usize>b * <usize>NK * ld;
-    memory.fill(O, 0, <usize>(BQ * d4) << 2);
+    for (let i = 0; i < nq; i += MR) packA(pq + <usize>i * ld, ld, min(MR, nq - i), D, Qp + <usize>(i / MR) * qPanel);
+    memory.fill(O, 0, <usize>(BQ * D) << 2);
     for (let i = 0; i < nq; i++) {
       store<f32>(M + (<usize>i << 2), -Infinity);
       store<f32>(L + (<usize>i << 2), 0);
     }
     for (let j0 = 0; j0 < NK; j0 += BK) {
       const nk = min(BK, NK - j0);
-      // S = scale · Q Kᵀ for this block
-      for (let i = 0; i < nq; i += 3) {
-        for (let j = 0; j < nk; j += 4) {
-          dotTile(pq + <usize>i * ld, ld, pk + <usize>(j0 + j) * ld, ld, D,
-            S + <usize>i * ldS + (<usize>j << 2), ldS, min(3, nq - i), min(4, nk - j), scale, 0);
-        }
+      // S = scale · Q Kᵀ for this block of keys (B = Kᵀ: key rows are B's columns)
+      packB(pk + <usize>j0 * ld, ld, D, nk, true, Kp);
+      for (let i = 0; i < nq; i += MR) {
+        panelTimesB(Qp + <usize>(i / MR) * qPanel, Kp, D, nk, acc, S + <usize>i * ldS, ldS, min(MR, nq - i), scale, 0, false);
       }
-      // online softmax: rescale what was accumulated under the old max
+      // online softmax: P = exp(S - new max); rescale O and the running sum by exp(old max - new max)
       for (let i = 0; i < nq; i++) {
         const row = S + <usize>i * ldS;
         let mv = splat(-Infinity);
@@ -123,19 +132,23 @@ export function attention(
         const corr = mOld == -Infinity ? <f32>0 : f32x4.extract_lane(vexp(splat(mOld - mNew)), 0);
         store<f32>(L + (<usize>i << 2), load<f32>(L + (<usize>i << 2)) * corr + hsum(s));
         store<f32>(M + (<usize>i << 2), mNew);
-        if (corr != 1) scaleRow(O + <usize>i * ldO, D, corr);
+        if (corr != 1) scaleRow(O + <usize>i * ld, D, corr);
       }
       // O += P V
-      for (let i = 0; i < nq; i += 4) {
-        axpyRows(S + <usize>i * ldS, ldS, pv + <usize>j0 * ld, ld, nk, D, O + <usize>i * ldO, ldO, min(4, nq - i), 1.0, true);
+      packB(pv + <usize>j0 * ld, ld, nk, D, false, Vp);
+      for (let i = 0; i < nq; i += MR) {
+        const nR = min(MR, nq - i);
+        packA(S + <usize>i * ldS, ldS, nR, nk, Pp);
+        panelTimesB(Pp, Vp, nk, D, acc, O + <usize>i * ld, ld, nR, 1.0, 0, true);
       }
     }
     for (let i = 0; i < nq; i++) {
-      const src = O + <usize>i * ldO, dst = out + (<usize>b * <usize>NQ + <usize>(i0 + i)) * ld;
-      const s = splat(1.0 / load<f32>(L + (<usize>i << 2)));
+      const src = O + <usize>i * ld, dst = out + (<usize>b * <usize>NQ + <usize>(i0 + i)) * ld;
+      const inv = <f32>1.0 / load<f32>(L + (<usize>i << 2));
+      const s = splat(inv);
       let c = 0;
       for (; c + 4 <= D; c += 4) v128.store(dst + (<usize>c << 2), f32x4.mul(v128.load(src + (<usize>c << 2)), s));
-      for (; c < D; c++) store<f32>(dst + (<usize>c << 2), load<f32>(src + (<usize>c << 2)) * f32x4.extract_lane(s, 0));
+      for (; c < D; c++) store<f32>(dst + (<usize>c << 2), load<f32>(src + (<usize>c << 2)) * inv);
     }
   }
 }

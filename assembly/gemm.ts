@@ -1,153 +1,220 @@
-// Matrix products on register tiles, used by linear, matmul and attention.
-//  * dot form   out[i][j] = Σ_t a[i][t]·b[j][t]  (both operands contiguous along t): 3 rows × 4 columns,
-//    12 vector accumulators over t, reduced lane-wise at the end. Linear layers and Q·Kᵀ.
-//  * axpy form  out[i][j] = Σ_t a[i][t]·b[t][j]  (b rows contiguous along j): 4 rows × 12 columns,
-//    a[i][t] broadcast against three vectors of b's row t. Plain matmul and P·V.
-// Partial tiles clamp the row pointers of missing rows/columns to valid ones and skip their stores, so the
-// inner loops never branch.
-import { hsum4, loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
+// Matrix products on packed panels, used by linear, matmul and attention.
+//
+// out[i][j] = Σ_k A[i][k]·B[k][j]. A is packed in panels of MR = 6 rows as [K][6], B in tiles of NR = 8
+// columns as [K][8] (zero past the valid rows/columns), so the micro-kernel reads both with one pointer
+// each and immediate offsets: per k, 2 vector loads of B, 6 broadcasts of A, 12 multiply-adds into 12
+// accumulators (the same spill-free shape as the conv micro-kernel, see conv.ts). Packing costs O(K·(M+N))
+// against O(M·N·K) multiply-adds. B may be stored row-major [K][N] or transposed [N][K] (linear weights,
+// Kᵀ in attention); packing absorbs the difference.
+import { loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
 
-/**
- * out[i][j] = alpha · Σ_t a[i][t]·b[j][t] + bias[j] for i < nR (≤ 3), j < nC (≤ 4). Strides in bytes.
- * bias = 0 means no bias.
- */
-export function dotTile(
-  a: usize, lda: usize, b: usize, ldb: usize, K: i32,
-  out: usize, ldo: usize, nR: i32, nC: i32, alpha: f32, bias: usize,
-): void {
-  const a0 = a, a1 = nR > 1 ? a + lda : a, a2 = nR > 2 ? a + 2 * lda : a;
-  const b0 = b, b1 = nC > 1 ? b + ldb : b, b2 = nC > 2 ? b + 2 * ldb : b, b3 = nC > 3 ? b + 3 * ldb : b;
-  let c00 = splat(0), c01 = splat(0), c02 = splat(0), c03 = splat(0);
-  let c10 = splat(0), c11 = splat(0), c12 = splat(0), c13 = splat(0);
-  let c20 = splat(0), c21 = splat(0), c22 = splat(0), c23 = splat(0);
-  const K4 = K & ~3;
-  for (let t = 0; t < K4; t += 4) {
-    const o = <usize>t << 2;
-    const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o), x2 = v128.load(a2 + o);
-    const y0 = v128.load(b0 + o);
-    c00 = madd(x0, y0, c00); c10 = madd(x1, y0, c10); c20 = madd(x2, y0, c20);
-    const y1 = v128.load(b1 + o);
-    c01 = madd(x0, y1, c01); c11 = madd(x1, y1, c11); c21 = madd(x2, y1, c21);
-    const y2 = v128.load(b2 + o);
-    c02 = madd(x0, y2, c02); c12 = madd(x1, y2, c12); c22 = madd(x2, y2, c22);
-    const y3 = v128.load(b3 + o);
-    c03 = madd(x0, y3, c03); c13 = madd(x1, y3, c13); c23 = madd(x2, y3, c23);
+/** Rows per A panel and columns per B tile. */
+export const MR = 6;
+export const NR = 8;
+/** One tile of raw accumulators, [MR][NR] floats. */
+export const TILE_BYTES = MR * NR * 4;
+
+/** Bytes of packed B for a K × N product: ceil(N/8) tiles of [K][8]. */
+// @ts-ignore: decorator
+@inline export function packedBBytes(K: i32, N: i32): i32 {
+  return ((N + NR - 1) / NR) * K * (NR << 2);
+}
+
+/** dst[k][r] = A[r][k] for r < rows (≤ 6), 0 for the other rows. lda: bytes between rows of A. */
+export function packA(a: usize, lda: usize, rows: i32, K: i32, dst: usize): void {
+  for (let r = 0; r < MR; r++) {
+    let p = dst + (<usize>r << 2);
+    if (r < rows) {
+      const src = a + <usize>r * lda;
+      for (let k = 0; k < K; k++) {
+        store<f32>(p, load<f32>(src + (<usize>k << 2)));
+        p += MR << 2;
+      }
+    } else {
+      for (let k = 0; k < K; k++) {
+        store<f32>(p, 0);
+        p += MR << 2;
+      }
+    }
   }
-  if (K4 < K) {
-    // the K % 4 tail: partial loads zero the lanes past K on both operands
-    const r = K - K4, o = <usize>K4 << 2;
-    const x0 = loadPartial(a0 + o, r), x1 = loadPartial(a1 + o, r), x2 = loadPartial(a2 + o, r);
-    const y0 = loadPartial(b0 + o, r), y1 = loadPartial(b1 + o, r);
-    const y2 = loadPartial(b2 + o, r), y3 = loadPartial(b3 + o, r);
-    c00 = madd(x0, y0, c00); c10 = madd(x1, y0, c10); c20 = madd(x2, y0, c20);
-    c01 = madd(x0, y1, c01); c11 = madd(x1, y1, c11); c21 = madd(x2, y1, c21);
-    c02 = madd(x0, y2, c02); c12 = madd(x1, y2, c12); c22 = madd(x2, y2, c22);
-    c03 = madd(x0, y3, c03); c13 = madd(x1, y3, c13); c23 = madd(x2, y3, c23);
-  }
-  const al = splat(alpha);
-  const bv = bias != 0 ? loadPartial(bias, nC) : splat(0);
-  storePartial(out, madd(hsum4(c00, c01, c02, c03), al, bv), nC);
-  if (nR > 1) storePartial(out + ldo, madd(hsum4(c10, c11, c12, c13), al, bv), nC);
-  if (nR > 2) storePartial(out + 2 * ldo, madd(hsum4(c20, c21, c22, c23), al, bv), nC);
 }
 
 /**
- * out[i][j] (+)= alpha · Σ_t a[i][t]·b[t][j] for i < nR (≤ 4), j < nC (≤ 12). Strides in bytes.
- * With accumulate, the previous contents of out are added (alpha is then applied to the new part only).
- * Reads b[t][j] for j up to 12 even when nC < 12 (within the guard past the last row).
+ * Packs all of B (K × N) into tiles [N/8][K][8], zero past N. transposed: B[k][j] is stored at b + j·ldb
+ * + 4k (B given as Bᵀ, rows of length K); otherwise at b + k·ldb + 4j.
  */
-export function axpyTile(
-  a: usize, lda: usize, b: usize, ldb: usize, K: i32,
-  out: usize, ldo: usize, nR: i32, nC: i32, alpha: f32, accumulate: bool,
-): void {
-  const a0 = a, a1 = nR > 1 ? a + lda : a, a2 = nR > 2 ? a + 2 * lda : a, a3 = nR > 3 ? a + 3 * lda : a;
-  let c00 = splat(0), c01 = splat(0), c02 = splat(0);
-  let c10 = splat(0), c11 = splat(0), c12 = splat(0);
-  let c20 = splat(0), c21 = splat(0), c22 = splat(0);
-  let c30 = splat(0), c31 = splat(0), c32 = splat(0);
-  let pb = b;
-  for (let t = 0; t < K; t++) {
-    const o = <usize>t << 2;
-    const y0 = v128.load(pb), y1 = v128.load(pb, 16), y2 = v128.load(pb, 32);
-    const x0 = v128.load32_splat(a0 + o);
-    c00 = madd(x0, y0, c00); c01 = madd(x0, y1, c01); c02 = madd(x0, y2, c02);
-    const x1 = v128.load32_splat(a1 + o);
-    c10 = madd(x1, y0, c10); c11 = madd(x1, y1, c11); c12 = madd(x1, y2, c12);
-    const x2 = v128.load32_splat(a2 + o);
-    c20 = madd(x2, y0, c20); c21 = madd(x2, y1, c21); c22 = madd(x2, y2, c22);
-    const x3 = v128.load32_splat(a3 + o);
-    c30 = madd(x3, y0, c30); c31 = madd(x3, y1, c31); c32 = madd(x3, y2, c32);
-    pb += ldb;
+export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, dst: usize): void {
+  const tile = <usize>K * (NR << 2);
+  for (let j = 0; j < N; j += NR) {
+    const cols = min(NR, N - j);
+    const d = dst + <usize>(j / NR) * tile;
+    if (transposed) {
+      for (let c = 0; c < NR; c++) {
+        let p = d + (<usize>c << 2);
+        if (c < cols) {
+          const src = b + <usize>(j + c) * ldb;
+          for (let k = 0; k < K; k++) {
+            store<f32>(p, load<f32>(src + (<usize>k << 2)));
+            p += NR << 2;
+          }
+        } else {
+          for (let k = 0; k < K; k++) {
+            store<f32>(p, 0);
+            p += NR << 2;
+          }
+        }
+      }
+    } else if (cols == NR) {
+      for (let k = 0; k < K; k++) {
+        const src = b + <usize>k * ldb + (<usize>j << 2);
+        const p = d + (<usize>k << 5);
+        v128.store(p, v128.load(src));
+        v128.store(p, v128.load(src, 16), 16);
+      }
+    } else {
+      for (let k = 0; k < K; k++) {
+        const src = b + <usize>k * ldb + (<usize>j << 2);
+        const p = d + (<usize>k << 5);
+        for (let c = 0; c < NR; c++) store<f32>(p + (<usize>c << 2), c < cols ? load<f32>(src + (<usize>c << 2)) : <f32>0);
+      }
+    }
   }
+}
+
+/**
+ * The micro-kernel: acc[r][0..8) = Σ_k ap[k][r] · bp[k][0..8), raw. Kept bare and out of line (see
+ * panelTimesB) so V8 allocates all 12 accumulators to registers; they are stored in the order they are
+ * computed, which keeps V8's scheduler from hoisting the loads and spilling.
+ */
+function gemmTile(ap: usize, bp: usize, K: i32, acc: usize): void {
+  let c00 = splat(0), c01 = splat(0), c10 = splat(0), c11 = splat(0), c20 = splat(0), c21 = splat(0);
+  let c30 = splat(0), c31 = splat(0), c40 = splat(0), c41 = splat(0), c50 = splat(0), c51 = splat(0);
+  let pa = ap, pb = bp;
+  for (let k = 0; k < K; k++) {
+    const x0 = v128.load(pb);
+    const x1 = v128.load(pb, 16);
+    const w0 = v128.load32_splat(pa);
+    c00 = madd(w0, x0, c00);
+    c01 = madd(w0, x1, c01);
+    const w1 = v128.load32_splat(pa, 4);
+    c10 = madd(w1, x0, c10);
+    c11 = madd(w1, x1, c11);
+    const w2 = v128.load32_splat(pa, 8);
+    c20 = madd(w2, x0, c20);
+    c21 = madd(w2, x1, c21);
+    const w3 = v128.load32_splat(pa, 12);
+    c30 = madd(w3, x0, c30);
+    c31 = madd(w3, x1, c31);
+    const w4 = v128.load32_splat(pa, 16);
+    c40 = madd(w4, x0, c40);
+    c41 = madd(w4, x1, c41);
+    const w5 = v128.load32_splat(pa, 20);
+    c50 = madd(w5, x0, c50);
+    c51 = madd(w5, x1, c51);
+    pa += MR << 2;
+    pb += NR << 2;
+  }
+  v128.store(acc, c00, 0);
+  v128.store(acc, c01, 16);
+  v128.store(acc, c10, 32);
+  v128.store(acc, c11, 48);
+  v128.store(acc, c20, 64);
+  v128.store(acc, c21, 80);
+  v128.store(acc, c30, 96);
+  v128.store(acc, c31, 112);
+  v128.store(acc, c40, 128);
+  v128.store(acc, c41, 144);
+  v128.store(acc, c50, 160);
+  v128.store(acc, c51, 176);
+}
+
+/**
+ * out[r][j] = alpha · acc[r][j] + (bias[j] | out[r][j] when accumulating | 0) for r < nR, j < nC.
+ * ldo: bytes between rows of out.
+ */
+function finishTile(acc: usize, out: usize, ldo: usize, nR: i32, nC: i32, alpha: f32, bias: usize, accumulate: bool): void {
   const al = splat(alpha);
-  storeRow3(out, c00, c01, c02, al, nC, accumulate);
-  if (nR > 1) storeRow3(out + ldo, c10, c11, c12, al, nC, accumulate);
-  if (nR > 2) storeRow3(out + 2 * ldo, c20, c21, c22, al, nC, accumulate);
-  if (nR > 3) storeRow3(out + 3 * ldo, c30, c31, c32, al, nC, accumulate);
+  const b0 = bias != 0 ? loadPartial(bias, nC) : splat(0);
+  const b1 = bias != 0 && nC > 4 ? loadPartial(bias + 16, nC - 4) : splat(0);
+  for (let r = 0; r < nR; r++) {
+    const a = acc + (<usize>r << 5), o = out + <usize>r * ldo;
+    const base0 = accumulate ? loadPartial(o, nC) : b0;
+    storePartial(o, madd(v128.load(a), al, base0), nC);
+    if (nC > 4) {
+      const base1 = accumulate ? loadPartial(o + 16, nC - 4) : b1;
+      storePartial(o + 16, madd(v128.load(a, 16), al, base1), nC - 4);
+    }
+  }
 }
 
-// @ts-ignore: decorator
-@inline function storeRow3(p: usize, v0: v128, v1: v128, v2: v128, al: v128, n: i32, accumulate: bool): void {
-  storeAcc(p, v0, al, n, accumulate);
-  if (n > 4) storeAcc(p + 16, v1, al, n - 4, accumulate);
-  if (n > 8) storeAcc(p + 32, v2, al, n - 8, accumulate);
-}
-
-// @ts-ignore: decorator
-@inline function storeAcc(p: usize, v: v128, al: v128, n: i32, accumulate: bool): void {
-  const base = accumulate ? loadPartial(p, n) : splat(0);
-  storePartial(p, madd(v, al, base), n);
-}
-
-/** out[i][0..N) = alpha · a[i] · b (+ previous out) for rows i < nR (≤ 4), all N columns, axpy form. */
-export function axpyRows(
-  a: usize, lda: usize, b: usize, ldb: usize, K: i32, N: i32,
-  out: usize, ldo: usize, nR: i32, alpha: f32, accumulate: bool,
+/**
+ * out[0..nR)[0..N) (+)= alpha · (one packed A panel) × (packed B) (+ bias), K deep. acc: a TILE_BYTES
+ * scratch. The tile loop is unrolled by two so that gemmTile has two call sites: binaryen inlines
+ * single-caller functions, and inlined into a bigger function its loop lost its register allocation.
+ */
+export function panelTimesB(
+  ap: usize, bp: usize, K: i32, N: i32, acc: usize, out: usize, ldo: usize, nR: i32, alpha: f32, bias: usize,
+  accumulate: bool,
 ): void {
-  for (let j = 0; j < N; j += 12) {
-    const o = <usize>j << 2;
-    axpyTile(a, lda, b + o, ldb, K, out + o, ldo, nR, min(12, N - j), alpha, accumulate);
+  const tile = <usize>K * (NR << 2);
+  let j = 0;
+  for (; j + 2 * NR <= N; j += 2 * NR) {
+    const t = bp + <usize>(j / NR) * tile;
+    gemmTile(ap, t, K, acc);
+    finishTile(acc, out + (<usize>j << 2), ldo, nR, NR, alpha, bias != 0 ? bias + (<usize>j << 2) : 0, accumulate);
+    gemmTile(ap, t + tile, K, acc);
+    finishTile(acc, out + (<usize>(j + NR) << 2), ldo, nR, NR, alpha, bias != 0 ? bias + (<usize>(j + NR) << 2) : 0, accumulate);
+  }
+  for (; j < N; j += NR) {
+    gemmTile(ap, bp + <usize>(j / NR) * tile, K, acc);
+    finishTile(acc, out + (<usize>j << 2), ldo, nR, min(NR, N - j), alpha, bias != 0 ? bias + (<usize>j << 2) : 0, accumulate);
+  }
+}
+
+/** Scratch bytes one thread needs for matmul / linear with these n, k. */
+export function matmulScratchBytes(n: i32, k: i32): i32 {
+  return TILE_BYTES + packedBBytes(k, n) + k * (MR << 2);
+}
+
+/**
+ * out[bt] = alpha · a[bt] · b[bt] (+ bias), a: [m][k]; b: [k][n], or [n][k] when transposeB; bStride:
+ * floats between batches of b (0: shared, as for linear weights). Threads split (batch, 6-row panel)
+ * pairs; thread tid uses scratch + tid · matmulScratchBytes(n, k).
+ */
+function gemm(
+  a: usize, b: usize, bias: usize, out: usize, batch: i32, m: i32, n: i32, k: i32, transposeB: bool,
+  bStride: i32, alpha: f32, scratch: usize, tid: i32, nt: i32,
+): void {
+  const sb = scratch + <usize>tid * <usize>matmulScratchBytes(n, k);
+  const acc = sb, bp = sb + TILE_BYTES, ap = bp + packedBBytes(k, n);
+  const panels = (m + MR - 1) / MR;
+  const t0 = sliceBegin(batch * panels, tid, nt), t1 = sliceBegin(batch * panels, tid + 1, nt);
+  const lda = <usize>k << 2, ldo = <usize>n << 2;
+  const ldb = <usize>(transposeB ? k : n) << 2;
+  let packedFor = -1;
+  for (let t = t0; t < t1; t++) {
+    const bt = t / panels, i = (t - bt * panels) * MR;
+    if (bt != packedFor && (packedFor < 0 || bStride != 0)) {
+      packB(b + (<usize>bt * <usize>bStride << 2), ldb, k, n, transposeB, bp);
+      packedFor = bt;
+    }
+    const nR = min(MR, m - i);
+    packA(a + (<usize>bt * <usize>m + <usize>i) * lda, lda, nR, k, ap);
+    panelTimesB(ap, bp, k, n, acc, out + (<usize>bt * <usize>m + <usize>i) * ldo, ldo, nR, alpha, bias, false);
   }
 }
 
 /** out[rows][outF] = x[rows][inF] · weightᵀ + bias (weight: [outF][inF], PyTorch layout). */
 export function linear(
-  x: usize, weight: usize, bias: usize, out: usize, rows: i32, inF: i32, outF: i32, tid: i32, nt: i32,
+  x: usize, weight: usize, bias: usize, out: usize, rows: i32, inF: i32, outF: i32, scratch: usize, tid: i32, nt: i32,
 ): void {
-  const rb = (rows + 2) / 3;
-  const r0 = sliceBegin(rb, tid, nt) * 3, r1 = min(sliceBegin(rb, tid + 1, nt) * 3, rows);
-  const lda = <usize>inF << 2, ldo = <usize>outF << 2;
-  for (let i = r0; i < r1; i += 3) {
-    const nR = min(3, r1 - i);
-    for (let j = 0; j < outF; j += 4) {
-      dotTile(x + <usize>i * lda, lda, weight + <usize>j * lda, lda, inF,
-        out + <usize>i * ldo + (<usize>j << 2), ldo, nR, min(4, outF - j), 1.0, bias != 0 ? bias + (<usize>j << 2) : 0);
-    }
-  }
+  gemm(x, weight, bias, out, 1, rows, outF, inF, true, 0, 1.0, scratch, tid, nt);
 }
 
 /** out[batch][m][n] = alpha · a[batch][m][k] · b, b: [batch][k][n], or [batch][n][k] with transposeB. */
 export function matmul(
   a: usize, b: usize, out: usize, batch: i32, m: i32, n: i32, k: i32, transposeB: bool, alpha: f32,
-  tid: i32, nt: i32,
+  scratch: usize, tid: i32, nt: i32,
 ): void {
-  const tileRows = transposeB ? 3 : 4;
-  const rb = (m + tileRows - 1) / tileRows;
-  const total = batch * rb;
-  const t0 = sliceBegin(total, tid, nt), t1 = sliceBegin(total, tid + 1, nt);
-  const lda = <usize>k << 2, ldo = <usize>n << 2;
-  for (let t = t0; t < t1; t++) {
-    const bt = t / rb, i = (t - bt * rb) * tileRows;
-    const nR = min(tileRows, m - i);
-    const pa = a + (<usize>bt * <usize>m + <usize>i) * lda;
-    const pb = b + (<usize>bt * <usize>k * <usize>n << 2);
-    const po = out + (<usize>bt * <usize>m + <usize>i) * ldo;
-    if (transposeB) {
-      for (let j = 0; j < n; j += 4) {
-        dotTile(pa, lda, pb + <usize>j * lda, lda, k, po + (<usize>j << 2), ldo, nR, min(4, n - j), alpha, 0);
-      }
-    } else {
-      axpyRows(pa, lda, pb, ldo, k, n, po, ldo, nR, alpha, false);
-    }
-  }
+  gemm(a, b, 0, out, batch, m, n, k, transposeB, n * k, alpha, scratch, tid, nt);
 }

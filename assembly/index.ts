@@ -4,7 +4,7 @@
 export { RELAXED } from "./common";
 export { add, activation, upsampleNearest2x, transpose, channelAffine, copy2d } from "./elementwise";
 export { groupNorm } from "./norm";
-export { linear, matmul } from "./gemm";
+export { linear, matmul, matmulScratchBytes } from "./gemm";
 export { softmax, attention, attentionScratchBytes } from "./attention";
 export { conv2d, conv2dScratchBytes } from "./conv";
 

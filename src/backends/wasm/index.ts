@@ -41,12 +41,13 @@ interface KernelExports {
   softmax(x: number, out: number, rows: number, cols: number, tid: number, nt: number): void;
   attention(...args: number[]): void;
   attentionScratchBytes(dim: number): number;
+  matmulScratchBytes(n: number, k: number): number;
   conv2d(...args: number[]): void;
   conv2dScratchBytes(...args: number[]): number;
   channelAffine(...args: number[]): void;
   copy2d(...args: number[]): void;
 }
-type KernelName = Exclude<keyof KernelExports, "heapBase" | "attentionScratchBytes" | "conv2dScratchBytes">;
+type KernelName = Exclude<keyof KernelExports, "heapBase" | "attentionScratchBytes" | "conv2dScratchBytes" | "matmulScratchBytes">;
 
 const ACTIVATION_CODE: Record<Activation, number> = { none: 0, silu: 1, mish: 2, gelu: 3, relu: 4 };
 
@@ -311,7 +312,8 @@ export class WasmKernels implements Kernels {
       this.ptr(op, "out", p.out, p.rows * p.outFeatures),
       p.rows, p.inFeatures, p.outFeatures,
     ];
-    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures);
+    const per = this.ex.matmulScratchBytes(p.outFeatures, p.inFeatures);
+    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures, (nt) => nt * per);
   }
 
   matmul(p: MatmulArgs): void | Promise<void> {
@@ -324,7 +326,8 @@ export class WasmKernels implements Kernels {
       this.ptr(op, "out", p.out, p.batch * p.m * p.n),
       p.batch, p.m, p.n, p.k, p.transposeB ? 1 : 0, p.alpha,
     ];
-    return this.run("matmul", args, p.batch * p.m * p.n * p.k);
+    const per = this.ex.matmulScratchBytes(p.n, p.k);
+    return this.run("matmul", args, p.batch * p.m * p.n * p.k, (nt) => nt * per);
   }
 
   softmax(p: SoftmaxArgs): void | Promise<void> {
