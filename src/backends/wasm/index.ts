@@ -87,6 +87,8 @@ export class WasmKernels implements Kernels {
   private queue: Promise<void> = Promise.resolve();
   private disposed = false;
   private readonly live = new Set<WasmBuffer>();
+  /** Ops so far that were split across the worker threads (diagnostics and tests). */
+  parallelOps = 0;
 
   /** @internal use createWasmBackend */
   constructor(
@@ -246,6 +248,7 @@ export class WasmKernels implements Kernels {
         fn(...args, 0, 1);
         return;
       }
+      this.parallelOps++;
       return pool.run(name, args, (tid, n) => fn(...args, tid, n));
     };
     const p = this.queue.then(go);
