@@ -1,0 +1,16 @@
+// The browser (and Web Worker) entry: the core library plus the image codecs, which are plain
+// TypeScript with no Node built-ins. scripts/build-browser.mjs bundles this file into
+// dist/browser/autoencoderkl.js with the WASM kernels beside it.
+export * from "./index.js";
+export {
+  readImage,
+  writePng,
+  decodeImage,
+  detectImageFormat,
+  tensorToPixels,
+  encodePngPixels,
+  padToMultiple,
+  cropTo,
+  DEFAULT_MAX_PIXELS,
+} from "./io/image/index.js";
+export type { DecodedImage, ImageFormat, ReadImageOptions } from "./io/image/index.js";
