@@ -8,14 +8,12 @@ export function softmax(x: usize, out: usize, rows: i32, cols: i32, tid: i32, nt
   const r0 = sliceBegin(rows, tid, nt), r1 = sliceBegin(rows, tid + 1, nt);
   for (let r = r0; r < r1; r++) {
     const off = <usize>r * <usize>cols << 2;
-    softmaxRow(x + off, out + off, cols, 1.0);
+    softmaxRow(x + off, out + off, cols);
   }
 }
 
-/**
- * out = exp(x - max) / Σ exp(x - max) over n floats, scaled by `post`. Returns nothing; used by softmax.
- */
-function softmaxRow(x: usize, out: usize, n: i32, post: f32): void {
+/** out = exp(x - max) / Σ exp(x - max) over n floats (out may alias x). */
+function softmaxRow(x: usize, out: usize, n: i32): void {
   let mv = splat(-Infinity);
   let i = 0;
   for (; i + 4 <= n; i += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize>i << 2)));
@@ -39,7 +37,7 @@ function softmaxRow(x: usize, out: usize, n: i32, post: f32): void {
     store<f32>(out + o, e);
     sum += e;
   }
-  scaleRow(out, n, post / sum);
+  scaleRow(out, n, <f32>1 / sum);
 }
 
 function scaleRow(p: usize, n: i32, s: f32): void {

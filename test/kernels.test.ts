@@ -514,6 +514,7 @@ describe("wasm backend threads", () => {
   }
 
   it("starts workers and says so", () => {
+    expect(two.threadFallback).toBeNull();
     expect(two.threads).toBe(2);
     expect(two.description).toBe("wasm (simd, 2 threads)");
   });

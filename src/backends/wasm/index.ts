@@ -79,6 +79,8 @@ export class WasmKernels implements Kernels {
   /** "relaxed-simd" or "simd". */
   readonly instructionSet: "simd" | "relaxed-simd";
   readonly threads: number;
+  /** Why fewer threads than asked for run (no SharedArrayBuffer, workers failed to start), else null. */
+  readonly threadFallback: string | null;
 
   private readonly ex: KernelExports;
   private readonly allocator: FreeListAllocator;
@@ -96,7 +98,9 @@ export class WasmKernels implements Kernels {
     instance: WebAssembly.Instance,
     private readonly pool: ThreadPool | null,
     maxPages: number,
+    threadFallback: string | null = null,
   ) {
+    this.threadFallback = threadFallback;
     this.ex = instance.exports as unknown as KernelExports;
     // the module says which build it is (wasmBytes may hold either)
     const flag = instance.exports.RELAXED;
@@ -567,12 +571,17 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   }
 
   let pool: ThreadPool | null = null;
-  if (wantThreads > 1 && shared) {
-    try {
-      pool = await ThreadPool.create(wantThreads, module, made.memory);
-    } catch {
-      pool = null; // no workers here (e.g. a worker-less runtime): one thread
+  let fallback: string | null = null;
+  if (wantThreads > 1) {
+    if (!shared) {
+      fallback = "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
+    } else {
+      try {
+        pool = await ThreadPool.create(wantThreads, module, made.memory);
+      } catch (e) {
+        fallback = `worker threads failed to start: ${e instanceof Error ? e.message : String(e)}`;
+      }
     }
   }
-  return new WasmKernels(made.memory, instance, pool, made.maxPages);
+  return new WasmKernels(made.memory, instance, pool, made.maxPages, fallback);
 }

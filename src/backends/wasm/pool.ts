@@ -17,7 +17,7 @@ async function spawn(onMessage: (m: Message) => void, onError: (e: unknown) => v
   if (isNode) {
     const spec = "node:worker_threads"; // held in a variable so browser bundlers leave it alone
     const wt = (await import(spec)) as typeof import("node:worker_threads");
-    const w = new wt.Worker(NODE_WORKER_SOURCE, { eval: true });
+    const w = new wt.Worker(new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER_SOURCE)}`));
     w.on("message", onMessage);
     w.on("error", onError);
     return {

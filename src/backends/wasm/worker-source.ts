@@ -1,7 +1,8 @@
 /**
- * The worker thread's program, as source text. It is started from a string (Node: `eval: true`; browsers:
- * a Blob URL) rather than from a file next to this one, so it runs the same from the TypeScript sources
- * (vitest) and from dist/ or a bundle, with no extra file to ship or resolve.
+ * The worker thread's program, as source text. It is started from a string (Node: a data: URL, loaded as an
+ * ES module whatever the parent's --input-type or package type; browsers: a Blob URL) rather than from a
+ * file next to this one, so it runs the same from the TypeScript sources (vitest) and from dist/ or a
+ * bundle, with no extra file to ship or resolve.
  *
  * Protocol (structured-clone messages):
  *   → { type: "init", module: WebAssembly.Module, memory: WebAssembly.Memory (shared) }
@@ -33,9 +34,8 @@ function handle(m) {
 }
 `;
 
-/** For `new Worker(source, { eval: true })` from node:worker_threads (runs as a CommonJS script). */
-export const NODE_WORKER_SOURCE = `"use strict";
-const { parentPort } = require("node:worker_threads");
+/** For node:worker_threads `new Worker(new URL("data:text/javascript," + encodeURIComponent(source)))`. */
+export const NODE_WORKER_SOURCE = `import { parentPort } from "node:worker_threads";
 const post = (m) => parentPort.postMessage(m);
 parentPort.on("message", handle);
 ${BODY}`;
