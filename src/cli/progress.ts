@@ -6,6 +6,8 @@ import type { Progress } from "../index.js";
  */
 export class ProgressBar {
   private started = 0;
+  /** Steps already done when the stage was first seen: the pace is measured from there. */
+  private startDone = 0;
   private stage = "";
   private lastDraw = 0;
   private drawn = false;
@@ -21,6 +23,7 @@ export class ProgressBar {
     if (p.stage !== this.stage) {
       this.stage = p.stage;
       this.started = now;
+      this.startDone = p.done;
     }
     // Redraw at most ~12 times a second, but always show the final step.
     if (p.done < p.total && now - this.lastDraw < 80) return;
@@ -30,7 +33,8 @@ export class ProgressBar {
     const width = Math.min(40, cols);
     const fill = Math.round(frac * width);
     const elapsed = (now - this.started) / 1000;
-    const left = p.done > 0 && p.done < p.total ? ` ${formatSeconds((elapsed / p.done) * (p.total - p.done))} left` : "";
+    const paced = p.done - this.startDone;
+    const left = paced > 0 && p.done < p.total ? ` ${formatSeconds((elapsed / paced) * (p.total - p.done))} left` : "";
     const bar = "█".repeat(fill) + "░".repeat(width - fill);
     this.stream.write(`\r\x1b[K${p.stage.padEnd(8)} ${bar} ${String(Math.round(frac * 100)).padStart(3)}% ${p.done}/${p.total}${left}`);
     this.drawn = true;
