@@ -4,12 +4,12 @@ import { AutoencoderKL, DiagonalGaussianDistribution, Tensor } from "../src/inde
 import type { BackendChoice } from "../src/backends/select.js";
 import { FIXTURES, compare, loadCase, manifest, type FixtureCase } from "./helpers/fixtures.js";
 
-const BACKENDS: BackendChoice[] = ["reference"];
-/** Loaders and options that belong to later work: listed as todo by name, never dropped silently. */
-function pendingReason(c: FixtureCase): string | null {
-  if (c.load.flax) return "loader";
-  return null;
-}
+import { acquireTestGPU } from "./helpers/webgpu-env.js";
+
+// WebGPU runs on whatever adapter Dawn finds: a GPU, or SwiftShader from Debian's chromium on CPU-only machines.
+const gpu = await acquireTestGPU();
+if (!gpu.adapter) console.warn(`fixtures on webgpu skipped: ${gpu.reason}`);
+const BACKENDS: BackendChoice[] = ["wasm", "reference", "webgpu"];
 
 const worst: string[] = [];
 afterAll(() => {
@@ -44,13 +44,8 @@ async function run(vae: AutoencoderKL, c: FixtureCase, input: Record<string, Ten
 }
 
 for (const backend of BACKENDS) {
-  describe(`fixtures on ${backend}`, () => {
+  describe.skipIf(backend === "webgpu" && !gpu.adapter)(`fixtures on ${backend}`, () => {
     for (const c of manifest.cases) {
-      const reason = pendingReason(c);
-      if (reason) {
-        it.todo(`${c.name}: pending ${reason}`);
-        continue;
-      }
       it(c.name, async () => {
         const { input, expected } = loadCase(c);
         const vae = await loadModel(c, backend);

@@ -6,7 +6,7 @@ import { ReferenceKernels } from "../src/backends/reference/index.js";
 import type { DeviceBuffer } from "../src/backends/kernels.js";
 import { FIXTURES, compare, loadCase, manifest } from "./helpers/fixtures.js";
 
-const BACKENDS = ["reference"] as const;
+const BACKENDS = ["wasm", "reference"] as const;
 const caseNamed = (name: string) => manifest.cases.find((c) => c.name === name)!;
 
 /** Reference kernels that count live buffers, to prove a pass frees what it allocates. */

@@ -12,6 +12,7 @@ import { DiagonalGaussianDistribution } from "./distribution.js";
 import { readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
 import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
 import { runTiled, type TileGrid } from "./tiling.js";
+import { decoderOps, encoderOps, planExact, runExact, type Op } from "./exact-tiling.js";
 
 export interface BackendOptions {
   backend?: BackendChoice;
@@ -28,8 +29,13 @@ export interface TilingOptions {
   tileSampleMinSize?: number;
   /** Fraction of a tile that overlaps its neighbour (default 0.25). */
   tileOverlapFactor?: number;
-  /** "blend": diffusers' algorithm (seams blended linearly). */
-  mode?: "blend";
+  /**
+   * "blend": diffusers' algorithm (seams blended linearly). "exact": the same output as untiled, with
+   * memory bounded by tiles and checkpoints (see exact-tiling.ts).
+   */
+  mode?: "blend" | "exact";
+  /** Exact mode: largest intermediate kept on the host, in MiB (default 256); larger ones are recomputed. */
+  checkpointMiB?: number;
 }
 
 export interface FromSingleFileOptions extends BackendOptions {
@@ -94,6 +100,8 @@ export class AutoencoderKL {
   /** Image-space tile side; latent tiles are this / 2^(levels-1), as in diffusers. */
   tileSampleMinSize: number;
   tileOverlapFactor = 0.25;
+  tilingMode: "blend" | "exact" = "blend";
+  checkpointMiB = 256;
   private disposed = false;
 
   private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean) {
@@ -233,14 +241,22 @@ export class AutoencoderKL {
 
   /** Encode and decode inputs larger than a tile in overlapping tiles (diffusers' algorithm). */
   enableTiling(options: TilingOptions = {}): void {
-    const { tileSampleMinSize = this.config.sample_size, tileOverlapFactor = 0.25, mode = "blend" } = options;
+    const { tileSampleMinSize = this.config.sample_size, tileOverlapFactor = 0.25, mode = "blend", checkpointMiB = 256 } = options;
     if (!Number.isInteger(tileSampleMinSize) || tileSampleMinSize < this.downscaleFactor * 2) {
       throw new AutoencoderKLError("enableTiling: tileSampleMinSize", `must be an integer ≥ ${this.downscaleFactor * 2} (two latent pixels), got ${tileSampleMinSize}`);
     }
     if (typeof tileOverlapFactor !== "number" || !(tileOverlapFactor >= 0 && tileOverlapFactor < 1)) {
       throw new AutoencoderKLError("enableTiling: tileOverlapFactor", `must be a number in [0, 1), got ${tileOverlapFactor}`);
     }
-    if (mode !== "blend") throw new AutoencoderKLError("enableTiling: mode", `unknown mode ${JSON.stringify(mode)}; expected "blend"`);
+    if (mode !== "blend" && mode !== "exact") throw new AutoencoderKLError("enableTiling: mode", `unknown mode ${JSON.stringify(mode)}; expected "blend" or "exact"`);
+    if (mode === "exact" && tileSampleMinSize % this.downscaleFactor !== 0) {
+      throw new AutoencoderKLError("enableTiling: tileSampleMinSize", `exact mode needs a multiple of ${this.downscaleFactor}, got ${tileSampleMinSize}`);
+    }
+    if (typeof checkpointMiB !== "number" || !(checkpointMiB >= 0)) {
+      throw new AutoencoderKLError("enableTiling: checkpointMiB", `must be a number ≥ 0, got ${checkpointMiB}`);
+    }
+    this.tilingMode = mode;
+    this.checkpointMiB = checkpointMiB;
     this.tileSampleMinSize = tileSampleMinSize;
     this.tileOverlapFactor = tileOverlapFactor;
     this.useTiling = true;
@@ -263,7 +279,9 @@ export class AutoencoderKL {
     this.assertLive();
     this.checkInput(x, "encode: x", this.config.in_channels, this.minEncodeSize());
     const t = this.tileSampleMinSize;
-    if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) return this.tiledEncode(x, options);
+    if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) {
+      return this.tilingMode === "exact" ? this.exactEncode(x, options) : this.tiledEncode(x, options);
+    }
     const moments = await this.perItem(x, (item, ctx) => this.encodeMoments(item, ctx), options, "encode", this.modules.encoder.steps);
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
@@ -287,7 +305,9 @@ export class AutoencoderKL {
     this.assertLive();
     this.checkInput(z, "decode: z", this.config.latent_channels, 1);
     const t = this.tileLatentMinSize;
-    if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) return this.tiledDecode(z, options);
+    if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) {
+      return this.tilingMode === "exact" ? this.exactDecode(z, options) : this.tiledDecode(z, options);
+    }
     const sample = await this.perItem(z, (item, ctx) => this.decodeSample(item, ctx), options, "decode", this.modules.decoder.steps);
     return { sample };
   }
@@ -304,6 +324,62 @@ export class AutoencoderKL {
     };
     const sample = await this.withTiles(z, grid, "decode", this.modules.decoder.steps, options, (tile, ctx) => this.decodeSample(tile, ctx));
     return { sample };
+  }
+
+  /** Exact tiled encode: conv_in and the down blocks in tiles, the mid block and after once at latent size. */
+  private async exactEncode(x: Tensor, options: RunOptions): Promise<{ latentDist: DiagonalGaussianDistribution }> {
+    const enc = this.modules.encoder;
+    const ops = encoderOps(enc);
+    const tiling = { tileSize: this.tileSampleMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
+    const tiles = planExact(ops, x.shape, tiling).reduce((a, p) => a + p.tiles, 0);
+    const ctx = new RunContext(this.kernels, "encode", tiles + 1, options);
+    try {
+      const h = await runExact(ctx, ops, x, tiling, () => ctx.step());
+      let t = this.upload(ctx, h);
+      const mid = await enc.midBlock.forward(ctx, t);
+      ctx.free(t);
+      const normed = await enc.convNormOut.forward(ctx, mid, "silu");
+      ctx.free(mid);
+      t = await enc.convOut.forward(ctx, normed);
+      ctx.free(normed);
+      if (this.modules.quantConv) {
+        const q = await this.modules.quantConv.forward(ctx, t);
+        ctx.free(t);
+        t = q;
+      }
+      const moments = await this.download(ctx, t);
+      ctx.step();
+      return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
+    } finally {
+      ctx.releaseAll();
+    }
+  }
+
+  /** Exact tiled decode: post_quant_conv, conv_in and the mid block once at latent size, the up blocks in tiles. */
+  private async exactDecode(z: Tensor, options: RunOptions): Promise<{ sample: Tensor }> {
+    const dec = this.modules.decoder;
+    const ops: Op[] = decoderOps(dec);
+    const tiling = { tileSize: this.tileLatentMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
+    const midShape = [z.shape[0], this.config.block_out_channels.at(-1)!, z.shape[2], z.shape[3]];
+    const tiles = planExact(ops, midShape, tiling).reduce((a, p) => a + p.tiles, 0);
+    const ctx = new RunContext(this.kernels, "decode", tiles + 1, options);
+    try {
+      let h = this.upload(ctx, z);
+      if (this.modules.postQuantConv) {
+        const q = await this.modules.postQuantConv.forward(ctx, h);
+        ctx.free(h);
+        h = q;
+      }
+      const c = await dec.convIn.forward(ctx, h);
+      ctx.free(h);
+      const mid = await dec.midBlock.forward(ctx, c);
+      ctx.free(c);
+      const m = await this.download(ctx, mid);
+      ctx.step();
+      return { sample: await runExact(ctx, ops, m, tiling, () => ctx.step()) };
+    } finally {
+      ctx.releaseAll();
+    }
   }
 
   // ---- attention processors (keys are the diffusers module paths + ".processor") ----

@@ -1,0 +1,63 @@
+import { AutoencoderKLError } from "../errors.js";
+import type { Kernels } from "./kernels.js";
+import { ReferenceKernels } from "./reference/index.js";
+import { createWasmBackend, wasmSimdSupported } from "./wasm/index.js";
+
+export type BackendChoice = "auto" | "wasm" | "webgpu" | "reference";
+
+export interface SelectOptions {
+  backend?: BackendChoice;
+  threads?: number;
+}
+
+const CHOICES: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"];
+
+/**
+ * The one place that picks a backend. "auto": WebGPU when an adapter exists, else WASM (relaxed SIMD
+ * when the runtime validates it, else plain SIMD), else the reference kernels.
+ */
+export async function selectBackend(options: SelectOptions = {}): Promise<Kernels> {
+  const choice = options.backend ?? "auto";
+  if (!CHOICES.includes(choice)) {
+    throw new AutoencoderKLError("options.backend", `unknown backend ${JSON.stringify(choice)}; expected one of ${CHOICES.join(", ")}`);
+  }
+  if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1 || options.threads > 256)) {
+    throw new AutoencoderKLError("options.threads", `must be an integer from 1 to 256, got ${JSON.stringify(options.threads)}`);
+  }
+  if (choice === "reference") return new ReferenceKernels();
+  if (choice === "webgpu" || choice === "auto") {
+    const webgpu = await tryWebGPU(choice === "webgpu");
+    if (webgpu) return webgpu;
+  }
+  if (typeof WebAssembly === "object" && wasmSimdSupported()) {
+    return createWasmBackend({ threads: options.threads ?? (await availableCores()), relaxed: "auto" });
+  }
+  if (choice === "wasm") throw new AutoencoderKLError("options.backend", "wasm was asked for but this runtime has no WebAssembly SIMD");
+  return new ReferenceKernels();
+}
+
+/**
+ * A WebGPU adapter, or null. "auto" skips software adapters (SwiftShader and the like are slower than the
+ * WASM kernels); "webgpu" takes whatever there is and fails with a clear error when there is none.
+ */
+async function tryWebGPU(required: boolean): Promise<Kernels | null> {
+  const { createWebGPUBackend, getWebGPU, isSoftwareAdapter } = await import("./webgpu/index.js");
+  if (required) return createWebGPUBackend();
+  const gpu = await getWebGPU();
+  const adapter = gpu ? await gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null) : null;
+  if (!adapter || isSoftwareAdapter(adapter)) return null;
+  return createWebGPUBackend({ adapter });
+}
+
+/** Logical cores: navigator.hardwareConcurrency in browsers (and newer Node), os.availableParallelism in Node 20. */
+async function availableCores(): Promise<number> {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  if (nav?.hardwareConcurrency) return nav.hardwareConcurrency;
+  try {
+    const spec = "node:os";
+    const os = (await import(/* @vite-ignore */ spec)) as typeof import("node:os");
+    return os.availableParallelism?.() ?? os.cpus().length;
+  } catch {
+    return 1;
+  }
+}

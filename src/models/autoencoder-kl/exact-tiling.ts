@@ -1,0 +1,518 @@
+/**
+ * Exact tiling: tiled encode/decode whose output equals the untiled output, with memory bounded by a budget.
+ *
+ * Everything in the VAE is local (convolutions, upsampling, activations) except GroupNorm statistics and
+ * the mid-block attention. So: the mid block runs once, untiled, at latent resolution; the full-resolution
+ * part is a flat program of ops run tile by tile with halos wide enough that each tile's core is exact;
+ * and each GroupNorm's per-group mean and variance are first reduced over the cores of all tiles (a
+ * "statistics pass"), then applied as a per-channel affine. A statistics pass recomputes from the last
+ * checkpoint — an intermediate tensor kept on the host, in row bands freed as soon as no later tile needs
+ * them — so memory is bounded by the budget for checkpoints plus one tile's working set, and compute grows
+ * with the distance between checkpoints (tensors larger than the budget are never stored; they are recomputed).
+ */
+import { AutoencoderKLError } from "../../errors.js";
+import type { Activation } from "../../backends/kernels.js";
+import type { RunContext, DeviceTensor } from "../../nn/context.js";
+import type { Conv2d } from "../../nn/conv2d.js";
+import type { GroupNorm } from "../../nn/group-norm.js";
+import type { ResnetBlock2D } from "../../nn/resnet.js";
+import type { Decoder } from "../../nn/decoder.js";
+import type { Encoder } from "../../nn/encoder.js";
+import { Tensor } from "../../tensor/tensor.js";
+
+/** One step of the tiled program. */
+export type Op =
+  | { kind: "conv"; conv: Conv2d }
+  | { kind: "norm"; norm: GroupNorm; act: Activation }
+  | { kind: "up" }
+  /** Keep the current tensor as a resnet's skip input. */
+  | { kind: "push" }
+  /** conv(current) + shortcut(skip), the skip popped. */
+  | { kind: "residualConv"; conv: Conv2d; shortcut: Conv2d | null }
+  /** The tensor here may be stored as a checkpoint. */
+  | { kind: "boundary" };
+
+/** A resnet as flat ops. */
+export function resnetOps(r: ResnetBlock2D): Op[] {
+  return [
+    { kind: "push" },
+    { kind: "norm", norm: r.norm1, act: r.act },
+    { kind: "conv", conv: r.conv1 },
+    { kind: "norm", norm: r.norm2, act: r.act },
+    { kind: "residualConv", conv: r.conv2, shortcut: r.convShortcut },
+    { kind: "boundary" },
+  ];
+}
+
+/** A row or column range of a tensor at one level, with the part whose values are exact. */
+interface Span {
+  start: number;
+  end: number;
+  validStart: number;
+  validEnd: number;
+  /** The full size of the axis at this level. */
+  full: number;
+}
+
+interface ConvGeometry {
+  k: number;
+  s: number;
+  padBefore: number;
+  padAfter: number;
+}
+
+function convGeometry(conv: Conv2d, axis: 0 | 1): ConvGeometry {
+  const p = conv.padding;
+  return {
+    k: conv.kernelSize,
+    s: conv.stride,
+    padBefore: axis === 0 ? p.top : p.left,
+    padAfter: axis === 0 ? p.bottom : p.right,
+  };
+}
+
+/** Output span of a convolution run on a crop: the kernel zero-pads the crop, which is only right at real borders. */
+function spanAfterConv(a: Span, g: ConvGeometry): Span {
+  const n = a.end - a.start;
+  const full = Math.floor((a.full + g.padBefore + g.padAfter - g.k) / g.s) + 1;
+  const outN = Math.floor((n + g.padBefore + g.padAfter - g.k) / g.s) + 1;
+  if (a.start % g.s !== 0) throw new AutoencoderKLError("exact tiling", `crop start ${a.start} is not aligned to stride ${g.s}`);
+  const start = a.start / g.s, end = start + outN;
+  // Input rows that hold right values, extended past a real border where the kernel's zero pad is right too.
+  const lo = a.validStart === 0 ? -Infinity : a.validStart;
+  const hi = a.validEnd === a.full ? Infinity : a.validEnd;
+  // Output row o reads input rows [o*s - padBefore, o*s - padBefore + k).
+  const vs = Math.max(start, Math.ceil((lo + g.padBefore) / g.s));
+  const ve = Math.min(end, full, Math.floor((hi + g.padBefore - g.k) / g.s) + 1);
+  return { start, end: Math.min(end, full), validStart: Math.min(vs, ve), validEnd: Math.max(vs, ve), full };
+}
+
+function spanAfterUp(a: Span): Span {
+  return { start: 2 * a.start, end: 2 * a.end, validStart: 2 * a.validStart, validEnd: 2 * a.validEnd, full: 2 * a.full };
+}
+
+/** Input rows a conv needs for output rows [a, b). */
+function needBeforeConv(a: number, b: number, g: ConvGeometry, fullIn: number): [number, number] {
+  return [Math.max(0, a * g.s - g.padBefore), Math.min(fullIn, (b - 1) * g.s - g.padBefore + g.k)];
+}
+
+/** Full size of each axis before each op (index i: the size of op i's input; index ops.length: the output). */
+function levelSizes(ops: Op[], h: number, w: number): [number, number][] {
+  const sizes: [number, number][] = [[h, w]];
+  for (const op of ops) {
+    if (op.kind === "conv" || op.kind === "residualConv") {
+      const gy = convGeometry(op.conv, 0), gx = convGeometry(op.conv, 1);
+      h = Math.floor((h + gy.padBefore + gy.padAfter - gy.k) / gy.s) + 1;
+      w = Math.floor((w + gx.padBefore + gx.padAfter - gx.k) / gx.s) + 1;
+    } else if (op.kind === "up") {
+      h *= 2;
+      w *= 2;
+    }
+    sizes.push([h, w]);
+  }
+  return sizes;
+}
+
+/** Scale between two program positions' resolutions: 2^(ups) / 2^(downs), as [num, den]. */
+function scaleBetween(ops: Op[], from: number, to: number): [number, number] {
+  let num = 1, den = 1;
+  for (let i = from; i < to; i++) {
+    const op = ops[i];
+    if (op.kind === "up") num *= 2;
+    else if ((op.kind === "conv" || op.kind === "residualConv") && op.conv.stride > 1) den *= op.conv.stride;
+  }
+  return [num, den];
+}
+
+/** A tensor held on the host as row bands [B, C, rows, W], so consumed rows can be dropped early. */
+class BandedTensor {
+  readonly bands: { start: number; end: number; data: Float32Array | null }[] = [];
+  constructor(
+    readonly batch: number,
+    readonly channels: number,
+    readonly height: number,
+    readonly width: number,
+  ) {}
+
+  addBand(start: number, end: number): Float32Array {
+    const data = new Float32Array(this.batch * this.channels * (end - start) * this.width);
+    this.bands.push({ start, end, data });
+    return data;
+  }
+
+  /** Copies rows [r0, r1) × cols [c0, c1) into a new [B, C, r1-r0, c1-c0] tensor. */
+  crop(r0: number, r1: number, c0: number, c1: number): Tensor {
+    const { batch: B, channels: C, width: W } = this;
+    const h = r1 - r0, w = c1 - c0;
+    const out = new Float32Array(B * C * h * w);
+    for (const band of this.bands) {
+      const lo = Math.max(r0, band.start), hi = Math.min(r1, band.end);
+      if (lo >= hi) continue;
+      if (!band.data) throw new AutoencoderKLError("exact tiling", `rows ${lo}..${hi} were released before their last use`);
+      const bh = band.end - band.start;
+      for (let p = 0; p < B * C; p++) {
+        for (let y = lo; y < hi; y++) {
+          const src = (p * bh + (y - band.start)) * W + c0;
+          out.set(band.data.subarray(src, src + w), (p * h + (y - r0)) * w);
+        }
+      }
+    }
+    return new Tensor(out, [B, C, h, w]);
+  }
+
+  /** Drops bands that end at or before `row`. */
+  releaseBefore(row: number): void {
+    for (const band of this.bands) if (band.end <= row) band.data = null;
+  }
+
+  toTensor(): Tensor {
+    return this.crop(0, this.height, 0, this.width);
+  }
+
+  static fromTensor(t: Tensor): BandedTensor {
+    const [b, c, h, w] = t.shape;
+    const bt = new BandedTensor(b, c, h, w);
+    bt.bands.push({ start: 0, end: h, data: t.data });
+    return bt;
+  }
+}
+
+/** Per (batch, group) running sums for one GroupNorm, reduced over tile cores in float64. */
+class GroupStats {
+  readonly sum: Float64Array;
+  readonly sumSq: Float64Array;
+  count = 0;
+  constructor(
+    readonly batch: number,
+    readonly groups: number,
+  ) {
+    this.sum = new Float64Array(batch * groups);
+    this.sumSq = new Float64Array(batch * groups);
+  }
+
+  /** Adds the [rows, cols] window of a [B, C, h, w] host array. */
+  accumulate(data: Float32Array, channels: number, h: number, w: number, rows: [number, number], cols: [number, number]): void {
+    const cpg = channels / this.groups;
+    for (let b = 0; b < this.batch; b++) {
+      for (let c = 0; c < channels; c++) {
+        const gi = b * this.groups + Math.floor(c / cpg);
+        let s = 0, s2 = 0;
+        for (let y = rows[0]; y < rows[1]; y++) {
+          const row = ((b * channels + c) * h + y) * w;
+          for (let x = cols[0]; x < cols[1]; x++) {
+            const v = data[row + x];
+            s += v;
+            s2 += v * v;
+          }
+        }
+        this.sum[gi] += s;
+        this.sumSq[gi] += s2;
+      }
+    }
+    this.count += cpg * (rows[1] - rows[0]) * (cols[1] - cols[0]);
+  }
+}
+
+/** The per-(batch, channel) affine that GroupNorm with these statistics amounts to. */
+async function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): Promise<{ scale: DeviceTensor; shift: DeviceTensor }> {
+  const gamma = await ctx.k.read(norm.weight.value), beta = await ctx.k.read(norm.bias.value);
+  const C = norm.channels, cpg = C / norm.groups, B = stats.batch;
+  const scale = new Float32Array(B * C), shift = new Float32Array(B * C);
+  for (let b = 0; b < B; b++) {
+    for (let c = 0; c < C; c++) {
+      const gi = b * norm.groups + Math.floor(c / cpg);
+      const n = stats.count / B;
+      const mean = stats.sum[gi] / n;
+      const variance = Math.max(0, stats.sumSq[gi] / n - mean * mean);
+      const inv = 1 / Math.sqrt(variance + norm.eps);
+      scale[b * C + c] = inv * gamma[c];
+      shift[b * C + c] = beta[c] - mean * inv * gamma[c];
+    }
+  }
+  const s = ctx.alloc([B, C]), t = ctx.alloc([B, C]);
+  ctx.k.write(s.buf, scale);
+  ctx.k.write(t.buf, shift);
+  return { scale: s, shift: t };
+}
+
+export interface ExactTilingOptions {
+  /** Tile core side at the resolution of the program's input (latent for decode, image for encode). */
+  tileSize: number;
+  /** Largest tensor (bytes) kept on the host as a checkpoint; larger ones are recomputed. */
+  checkpointBytes: number;
+}
+
+/** One sweep over all tiles: reduce the statistics of the norm at `to`, or form the tensor entering `to`. */
+export interface Pass {
+  kind: "stats" | "form";
+  from: number;
+  to: number;
+  tiles: number;
+}
+
+/**
+ * The schedule: from each checkpoint, a statistics pass for every norm before the next checkpoint, then a
+ * pass that forms that checkpoint. The next checkpoint is the first boundary whose tensor fits the budget
+ * (the end of the program when none does).
+ */
+export function planExact(ops: Op[], inputShape: number[], options: ExactTilingOptions): Pass[] {
+  const [B, C, H, W] = inputShape;
+  const sizes = levelSizes(ops, H, W);
+  const passes: Pass[] = [];
+  let from = 0;
+  while (from < ops.length) {
+    let next = ops.length;
+    for (let i = from + 1; i < ops.length; i++) {
+      if (ops[i].kind !== "boundary") continue;
+      const [h, w] = sizes[i];
+      if (B * channelsAt(ops, i, C) * h * w * 4 <= options.checkpointBytes) {
+        next = i;
+        break;
+      }
+    }
+    for (let i = from; i < next; i++) {
+      if (ops[i].kind === "norm") passes.push({ kind: "stats", from, to: i, tiles: tileCount(ops, sizes, i, options.tileSize) });
+    }
+    passes.push({ kind: "form", from, to: next, tiles: tileCount(ops, sizes, next, options.tileSize) });
+    from = next;
+  }
+  return passes;
+}
+
+/** Tile core side at the level entering op `to`: `tile` is measured at the program input's resolution. */
+function coreSide(ops: Op[], to: number, tile: number): number {
+  const [num, den] = scaleBetween(ops, 0, to);
+  return Math.max(1, Math.floor((tile * num) / den));
+}
+
+function tileCount(ops: Op[], sizes: [number, number][], to: number, tile: number): number {
+  const side = coreSide(ops, to, tile);
+  const [h, w] = sizes[to];
+  return Math.ceil(h / side) * Math.ceil(w / side);
+}
+
+/**
+ * Runs `ops` over `input` (host, [B, C, H, W]) pass by pass as `planExact` schedules, and returns the exact
+ * full output. `onTile` is called after every tile of every pass.
+ */
+export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, options: ExactTilingOptions, onTile: () => void): Promise<Tensor> {
+  const [B, C, H, W] = input.shape;
+  const sizes = levelSizes(ops, H, W);
+  const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
+  let checkpoint = BandedTensor.fromTensor(input);
+  try {
+    for (const pass of planExact(ops, input.shape, options)) {
+      const { from, to } = pass;
+      const side = coreSide(ops, to, options.tileSize);
+      if (pass.kind === "stats") {
+        const op = ops[to] as Extract<Op, { kind: "norm" }>;
+        const s = new GroupStats(B, op.norm.groups);
+        await forEachTile(ctx, ops, sizes, checkpoint, from, to, side, affines, async (result, core) => {
+          s.accumulate(result.data, result.shape[1], result.shape[2], result.shape[3], core.rows, core.cols);
+        }, onTile);
+        affines.set(to, await affineFor(ctx, op.norm, s));
+        continue;
+      }
+      const [nh, nw] = sizes[to];
+      const out = new BandedTensor(B, channelsAt(ops, to, C), nh, nw);
+      const source = checkpoint;
+      let band: { start: number; data: Float32Array } | null = null;
+      await forEachTile(ctx, ops, sizes, source, from, to, side, affines, async (result, core, sourceRowStart) => {
+        if (!band || band.start !== core.globalRows[0]) {
+          band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
+          // Later tiles start at or below this crop: rows above it are never read again.
+          source.releaseBefore(sourceRowStart);
+        }
+        const [, ch, h, w] = result.shape;
+        const bh = core.rows[1] - core.rows[0], cw = core.cols[1] - core.cols[0];
+        for (let p = 0; p < B * ch; p++) {
+          for (let y = 0; y < bh; y++) {
+            const src = (p * h + core.rows[0] + y) * w + core.cols[0];
+            band.data.set(result.data.subarray(src, src + cw), (p * bh + y) * nw + core.globalCols[0]);
+          }
+        }
+      }, onTile);
+      checkpoint = out;
+    }
+    return checkpoint.toTensor();
+  } finally {
+    for (const a of affines.values()) ctx.free(a.scale, a.shift);
+  }
+}
+
+/** Channel count of the tensor entering op `at` (ops.length: the output). */
+function channelsAt(ops: Op[], at: number, inChannels: number): number {
+  let c = inChannels;
+  for (let i = 0; i < at; i++) {
+    const op = ops[i];
+    if (op.kind === "conv" || op.kind === "residualConv") c = op.conv.outChannels;
+  }
+  return c;
+}
+
+interface Core {
+  /** Core rows/cols inside the tile's result. */
+  rows: [number, number];
+  cols: [number, number];
+  /** The same in the target level's coordinates. */
+  globalRows: [number, number];
+  globalCols: [number, number];
+}
+
+/**
+ * Runs ops [from, to) on every tile of the target level (row-major), each from a crop of the checkpoint
+ * with the halo the ops need, and hands the result and its exact core to `use`.
+ */
+async function forEachTile(
+  ctx: RunContext,
+  ops: Op[],
+  sizes: [number, number][],
+  source: BandedTensor,
+  from: number,
+  to: number,
+  side: number,
+  affines: Map<number, { scale: DeviceTensor; shift: DeviceTensor }>,
+  use: (result: Tensor, core: Core, sourceRowStart: number) => Promise<void>,
+  onTile: () => void,
+): Promise<void> {
+  const [th, tw] = sizes[to];
+  // Strided convolutions need crops that start at multiples of the total stride between source and target.
+  const den = scaleBetween(ops, from, to)[1];
+  const align = (v: number, m: number) => Math.floor(v / m) * m;
+  for (let y0 = 0; y0 < th; y0 += side) {
+    const y1 = Math.min(th, y0 + side);
+    for (let x0 = 0; x0 < tw; x0 += side) {
+      const x1 = Math.min(tw, x0 + side);
+      const rowNeed = needFor(ops, sizes, from, to, [y0, y1], 0);
+      const colNeed = needFor(ops, sizes, from, to, [x0, x1], 1);
+      const r0 = align(rowNeed[0], den), c0 = align(colNeed[0], den);
+      const crop = source.crop(r0, rowNeed[1], c0, colNeed[1]);
+      const result = await runOps(ctx, ops, sizes, from, to, crop, r0, c0, affines);
+      const { tensor, rows, cols } = result;
+      const core: Core = {
+        rows: [y0 - rows.start, y1 - rows.start],
+        cols: [x0 - cols.start, x1 - cols.start],
+        globalRows: [y0, y1],
+        globalCols: [x0, x1],
+      };
+      if (y0 < rows.validStart || y1 > rows.validEnd || x0 < cols.validStart || x1 > cols.validEnd) {
+        throw new AutoencoderKLError("exact tiling", `internal: tile core rows ${y0}..${y1} cols ${x0}..${x1} not covered by exact values (rows ${rows.validStart}..${rows.validEnd}, cols ${cols.validStart}..${cols.validEnd})`);
+      }
+      await use(tensor, core, r0);
+      onTile();
+    }
+  }
+}
+
+/** Rows (axis 0) or columns (axis 1) of the source needed for target range [a, b), walking the ops backwards. */
+function needFor(ops: Op[], sizes: [number, number][], from: number, to: number, range: [number, number], axis: 0 | 1): [number, number] {
+  let [a, b] = range;
+  for (let i = to - 1; i >= from; i--) {
+    const op = ops[i];
+    const fullIn = sizes[i][axis];
+    if (op.kind === "conv" || op.kind === "residualConv") [a, b] = needBeforeConv(a, b, convGeometry(op.conv, axis), fullIn);
+    else if (op.kind === "up") [a, b] = [Math.floor(a / 2), Math.ceil(b / 2)];
+  }
+  return [a, b];
+}
+
+/** Runs ops [from, to) on a crop whose top-left is (r0, c0) at the source level; returns the result on the host. */
+async function runOps(
+  ctx: RunContext,
+  ops: Op[],
+  sizes: [number, number][],
+  from: number,
+  to: number,
+  crop: Tensor,
+  r0: number,
+  c0: number,
+  affines: Map<number, { scale: DeviceTensor; shift: DeviceTensor }>,
+): Promise<{ tensor: Tensor; rows: Span; cols: Span }> {
+  const [, , h, w] = crop.shape;
+  const full = sizes[from];
+  let rows: Span = { start: r0, end: r0 + h, validStart: r0, validEnd: r0 + h, full: full[0] };
+  let cols: Span = { start: c0, end: c0 + w, validStart: c0, validEnd: c0 + w, full: full[1] };
+  let x = ctx.alloc(crop.shape);
+  ctx.k.write(x.buf, crop.data);
+  const skips: { t: DeviceTensor; rows: Span; cols: Span }[] = [];
+  for (let i = from; i < to; i++) {
+    const op = ops[i];
+    switch (op.kind) {
+      case "boundary":
+        break;
+      case "push":
+        skips.push({ t: x, rows, cols });
+        break;
+      case "norm": {
+        const a = affines.get(i);
+        if (!a) throw new AutoencoderKLError("exact tiling", `internal: statistics of op ${i} used before they were reduced`);
+        const out = ctx.alloc(x.shape);
+        await ctx.k.channelAffine({
+          x: x.buf, scale: a.scale.buf, shift: a.shift.buf, out: out.buf,
+          batch: x.shape[0], channels: x.shape[1], spatial: x.shape[2] * x.shape[3], activation: op.act,
+        });
+        if (!skips.some((s) => s.t === x)) ctx.free(x);
+        x = out;
+        break;
+      }
+      case "conv":
+      case "residualConv": {
+        let residual: DeviceTensor | undefined;
+        let skip: (typeof skips)[number] | undefined;
+        if (op.kind === "residualConv") {
+          skip = skips.pop()!;
+          residual = op.shortcut ? await op.shortcut.forward(ctx, skip.t) : skip.t;
+        }
+        const out = await op.conv.forward(ctx, x, residual);
+        if (!skips.some((s) => s.t === x)) ctx.free(x);
+        if (skip) {
+          if (residual !== skip.t) ctx.free(residual!);
+          ctx.free(skip.t);
+        }
+        rows = spanAfterConv(rows, convGeometry(op.conv, 0));
+        cols = spanAfterConv(cols, convGeometry(op.conv, 1));
+        if (skip) {
+          rows = { ...rows, validStart: Math.max(rows.validStart, skip.rows.validStart), validEnd: Math.min(rows.validEnd, skip.rows.validEnd) };
+          cols = { ...cols, validStart: Math.max(cols.validStart, skip.cols.validStart), validEnd: Math.min(cols.validEnd, skip.cols.validEnd) };
+        }
+        x = out;
+        break;
+      }
+      case "up": {
+        const [n, c, hh, ww] = x.shape;
+        const out = ctx.alloc([n, c, 2 * hh, 2 * ww]);
+        await ctx.k.upsampleNearest2x({ x: x.buf, out: out.buf, planes: n * c, height: hh, width: ww });
+        if (!skips.some((s) => s.t === x)) ctx.free(x);
+        x = out;
+        rows = spanAfterUp(rows);
+        cols = spanAfterUp(cols);
+        break;
+      }
+    }
+  }
+  for (const s of skips) if (s.t !== x) ctx.free(s.t);
+  const data = await ctx.k.read(x.buf);
+  ctx.free(x);
+  return { tensor: new Tensor(data, x.shape), rows, cols };
+}
+
+/** The decoder after its mid block, as a tiled program: up blocks, then GroupNorm + SiLU and conv_out. */
+export function decoderOps(decoder: Decoder): Op[] {
+  const ops: Op[] = [];
+  for (const block of decoder.upBlocks) {
+    for (const r of block.resnets) ops.push(...resnetOps(r));
+    if (block.upsampler) ops.push({ kind: "up" }, { kind: "conv", conv: block.upsampler.conv }, { kind: "boundary" });
+  }
+  ops.push({ kind: "norm", norm: decoder.convNormOut, act: "silu" }, { kind: "conv", conv: decoder.convOut });
+  return ops;
+}
+
+/** The encoder before its mid block, as a tiled program: conv_in, then the down blocks. */
+export function encoderOps(encoder: Encoder): Op[] {
+  const ops: Op[] = [{ kind: "conv", conv: encoder.convIn }, { kind: "boundary" }];
+  for (const block of encoder.downBlocks) {
+    for (const r of block.resnets) ops.push(...resnetOps(r));
+    if (block.downsampler) ops.push({ kind: "conv", conv: block.downsampler.conv }, { kind: "boundary" });
+  }
+  return ops;
+}

@@ -1,0 +1,68 @@
+// Exact tiling: tiled encode/decode whose output equals the untiled one, with tiles smaller than the image.
+import { describe, expect, it } from "vitest";
+import { AutoencoderKL } from "../src/index.js";
+import { planExact, decoderOps } from "../src/models/autoencoder-kl/exact-tiling.js";
+import { FIXTURES, compare, loadCase, manifest } from "./helpers/fixtures.js";
+
+/** Budgets: everything stored, only the low-resolution tensors stored, nothing stored (all recomputed). */
+const PLANS = { wasm: [256, 0.5, 0], reference: [256] } as const;
+const caseNamed = (name: string) => manifest.cases.find((c) => c.name === name)!;
+
+for (const [backend, budgets] of Object.entries(PLANS) as [keyof typeof PLANS, readonly number[]][]) {
+  describe(`exact tiling on ${backend} (sdlike, 96×80, tiles of 32 px)`, () => {
+    // checkpointMiB 0 stores nothing: every statistic is recomputed from the tiled program's input.
+    for (const checkpointMiB of budgets) {
+      it(`decode matches the untiled fixture (checkpoints ≤ ${checkpointMiB} MiB)`, async () => {
+        const c = caseNamed("sdlike-decode-untiled-big");
+        const { input, expected } = loadCase(c);
+        const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend });
+        try {
+          vae.enableTiling({ mode: "exact", checkpointMiB });
+          let tiles = 0;
+          const got = (await vae.decode(input.z, { onProgress: (p) => (tiles = p.total) })).sample;
+          expect(tiles).toBeGreaterThan(3 * 3);
+          const { maxAbs, relL2 } = compare(got, expected.sample);
+          console.log(`exact decode (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`);
+          expect(maxAbs).toBeLessThanOrEqual(c.tolerance.max_abs);
+          expect(relL2).toBeLessThanOrEqual(c.tolerance.rel_l2);
+        } finally {
+          vae.dispose();
+        }
+      });
+      it(`encode matches the untiled fixture (checkpoints ≤ ${checkpointMiB} MiB)`, async () => {
+        const c = caseNamed("sdlike-encode-untiled-big");
+        const { input, expected } = loadCase(c);
+        const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend });
+        try {
+          vae.enableTiling({ mode: "exact", checkpointMiB });
+          const { latentDist } = await vae.encode(input.x);
+          for (const [name, t] of [["mean", latentDist.mean], ["logvar", latentDist.logvar], ["std", latentDist.std]] as const) {
+            const { maxAbs, relL2 } = compare(t, expected[name]);
+            console.log(`exact encode ${name} (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`);
+            expect(maxAbs).toBeLessThanOrEqual(c.tolerance.max_abs);
+            expect(relL2).toBeLessThanOrEqual(c.tolerance.rel_l2);
+          }
+        } finally {
+          vae.dispose();
+        }
+      });
+    }
+  });
+}
+
+describe("exact tiling schedule", () => {
+  it("stores checkpoints that fit the budget and recomputes the rest", async () => {
+    const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend: "reference" });
+    const ops = decoderOps((vae as unknown as { modules: { decoder: Parameters<typeof decoderOps>[0] } }).modules.decoder);
+    const all = planExact(ops, [1, 64, 12, 10], { tileSize: 4, checkpointBytes: 2 ** 30 });
+    const none = planExact(ops, [1, 64, 12, 10], { tileSize: 4, checkpointBytes: 0 });
+    const norms = ops.filter((o) => o.kind === "norm").length;
+    expect(all.filter((p) => p.kind === "stats").length).toBe(norms);
+    expect(none.filter((p) => p.kind === "stats").length).toBe(norms);
+    expect(none.filter((p) => p.kind === "form").length).toBe(1); // straight to the output
+    expect(all.filter((p) => p.kind === "form").length).toBeGreaterThan(10);
+    // Without checkpoints every statistics pass starts from the program input.
+    expect(none.every((p) => p.from === 0)).toBe(true);
+    vae.dispose();
+  });
+});
