@@ -211,6 +211,12 @@ for (const build of builds) {
       await checkConv(k, { batch: 1, C: 3, H: 8, W: 8, O: 4, KH: 3, KW: 3, stride: 2, pad: [0, 1, 0, 1] }, 502, { residual: true, bias: false });
     });
 
+    it("conv2d: many input channels (the reduction is split into cached chunks), with residual", async () => {
+      await checkConv(k, { batch: 1, C: 300, H: 5, W: 64, O: 8, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, 520, { residual: true });
+      await checkConv(k, { batch: 2, C: 280, H: 6, W: 70, O: 7, KH: 3, KW: 3, stride: 2, pad: [0, 1, 0, 1] }, 521, { residual: true });
+      await checkConv(k, { batch: 1, C: 600, H: 9, W: 17, O: 9, KH: 1, KW: 1, stride: 1, pad: [0, 0, 0, 0] }, 522, { residual: true });
+    });
+
     it("conv2d: random shapes", async () => {
       const r = rng(77);
       for (let t = 0; t < 12; t++) {
@@ -526,6 +532,7 @@ describe("wasm backend threads", () => {
       { batch: 2, C: 32, H: 30, W: 30, O: 3, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, // rows
       { batch: 1, C: 24, H: 33, W: 35, O: 13, KH: 3, KW: 3, stride: 2, pad: [0, 1, 0, 1] },
       { batch: 1, C: 64, H: 45, W: 45, O: 8, KH: 1, KW: 1, stride: 1, pad: [0, 0, 0, 0] }, // pixels
+      { batch: 1, C: 300, H: 9, W: 64, O: 14, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, // channel chunks
     ];
     for (const c of cases) {
       const [OH, OW] = convOut(c);
