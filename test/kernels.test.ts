@@ -144,7 +144,7 @@ async function checkConv(k: Kernels, c: ConvCase, seed: number, opts: { bias?: b
 const builds: Array<{ name: string; make: () => Promise<WasmKernels>; skip: boolean }> = [
   { name: "simd", make: () => createWasmBackend({ relaxed: false }), skip: false },
   { name: "relaxed-simd", make: () => createWasmBackend({ relaxed: true }), skip: !relaxedOk },
-  { name: "simd, 2 threads", make: () => createWasmBackend({ relaxed: false, threads: 2 }), skip: false },
+  { name: "simd, 2 threads", make: () => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0 }), skip: false },
 ];
 
 for (const build of builds) {
@@ -481,12 +481,12 @@ describe("wasm backend memory", () => {
 });
 
 describe("wasm backend threads", () => {
-  // Shapes above the backend's parallel threshold, so every op really is split across the workers; each
-  // output element is computed by the same code whichever thread owns it, so results match bit for bit.
+  // parallelThresholdNs: 0, so every op really is split across the workers; each output element is
+  // computed by the same code whichever thread owns it, so results match bit for bit.
   let one: WasmKernels, two: WasmKernels;
   beforeAll(async () => {
     one = await createWasmBackend({ relaxed: false, threads: 1 });
-    two = await createWasmBackend({ relaxed: false, threads: 2 });
+    two = await createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0 });
   });
   afterAll(() => {
     one?.dispose();

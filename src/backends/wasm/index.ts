@@ -21,6 +21,11 @@ export interface WasmBackendOptions {
   wasmBytes?: ArrayBuffer | Uint8Array;
   /** Where to load the .wasm from, instead of the build/ folder next to this package. */
   wasmUrl?: string | URL;
+  /**
+   * With threads: ops estimated to run shorter than this on one thread (nanoseconds, default 150 µs)
+   * stay on the calling thread. 0 splits every op (tests).
+   */
+  parallelThresholdNs?: number;
 }
 
 const PAGE = 65536;
@@ -63,10 +68,14 @@ class WasmBuffer implements DeviceBuffer {
 }
 
 /**
- * Ops below this many multiply-adds (or elements) run on the calling thread alone: handing work to a
- * worker and hearing back costs tens of microseconds.
+ * Rough single-thread cost of an op, in nanoseconds, from counts (measured on a 2.x GHz x86 core): ops
+ * estimated below PARALLEL_THRESHOLD_NS run on the calling thread alone, since handing work to the workers and
+ * hearing back costs ~50 µs.
  */
-const PARALLEL_MIN_WORK = 1 << 18;
+const NS_PER_MAC = 0.05;
+const NS_PER_ELEMENT = 0.5; // memory-bound passes
+const NS_PER_TRANSCENDENTAL = 2.5; // exp-based activations, softmax
+const PARALLEL_THRESHOLD_NS = 150_000;
 
 /**
  * The WASM SIMD backend. JS owns the WebAssembly memory: a first-fit free list hands out 16-byte aligned
@@ -91,6 +100,8 @@ export class WasmKernels implements Kernels {
   private readonly live = new Set<WasmBuffer>();
   /** Ops so far that were split across the worker threads (diagnostics and tests). */
   parallelOps = 0;
+  /** See WasmBackendOptions.parallelThresholdNs. */
+  parallelThresholdNs = PARALLEL_THRESHOLD_NS;
 
   /** @internal use createWasmBackend */
   constructor(
@@ -234,10 +245,11 @@ export class WasmKernels implements Kernels {
 
   /**
    * Runs kernel `name` with `args` (thread index and count appended). Single-threaded: now, synchronously.
-   * Threaded: queued behind earlier ops; small ops still run on this thread alone.
+   * Threaded: queued behind earlier ops; ops estimated to take less than parallelThresholdNs run on this
+   * thread alone.
    * `scratch(nt)` gives the scratch bytes the kernel needs for nt threads; its pointer is appended to args.
    */
-  private run(name: KernelName, args: number[], work: number, scratch?: (nt: number) => number): void | Promise<void> {
+  private run(name: KernelName, args: number[], costNs: number, scratch?: (nt: number) => number): void | Promise<void> {
     const pool = this.pool;
     if (!pool) {
       if (scratch) args.push(this.scratchPtr(scratch(1)));
@@ -245,7 +257,7 @@ export class WasmKernels implements Kernels {
       return;
     }
     const go = (): void | Promise<void> => {
-      const nt = work >= PARALLEL_MIN_WORK ? pool.size : 1;
+      const nt = costNs >= this.parallelThresholdNs ? pool.size : 1;
       if (scratch) args.push(this.scratchPtr(scratch(nt)));
       const fn = this.ex[name] as (...a: number[]) => void;
       if (nt === 1) {
@@ -287,7 +299,7 @@ export class WasmKernels implements Kernels {
       batch, C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW,
     ];
     const ex = this.ex;
-    return this.run("conv2d", args, outN * C * KH * KW, (nt) => nt * ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt));
+    return this.run("conv2d", args, outN * C * KH * KW * NS_PER_MAC, (nt) => nt * ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt));
   }
 
   groupNorm(p: GroupNormArgs): void | Promise<void> {
@@ -305,7 +317,7 @@ export class WasmKernels implements Kernels {
       this.ptr(op, "out", p.out, n),
       p.batch, p.channels, p.spatial, p.groups, p.eps, activationCode(op, p.activation),
     ];
-    return this.run("groupNorm", args, n);
+    return this.run("groupNorm", args, n * (p.activation === "none" || p.activation === "relu" ? 2 * NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
   }
 
   linear(p: LinearArgs): void | Promise<void> {
@@ -320,7 +332,7 @@ export class WasmKernels implements Kernels {
       p.rows, p.inFeatures, p.outFeatures,
     ];
     const per = this.ex.matmulScratchBytes(p.outFeatures, p.inFeatures);
-    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures, (nt) => nt * per);
+    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures * NS_PER_MAC, (nt) => nt * per);
   }
 
   matmul(p: MatmulArgs): void | Promise<void> {
@@ -334,14 +346,14 @@ export class WasmKernels implements Kernels {
       p.batch, p.m, p.n, p.k, p.transposeB ? 1 : 0, p.alpha,
     ];
     const per = this.ex.matmulScratchBytes(p.n, p.k);
-    return this.run("matmul", args, p.batch * p.m * p.n * p.k, (nt) => nt * per);
+    return this.run("matmul", args, p.batch * p.m * p.n * p.k * NS_PER_MAC, (nt) => nt * per);
   }
 
   softmax(p: SoftmaxArgs): void | Promise<void> {
     const op = "softmax";
     positive(op, { rows: p.rows, cols: p.cols });
     const n = p.rows * p.cols;
-    return this.run("softmax", [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.rows, p.cols], n * 8);
+    return this.run("softmax", [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.rows, p.cols], n * NS_PER_TRANSCENDENTAL);
   }
 
   attention(p: AttentionArgs): void | Promise<void> {
@@ -356,7 +368,7 @@ export class WasmKernels implements Kernels {
       p.batch, p.queries, p.keys, p.dim, p.scale,
     ];
     const per = this.ex.attentionScratchBytes(p.dim);
-    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim, (nt) => nt * per);
+    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => nt * per);
   }
 
   add(p: AddArgs): void | Promise<void> {
@@ -369,7 +381,7 @@ export class WasmKernels implements Kernels {
       this.ptr(op, "out", p.out, p.length),
       p.length,
     ];
-    return this.run("add", args, p.length);
+    return this.run("add", args, p.length * NS_PER_ELEMENT);
   }
 
   activation(p: ActivationArgs): void | Promise<void> {
@@ -378,7 +390,7 @@ export class WasmKernels implements Kernels {
     const code = activationCode(op, p.activation);
     if (p.length === 0) return;
     const args = [this.ptr(op, "x", p.x, p.length), this.ptr(op, "out", p.out, p.length), p.length, code];
-    return this.run("activation", args, code === 0 || code === 4 ? p.length : p.length * 16);
+    return this.run("activation", args, p.length * (code === 0 || code === 4 ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
   }
 
   upsampleNearest2x(p: Upsample2xArgs): void | Promise<void> {
@@ -387,7 +399,7 @@ export class WasmKernels implements Kernels {
     noAlias(op, p.out, { x: p.x });
     const n = p.planes * p.height * p.width;
     const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, 4 * n), p.planes, p.height, p.width];
-    return this.run("upsampleNearest2x", args, 4 * n);
+    return this.run("upsampleNearest2x", args, 4 * n * NS_PER_ELEMENT);
   }
 
   transpose(p: TransposeArgs): void | Promise<void> {
@@ -396,7 +408,7 @@ export class WasmKernels implements Kernels {
     noAlias(op, p.out, { x: p.x });
     const n = p.batch * p.rows * p.cols;
     const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.batch, p.rows, p.cols];
-    return this.run("transpose", args, n);
+    return this.run("transpose", args, n * NS_PER_ELEMENT);
   }
 
   channelAffine(p: ChannelAffineArgs): void | Promise<void> {
@@ -413,7 +425,7 @@ export class WasmKernels implements Kernels {
       this.ptr(op, "out", p.out, n),
       planes, p.spatial, code,
     ];
-    return this.run("channelAffine", args, code === 0 || code === 4 ? n : n * 16);
+    return this.run("channelAffine", args, n * (code === 0 || code === 4 ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
   }
 
   copy(p: CopyArgs): void | Promise<void> {
@@ -431,7 +443,7 @@ export class WasmKernels implements Kernels {
     const x = this.ptr(op, "x", p.x, p.xOffset + (p.rows - 1) * p.xRowStride + p.cols);
     const out = this.ptr(op, "out", p.out, p.outOffset + (p.rows - 1) * p.outRowStride + p.cols);
     const args = [x + 4 * p.xOffset, out + 4 * p.outOffset, p.rows, p.cols, p.xRowStride, p.outRowStride];
-    return this.run("copy2d", args, p.rows * p.cols);
+    return this.run("copy2d", args, p.rows * p.cols * NS_PER_ELEMENT);
   }
 
   dispose(): void {
@@ -583,5 +595,12 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       }
     }
   }
-  return new WasmKernels(made.memory, instance, pool, made.maxPages, fallback);
+  const k = new WasmKernels(made.memory, instance, pool, made.maxPages, fallback);
+  if (options.parallelThresholdNs !== undefined) {
+    if (!(options.parallelThresholdNs >= 0)) {
+      throw new AutoencoderKLError("wasm backend: parallelThresholdNs", `must be a non-negative number, got ${options.parallelThresholdNs}`);
+    }
+    k.parallelThresholdNs = options.parallelThresholdNs;
+  }
+  return k;
 }
