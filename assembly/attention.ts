@@ -1,6 +1,6 @@
 // Softmax and blocked attention with an online softmax (the N×N score matrix never exists: only one
 // BQ × BK block of it, in the caller's scratch).
-import { hmax, hsum, loadPartial, sliceBegin, splat, storePartial, vexp } from "./common";
+import { hmax, hsum, loadPartial, sliceBegin, splat, storePartial, vexp, vexpSat } from "./common";
 import { MR, NR, TILE_BYTES, packA, packB, packedBBytes, panelTimesB } from "./gemm";
 
 /** Row-wise softmax of x[rows][cols] in f32 with max subtraction; out may alias x. Threads split rows. */
@@ -24,7 +24,8 @@ function softmaxRow(x: usize, out: usize, n: i32): void {
   i = 0;
   for (; i + 8 <= n; i += 8) {
     const o = <usize>i << 2;
-    const e0 = vexp(f32x4.sub(v128.load(x + o), m)), e1 = vexp(f32x4.sub(v128.load(x + o, 16), m));
+    // saturating exp: a -inf logit (a mask) gives exactly 0
+    const e0 = vexpSat(f32x4.sub(v128.load(x + o), m)), e1 = vexpSat(f32x4.sub(v128.load(x + o, 16), m));
     v128.store(out + o, e0);
     v128.store(out + o, e1, 16);
     s0 = f32x4.add(s0, e0);
@@ -33,7 +34,7 @@ function softmaxRow(x: usize, out: usize, n: i32): void {
   let sum = hsum(f32x4.add(s0, s1));
   for (; i < n; i++) {
     const o = <usize>i << 2;
-    const e = f32x4.extract_lane(vexp(splat(load<f32>(x + o) - mx)), 0);
+    const e = f32x4.extract_lane(vexpSat(splat(load<f32>(x + o) - mx)), 0);
     store<f32>(out + o, e);
     sum += e;
   }

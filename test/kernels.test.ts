@@ -342,6 +342,13 @@ for (const build of builds) {
       }
     });
 
+    it("softmax: -inf logits (masks) give exactly 0", async () => {
+      const x = Float32Array.from([1, -Infinity, 2, -Infinity, 0.5, -Infinity, -Infinity, 3, 1, -Infinity]);
+      const [a, b] = await both(k, { x }, x.length, (kk, buf, out) => kk.softmax({ x: buf.x!, out, rows: 1, cols: x.length }));
+      for (let i = 0; i < x.length; i++) if (x[i] === -Infinity) expect(a[i]).toBe(0);
+      expectRelClose(a, b, 2e-6, 0, "softmax with -inf");
+    });
+
     it("softmax: odd sizes, large logits, in place", async () => {
       const r = rng(14);
       for (const [rows, cols] of [[1, 1], [3, 5], [7, 300], [2, 4096], [5, 17]]) {

@@ -80,7 +80,8 @@ const PARALLEL_THRESHOLD_NS = 150_000;
 /**
  * The WASM SIMD backend. JS owns the WebAssembly memory: a first-fit free list hands out 16-byte aligned
  * blocks and grows the memory on demand. With threads, workers run the same kernels on the same (shared)
- * memory, each on its slice of the output; ops are then asynchronous and run one at a time in call order.
+ * memory, each on its slice of the output; ops then return promises and run one at a time in call order
+ * (read() waits for them). Await an op before write() or free() on the buffers it uses.
  */
 export class WasmKernels implements Kernels {
   readonly name = "wasm" as const;
