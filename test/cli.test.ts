@@ -253,6 +253,9 @@ describe("commands", () => {
     const mem = r.json.memory as Record<string, number>;
     expect(mem.width).toBe(1024);
     expect(mem.peak).toBeGreaterThan(mem.weights);
+    const single = await cli(["info", join(ASSETS, "demo-vae", "diffusion_pytorch_model.safetensors"), "--json"]);
+    expect(single.code, single.stderr).toBe(0);
+    expect(single.json).toMatchObject({ kind: "single file", parameters: 3927027, dtypes: { F16: 184 } });
     const text = await cli(["info", join(ASSETS, "demo-vae")]);
     expect(text.stdout).toMatch(/parameters +3,927,027/);
     expect(text.stdout).toMatch(/184 × F16/);
@@ -265,6 +268,23 @@ describe("commands", () => {
     const results = r.json.results as { width: number; height: number; encodeMs: number; decodeMs: number }[];
     expect(results.map((x) => [x.width, x.height])).toEqual([[16, 16], [32, 24]]);
     for (const x of results) expect(x.encodeMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it("Ctrl-C stops a run at once, even while kernels hold the main thread, and writes nothing", async () => {
+    // One thread: the kernels run synchronously on the main thread, the case a signal handler could not serve.
+    const child = execFile(process.execPath, [BIN, "roundtrip", "--backend", "wasm", "--threads", "1", "-o", "never.png"], {
+      cwd: dir,
+      env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" },
+      timeout: 60_000,
+    });
+    const exited = new Promise<[number | null, string | null]>((r) => child.on("exit", (c, sig) => r([c, sig])));
+    await new Promise((r) => setTimeout(r, 2000));
+    const t0 = Date.now();
+    child.kill("SIGINT");
+    const [code, signal] = await exited;
+    expect([code, signal]).toEqual([null, "SIGINT"]);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(existsSync(join(dir, "never.png"))).toBe(false);
   });
 
   it("the bundled demo: `roundtrip` with no arguments gives the PyTorch PSNR (25.02 dB) within 0.05 dB", async () => {

@@ -120,7 +120,7 @@ Try: npx autoencoderkl roundtrip --compare compare.png
 
 ${SHARED_HELP}
 
-Exit codes: 0 success, 1 bad input file or model, 2 bad arguments, 130 interrupted.
+Exit codes: 0 success, 1 bad input file or model, 2 bad arguments; Ctrl-C stops at once.
 Run \`autoencoderkl <command> --help\` for a command's own options.`;
 }
 
@@ -175,9 +175,9 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
   }
   const json = options.json === true;
   const bar = new ProgressBar(stderr);
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once("SIGINT", onSigint);
+  // No SIGINT handler: kernels may run synchronously on this thread (one thread, reference backend), where
+  // a handler would only run after the work is done. Node's default — exit at once — is what Ctrl-C
+  // should do, and it is safe: output files are written only after a run completes.
   try {
     const result = await cmd.run({
       positionals: parsed.positionals,
@@ -186,7 +186,7 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
         bar.clear();
         out(line);
       },
-      run: { onProgress: bar.update, signal: controller.signal },
+      run: { onProgress: bar.update },
     });
     bar.clear();
     if (json) out(JSON.stringify({ ok: true, ...result }));
@@ -195,11 +195,9 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
     bar.clear();
     if (e instanceof UsageError) return fail(2, `${name}: ${e.message}\n${cmd.usage.split("\n")[0]}`);
     if (e instanceof AutoencoderKLError) return fail(1, e.message, { source: e.source, rule: e.rule });
-    if (e instanceof AbortError || controller.signal.aborted) return fail(130, "interrupted");
+    if (e instanceof AbortError) return fail(130, "interrupted");
     // Anything else is our bug, not the user's: say so, with the stack for the report.
     return fail(1, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  } finally {
-    process.removeListener("SIGINT", onSigint);
   }
 }
 
