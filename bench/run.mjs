@@ -104,26 +104,39 @@ async function childKernels(spec) {
       }
       // one op per iteration; read(out, 1) waits until threaded ops are finished
       const once = async () => { await c.op(kn, b); await kn.read(b.out, 1); };
+      // guard against timing an op that did nothing: out is zeroed before every iteration and compared
+      // with the first result at the end
+      const zeros = new Float32Array(b.out.length);
+      await once();
+      const first = await kn.read(b.out);
       // heavy kernels: 1 warm-up + `runs` iterations; light ones: at least 0.5 s of iterations
       const heavy = c.work > 1;
       const bench = new Bench({
         iterations: heavy ? spec.runs : 10, time: heavy ? 0 : 500,
         warmupIterations: heavy ? 1 : 3, warmupTime: 0, throws: true,
       });
-      bench.add(c.name, once);
+      bench.add(c.name, once, { beforeEach: () => kn.write(b.out, zeros) });
       await bench.run();
+      const last = await kn.read(b.out);
+      let maxDiff = 0, maxAbs = 0;
+      for (let i = 0; i < first.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(first[i] - last[i]));
+        maxAbs = Math.max(maxAbs, Math.abs(first[i]));
+      }
+      const outputOk = maxAbs > 0 && maxDiff <= 1e-5 * maxAbs;
       const r = bench.tasks[0].result;
       const ms = r.latency.p50;
       const row = {
         kernel: c.name, isa: kn.instructionSet, threads: kn.threads, unit: c.unit, work: c.work,
         median_ms: ms, min_ms: r.latency.min, samples: r.latency.samples?.length ?? Math.round(r.totalTime / r.period),
-        rate: c.work / (ms / 1e3), best_rate: c.work / (r.latency.min / 1e3),
+        rate: c.work / (ms / 1e3), best_rate: c.work / (r.latency.min / 1e3), output_ok: outputOk,
       };
       const peak = c.unit === "GFLOP/s" ? PEERS_PEAK[spec.isa]?.[spec.threads] : undefined;
       if (peak) row.pct_of_peers_peak = (100 * row.rate) / peak;
       rows.push(row);
       console.log(`${row.kernel.padEnd(44)} ${kn.description.padEnd(30)} ${fmt(ms, 1).padStart(9)} ms  ${fmt(row.rate, 1).padStart(7)} ${c.unit}` +
-        (row.pct_of_peers_peak ? `  (${fmt(row.pct_of_peers_peak, 0)}% of the peers' f32x4 peak ${peak})` : ""));
+        (row.pct_of_peers_peak ? `  (${fmt(row.pct_of_peers_peak, 0)}% of the peers' f32x4 peak ${peak})` : "") +
+        (outputOk ? "" : `  OUTPUT CHECK FAILED (max |last − first| ${maxDiff.toExponential(2)}, max |first| ${maxAbs.toExponential(2)}): timing invalid`));
       for (const buf of Object.values(b)) kn.free(buf);
     }
   } finally {
@@ -284,7 +297,9 @@ function markdown(out) {
   const lines = [];
   if (out.kernels.length) {
     lines.push("| kernel | isa | threads | median ms | rate | unit | % of peers' f32x4 peak |", "|---|---|---|---|---|---|---|");
-    for (const r of out.kernels) lines.push(`| ${r.kernel} | ${r.isa} | ${r.threads} | ${fmt(r.median_ms, 1)} | ${fmt(r.rate, 1)} | ${r.unit} | ${r.pct_of_peers_peak ? fmt(r.pct_of_peers_peak, 0) + "%" : "—"} |`);
+    for (const r of out.kernels) {
+      lines.push(`| ${r.kernel} | ${r.isa} | ${r.threads} | ${fmt(r.median_ms, 1)} | ${r.output_ok ? fmt(r.rate, 1) : "invalid (output check failed)"} | ${r.unit} | ${r.pct_of_peers_peak && r.output_ok ? fmt(r.pct_of_peers_peak, 0) + "%" : "—"} |`);
+    }
     lines.push("");
   }
   const done = out.workloads.filter((r) => r.median_s !== undefined);
