@@ -6,9 +6,9 @@
 // at a fixed byte offset from the block start, kept in a table of C·KH·KW offsets that the micro-kernel
 // walks, one tap per loop iteration. 1×1 stride-1 unpadded convolutions copy chunks of pixels the same way.
 //
-// Weight side: each thread packs the output channels it computes into [O/OB][C·KH·KW][OB] in its scratch
-// once per call (cost ~1/(2·OH·OW) of the multiply-adds; no second copy of the model stays resident), so
-// the micro-kernel reaches all weights through one pointer with immediate offsets.
+// Weight side: conv2dPack first packs the weights into [O/OB][C·KH·KW][OB] in the scratch, once per call
+// (cost ~1/(2·OH·OW) of the multiply-adds; no second copy of the model stays resident), so the
+// micro-kernel reaches all weights through one pointer with immediate offsets.
 //
 // Micro-kernel: OB output channels × NV vectors of 4 output pixels, all accumulators in registers. Per tap:
 // NV unaligned input loads, OB broadcast weight loads, OB·NV multiply-adds. V8 gives wasm 15 vector
@@ -37,15 +37,6 @@ const TILE_BYTES: i32 = OB * 2 * 16;
 }
 
 /**
- * Threads split output-channel blocks when there are enough of them (each thread then packs only its own
- * weights), output rows otherwise (small O: every thread packs all of them).
- */
-// @ts-ignore: decorator
-@inline function splitsChannels(O: i32, nt: i32): bool {
-  return (O + OB - 1) / OB >= 2 * nt;
-}
-
-/**
  * Input channels per pass over the scratch rows: a chunk of rows is filled and every output channel
  * accumulates over it before the next chunk, so the rows a pixel tile walks stay in cache however large
  * C × OW gets (512 channels of 128-wide rows are ~0.9 MB; unchunked, such layers ran ~30% slower).
@@ -61,19 +52,41 @@ const TILE_BYTES: i32 = OB * 2 * 16;
   return direct ? (DIRECT_CHUNK + 8) << 2 : s * (phaseLength(OW, KW, s) << 2);
 }
 
-/** Scratch bytes one thread needs for conv2d; thread tid uses scratch + tid · this. */
+/** Bytes of the packed weights: ceil(O/OB) blocks of [C·KH·KW][OB] floats. */
+// @ts-ignore: decorator
+@inline function packedBytes(O: i32, T: i32): i32 {
+  return ((O + OB - 1) / OB) * T * (OB << 2);
+}
+
+/** Bytes of one thread's own scratch: a tile, the tap table, one chunk of input rows. */
+function threadScratchBytes(C: i32, H: i32, W: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32, OH: i32, OW: i32): i32 {
+  const T = C * KH * KW;
+  const rowBytes = scratchRowBytes(isDirect(KH, KW, s, padTop, padLeft, H, W, OH, OW), OW, KW, s);
+  return TILE_BYTES + (((T + 3) & ~3) << 2) + channelChunk(C, KH, rowBytes) * KH * rowBytes;
+}
+
+/**
+ * Scratch bytes for conv2dPack + conv2d with nt threads: a 16-byte header (conv2d's work counter, zeroed
+ * by the caller before conv2d), the packed weights (shared by all threads), one region per thread.
+ */
 export function conv2dScratchBytes(
   C: i32, H: i32, W: i32, O: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32, OH: i32, OW: i32, nt: i32,
 ): i32 {
-  const T = C * KH * KW;
-  const NB = (O + OB - 1) / OB;
-  const blocks = splitsChannels(O, nt) ? (NB + nt - 1) / nt : NB;
-  const rowBytes = scratchRowBytes(isDirect(KH, KW, s, padTop, padLeft, H, W, OH, OW), OW, KW, s);
-  return TILE_BYTES + ((blocks * T * OB + 3) & ~3) * 4 + (((T + 3) & ~3) << 2) +
-    channelChunk(C, KH, rowBytes) * KH * rowBytes;
+  return 16 + packedBytes(O, C * KH * KW) + nt * threadScratchBytes(C, H, W, KH, KW, s, padTop, padLeft, OH, OW);
 }
 
-/** Packs output channels [OB·ob0, OB·ob1) of PyTorch [O][T] weights into [ob][T][OB], zero past O. */
+/**
+ * Step 1 of a convolution: packs PyTorch [O][C][KH][KW] weights into the scratch (see conv2dScratchBytes)
+ * as [O/OB][C·KH·KW][OB], zero past O. Threads split the output-channel blocks.
+ */
+export function conv2dPack(w: usize, O: i32, C: i32, KH: i32, KW: i32, scratch: usize, tid: i32, nt: i32): void {
+  const NB = (O + OB - 1) / OB;
+  const ob0 = sliceBegin(NB, tid, nt), ob1 = sliceBegin(NB, tid + 1, nt);
+  const T = C * KH * KW;
+  packWeights(w, scratch + 16 + <usize>ob0 * <usize>T * <usize>(OB << 2), ob0, ob1, O, T);
+}
+
+/** Packs output-channel blocks [ob0, ob1) of PyTorch [O][T] weights into [ob - ob0][T][OB], zero past O. */
 function packWeights(w: usize, wp: usize, ob0: i32, ob1: i32, O: i32, T: i32): void {
   const row = <usize>T << 2;
   for (let ob = ob0; ob < ob1; ob++) {
@@ -98,31 +111,24 @@ function packWeights(w: usize, wp: usize, ob0: i32, ob1: i32, O: i32, T: i32): v
 }
 
 /**
- * out[n][o][oy][ox] = bias[o] + Σ x[n][c][oy·s+ky-padTop][ox·s+kx-padLeft] · w[o][c][ky][kx] (+ residual).
- * w: PyTorch [O][C][KH][KW] weights. bias, res: 0 when absent. The bottom/right padding is implied by OH, OW.
+ * Step 2: out[n][o][oy][ox] = bias[o] + Σ x[n][c][oy·s+ky-padTop][ox·s+kx-padLeft] · w[o][c][ky][kx]
+ * (+ residual), with the weights conv2dPack left in the scratch. bias, res: 0 when absent. The
+ * bottom/right padding is implied by OH, OW. Threads take work units (output rows, or 1×1 pixel chunks)
+ * from the atomic counter at `scratch`, so one that is descheduled for a while does not hold up the rest.
  */
 export function conv2d(
-  x: usize, w: usize, bias: usize, res: usize, out: usize,
+  x: usize, bias: usize, res: usize, out: usize,
   batch: i32, C: i32, H: i32, W: i32, O: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32,
   OH: i32, OW: i32, scratch: usize, tid: i32, nt: i32,
 ): void {
-  const KK = KH * KW;
-  const T = C * KK;
-  const NB = (O + OB - 1) / OB;
+  const T = C * KH * KW;
   const direct = isDirect(KH, KW, s, padTop, padLeft, H, W, OH, OW);
-  const byChannels = splitsChannels(O, nt);
-  const ob0 = byChannels ? sliceBegin(NB, tid, nt) : 0, ob1 = byChannels ? sliceBegin(NB, tid + 1, nt) : NB;
-  if (ob0 >= ob1) return;
-  const sb = scratch + <usize>tid * <usize>conv2dScratchBytes(C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, nt);
+  const counter = scratch;
+  const wp = scratch + 16;
+  const sb = wp + <usize>packedBytes(O, T) + <usize>tid * <usize>threadScratchBytes(C, H, W, KH, KW, s, padTop, padLeft, OH, OW);
   const acc = sb; // one tile's raw accumulators
-  const wp = sb + TILE_BYTES;
-  const tab = wp + (<usize>(((ob1 - ob0) * T * OB + 3) & ~3) << 2);
+  const tab = sb + TILE_BYTES;
   const rows = tab + (<usize>((T + 3) & ~3) << 2);
-  const outPlane = <usize>OH * <usize>OW << 2;
-  const inPlane = <usize>H * <usize>W << 2;
-  packWeights(w, wp, ob0, ob1, O, T);
-  const oc0 = ob0 * OB, oc1 = min(ob1 * OB, O);
-  const b = bias != 0 ? bias + (<usize>oc0 << 2) : 0;
   const rowBytes = scratchRowBytes(direct, OW, KW, s);
   const CC = channelChunk(C, KH, rowBytes);
   const PL = phaseLength(OW, KW, s);
@@ -136,46 +142,53 @@ export function conv2d(
       }
     }
   }
+  const units = direct ? batch * ((H * W + DIRECT_CHUNK - 1) / DIRECT_CHUNK) : batch * OH;
+  for (let u = atomic.add<i32>(counter, 1); u < units; u = atomic.add<i32>(counter, 1)) {
+    convUnit(direct, u, x, wp, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, tab, rows, rowBytes, CC, PL, acc);
+  }
+}
 
+/**
+ * Work unit u, all output channels: output row u of the batch, or 1×1 pixel chunk u. The input-channel
+ * reduction runs in chunks of CC channels.
+ */
+function convUnit(
+  direct: bool, u: i32, x: usize, wp: usize, bias: usize, res: usize, out: usize,
+  batch: i32, C: i32, H: i32, W: i32, O: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32, OH: i32, OW: i32,
+  tab: usize, rows: usize, rowBytes: i32, CC: i32, PL: i32, acc: usize,
+): void {
+  const KK = KH * KW;
+  const T = C * KK;
+  const outPlane = <usize>OH * <usize>OW << 2;
+  const inPlane = <usize>H * <usize>W << 2;
   if (direct) {
-    // 1×1: chunks of DIRECT_CHUNK pixels are copied into contiguous scratch rows (reading the planes in
+    // 1×1: a chunk of DIRECT_CHUNK pixels is copied into contiguous scratch rows (reading the planes in
     // place put every tap on a different page)
     const HW = H * W;
-    // whole 4-pixel vectors per thread so that threads never share an output vector
-    const nv = (HW + 3) >> 2;
-    const p0 = byChannels ? 0 : sliceBegin(nv, tid, nt) << 2;
-    const p1 = byChannels ? HW : min(sliceBegin(nv, tid + 1, nt) << 2, HW);
-    for (let n = 0; n < batch; n++) {
-      for (let q = p0; q < p1; q += DIRECT_CHUNK) {
-        const len = min(DIRECT_CHUNK, p1 - q);
-        const src = x + <usize>n * <usize>C * inPlane + (<usize>q << 2);
-        const off = (<usize>n * <usize>O + <usize>oc0) * outPlane + (<usize>q << 2);
-        for (let c0 = 0; c0 < C; c0 += CC) {
-          const cc = min(CC, C - c0);
-          for (let c = 0; c < cc; c++) {
-            const d = rows + <usize>c * <usize>rowBytes;
-            memory.copy(d, src + <usize>(c0 + c) * inPlane, <usize>len << 2);
-            memory.fill(d + (<usize>len << 2), 0, <usize>rowBytes - (<usize>len << 2));
-          }
-          const last = c0 + cc == C;
-          convRow(rows, tab, T, c0 * KK, cc * KK, wp, acc, out + off, last && res != 0 ? res + off : 0, outPlane, oc1 - oc0, len, c0 == 0 ? b : 0, c0 > 0);
-        }
+    const per = (HW + DIRECT_CHUNK - 1) / DIRECT_CHUNK;
+    const n = u / per, q = (u - n * per) * DIRECT_CHUNK;
+    const len = min(DIRECT_CHUNK, HW - q);
+    const src = x + <usize>n * <usize>C * inPlane + (<usize>q << 2);
+    const off = <usize>n * <usize>O * outPlane + (<usize>q << 2);
+    for (let c0 = 0; c0 < C; c0 += CC) {
+      const cc = min(CC, C - c0);
+      for (let c = 0; c < cc; c++) {
+        const d = rows + <usize>c * <usize>rowBytes;
+        memory.copy(d, src + <usize>(c0 + c) * inPlane, <usize>len << 2);
+        memory.fill(d + (<usize>len << 2), 0, <usize>rowBytes - (<usize>len << 2));
       }
+      const last = c0 + cc == C;
+      convRow(rows, tab, T, c0 * KK, cc * KK, wp, acc, out + off, last && res != 0 ? res + off : 0, outPlane, O, len, c0 == 0 ? bias : 0, c0 > 0);
     }
     return;
   }
-
-  const total = batch * OH;
-  const r0 = byChannels ? 0 : sliceBegin(total, tid, nt), r1 = byChannels ? total : sliceBegin(total, tid + 1, nt);
-  for (let r = r0; r < r1; r++) {
-    const n = r / OH, oy = r - n * OH;
-    const off = (<usize>n * <usize>O + <usize>oc0) * outPlane + (<usize>oy * <usize>OW << 2);
-    for (let c0 = 0; c0 < C; c0 += CC) {
-      const cc = min(CC, C - c0);
-      fillRows(x + (<usize>n * <usize>C + <usize>c0) * inPlane, rows, rowBytes, cc, H, W, KH, s, PL, oy * s - padTop, padLeft);
-      const last = c0 + cc == C;
-      convRow(rows, tab, T, c0 * KK, cc * KK, wp, acc, out + off, last && res != 0 ? res + off : 0, outPlane, oc1 - oc0, OW, c0 == 0 ? b : 0, c0 > 0);
-    }
+  const n = u / OH, oy = u - n * OH;
+  const off = <usize>n * <usize>O * outPlane + (<usize>oy * <usize>OW << 2);
+  for (let c0 = 0; c0 < C; c0 += CC) {
+    const cc = min(CC, C - c0);
+    fillRows(x + (<usize>n * <usize>C + <usize>c0) * inPlane, rows, rowBytes, cc, H, W, KH, s, PL, oy * s - padTop, padLeft);
+    const last = c0 + cc == C;
+    convRow(rows, tab, T, c0 * KK, cc * KK, wp, acc, out + off, last && res != 0 ? res + off : 0, outPlane, O, OW, c0 == 0 ? bias : 0, c0 > 0);
   }
 }
 

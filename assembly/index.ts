@@ -6,7 +6,7 @@ export { add, activation, upsampleNearest2x, transpose, channelAffine, copy2d } 
 export { groupNorm } from "./norm";
 export { linear, matmul, matmulScratchBytes } from "./gemm";
 export { softmax, attention, attentionScratchBytes } from "./attention";
-export { conv2d, conv2dScratchBytes } from "./conv";
+export { conv2d, conv2dPack, conv2dScratchBytes } from "./conv";
 
 /** First byte the JS allocator may hand out (static data ends below it). */
 export function heapBase(): usize {

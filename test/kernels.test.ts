@@ -145,6 +145,8 @@ const builds: Array<{ name: string; make: () => Promise<WasmKernels>; skip: bool
   { name: "simd", make: () => createWasmBackend({ relaxed: false }), skip: false },
   { name: "relaxed-simd", make: () => createWasmBackend({ relaxed: true }), skip: !relaxedOk },
   { name: "simd, 2 threads", make: () => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0 }), skip: false },
+  // the module's memory import patched to unshared (what runs where SharedArrayBuffer is unavailable)
+  { name: "simd, unshared memory", make: () => createWasmBackend({ relaxed: false, sharedMemory: false }), skip: false },
 ];
 
 for (const build of builds) {
@@ -157,6 +159,7 @@ for (const build of builds) {
 
     it("reports its instruction set and threads", () => {
       expect(k.name).toBe("wasm");
+      expect(k.memory.buffer instanceof SharedArrayBuffer).toBe(!build.name.includes("unshared"));
       expect(k.description).toContain(build.name.startsWith("relaxed") ? "relaxed-simd" : "(simd");
       expect(k.description).toMatch(build.name.includes("2 threads") ? /2 threads/ : /1 thread\b/);
     });

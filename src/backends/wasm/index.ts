@@ -1,8 +1,7 @@
 import { AutoencoderKLError } from "../../errors.js";
 import type {
-  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs,
-  Kernels, LinearArgs,
-  MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
+  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer,
+  GroupNormArgs, Kernels, LinearArgs, MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
 } from "../kernels.js";
 import { FreeListAllocator } from "./allocator.js";
 import { importsSharedMemory, wasmRelaxedSimdSupported, wasmSimdSupported, withSharedMemoryImport } from "./binary.js";
@@ -21,6 +20,11 @@ export interface WasmBackendOptions {
   wasmBytes?: ArrayBuffer | Uint8Array;
   /** Where to load the .wasm from, instead of the build/ folder next to this package. */
   wasmUrl?: string | URL;
+  /**
+   * false: use an unshared WebAssembly memory even where shared ones exist (one thread). Default: shared
+   * where SharedArrayBuffer is available.
+   */
+  sharedMemory?: boolean;
   /**
    * With threads: ops estimated to run shorter than this on one thread (nanoseconds, default 150 µs)
    * stay on the calling thread. 0 splits every op (tests).
@@ -48,6 +52,7 @@ interface KernelExports {
   attentionScratchBytes(dim: number): number;
   matmulScratchBytes(n: number, k: number): number;
   conv2d(...args: number[]): void;
+  conv2dPack(...args: number[]): void;
   conv2dScratchBytes(...args: number[]): number;
   channelAffine(...args: number[]): void;
   copy2d(...args: number[]): void;
@@ -229,12 +234,14 @@ export class WasmKernels implements Kernels {
     return b.ptr;
   }
 
+  /** The kernels' scratch, at least `bytes` long, with its first 16 bytes (conv2d's work counter) zeroed. */
   private scratchPtr(bytes: number): number {
     if (!this.scratch || this.scratch.bytes < bytes) {
       if (this.scratch) this.free(this.scratch);
       this.scratch = null;
-      this.scratch = this.alloc(Math.ceil(bytes / 4)) as WasmBuffer;
+      this.scratch = this.alloc(Math.ceil(Math.max(bytes, 16) / 4)) as WasmBuffer;
     }
+    new Int32Array(this.memory.buffer, this.scratch.ptr, 4).fill(0);
     return this.scratch.ptr;
   }
 
@@ -245,28 +252,33 @@ export class WasmKernels implements Kernels {
   // ---- dispatch -------------------------------------------------------------------------------------
 
   /**
-   * Runs kernel `name` with `args` (thread index and count appended). Single-threaded: now, synchronously.
-   * Threaded: queued behind earlier ops; ops estimated to take less than parallelThresholdNs run on this
-   * thread alone.
-   * `scratch(nt)` gives the scratch bytes the kernel needs for nt threads; its pointer is appended to args.
+   * Runs kernel `name` with `args`, then the `then` steps, each with the scratch pointer (when `scratch`
+   * gives its size for nt threads) and the thread index and count appended; every step uses the same
+   * thread count and scratch. Single-threaded: now, synchronously. Threaded: queued behind earlier ops;
+   * ops estimated to take less than parallelThresholdNs run on this thread alone.
    */
-  private run(name: KernelName, args: number[], costNs: number, scratch?: (nt: number) => number): void | Promise<void> {
+  private run(
+    name: KernelName, args: number[], costNs: number, scratch?: (nt: number) => number,
+    then: Array<[KernelName, number[]]> = [],
+  ): void | Promise<void> {
+    const steps: Array<[KernelName, number[]]> = [[name, args], ...then];
+    const call = (step: [KernelName, number[]], extra: number[], tid: number, nt: number) =>
+      (this.ex[step[0]] as (...a: number[]) => void)(...step[1], ...extra, tid, nt);
     const pool = this.pool;
     if (!pool) {
-      if (scratch) args.push(this.scratchPtr(scratch(1)));
-      (this.ex[name] as (...a: number[]) => void)(...args, 0, 1);
+      const extra = scratch ? [this.scratchPtr(scratch(1))] : [];
+      for (const step of steps) call(step, extra, 0, 1);
       return;
     }
-    const go = (): void | Promise<void> => {
+    const go = async (): Promise<void> => {
       const nt = costNs >= this.parallelThresholdNs ? pool.size : 1;
-      if (scratch) args.push(this.scratchPtr(scratch(nt)));
-      const fn = this.ex[name] as (...a: number[]) => void;
+      const extra = scratch ? [this.scratchPtr(scratch(nt))] : [];
       if (nt === 1) {
-        fn(...args, 0, 1);
+        for (const step of steps) call(step, extra, 0, 1);
         return;
       }
       this.parallelOps++;
-      return pool.run(name, args, (tid, n) => fn(...args, tid, n));
+      for (const step of steps) await pool.run(step[0], [...step[1], ...extra], (tid, n) => call(step, extra, tid, n));
     };
     const p = this.queue.then(go);
     this.queue = p.catch(() => undefined);
@@ -291,16 +303,21 @@ export class WasmKernels implements Kernels {
     }
     noAlias(op, p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
     const outN = batch * O * OH * OW;
+    const weight = this.ptr(op, "weight", p.weight, O * C * KH * KW);
     const args = [
       this.ptr(op, "x", p.x, batch * C * H * W),
-      this.ptr(op, "weight", p.weight, O * C * KH * KW),
       p.bias ? this.ptr(op, "bias", p.bias, O) : 0,
       p.residual ? this.ptr(op, "residual", p.residual, outN) : 0,
       this.ptr(op, "out", p.out, outN),
       batch, C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW,
     ];
     const ex = this.ex;
-    return this.run("conv2d", args, outN * C * KH * KW * NS_PER_MAC, (nt) => nt * ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt));
+    // two steps on one scratch: pack the weights (threads split output channels), then convolve
+    return this.run(
+      "conv2dPack", [weight, O, C, KH, KW], outN * C * KH * KW * NS_PER_MAC,
+      (nt) => ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt),
+      [["conv2d", args]],
+    );
   }
 
   groupNorm(p: GroupNormArgs): void | Promise<void> {
@@ -561,7 +578,7 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
 
   let bytes = await loadBytes(relaxed, options);
   // one shared memory when the platform has them (needed for threads, harmless for one), else unshared
-  let made = canShareMemory() ? makeMemory(initial, true) : null;
+  let made = options.sharedMemory !== false && canShareMemory() ? makeMemory(initial, true) : null;
   const shared = made !== null;
   if (!made) made = makeMemory(initial, false);
   if (!made) throw new AutoencoderKLError("wasm backend", `cannot create a WebAssembly memory of ${mib} MiB`);
@@ -587,7 +604,9 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   let fallback: string | null = null;
   if (wantThreads > 1) {
     if (!shared) {
-      fallback = "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
+      fallback = options.sharedMemory === false
+        ? "sharedMemory: false"
+        : "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
     } else {
       try {
         pool = await ThreadPool.create(wantThreads, module, made.memory);
