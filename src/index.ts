@@ -13,3 +13,7 @@ export { selectBackend } from "./backends/select.js";
 export type { BackendChoice } from "./backends/select.js";
 export type { BackendName, Kernels } from "./backends/kernels.js";
 export { readSafetensors, writeSafetensors } from "./io/safetensors.js";
+export { readImage, writePng, decodeImage, padToMultiple, cropTo, DEFAULT_MAX_PIXELS } from "./io/image/index.js";
+export type { ReadImageOptions, DecodedImage, ImageFormat } from "./io/image/index.js";
+export type { TilingOptions, FromSingleFileOptions, SavePretrainedOptions } from "./models/autoencoder-kl/autoencoder-kl.js";
+export { MemoryEfficientAttnProcessor, FusedAttnProcessor } from "./nn/attention.js";
