@@ -48,7 +48,29 @@ export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, ds
   for (let j = 0; j < N; j += NR) {
     const cols = min(NR, N - j);
     const d = dst + <usize>(j / NR) * tile;
-    if (transposed) {
+    if (transposed && cols == NR) {
+      // 4×4 register transposes: rows j..j+3 of Bᵀ at k..k+3 become B[k..k+3][j..j+3]
+      const K4 = K & ~3;
+      for (let h = 0; h < NR; h += 4) {
+        const r0 = b + <usize>(j + h) * ldb;
+        for (let k = 0; k < K4; k += 4) {
+          const o = <usize>k << 2;
+          const a0 = v128.load(r0 + o), a1 = v128.load(r0 + ldb + o);
+          const a2 = v128.load(r0 + 2 * ldb + o), a3 = v128.load(r0 + 3 * ldb + o);
+          const t0 = f32x4.shuffle(a0, a1, 0, 4, 1, 5), t1 = f32x4.shuffle(a0, a1, 2, 6, 3, 7);
+          const t2 = f32x4.shuffle(a2, a3, 0, 4, 1, 5), t3 = f32x4.shuffle(a2, a3, 2, 6, 3, 7);
+          const p = d + (<usize>k << 5) + (<usize>h << 2);
+          v128.store(p, f32x4.shuffle(t0, t2, 0, 1, 4, 5));
+          v128.store(p, f32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
+          v128.store(p, f32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
+          v128.store(p, f32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
+        }
+        for (let k = K4; k < K; k++) {
+          const p = d + (<usize>k << 5) + (<usize>h << 2);
+          for (let c = 0; c < 4; c++) store<f32>(p + (<usize>c << 2), load<f32>(r0 + <usize>c * ldb + (<usize>k << 2)));
+        }
+      }
+    } else if (transposed) {
       for (let c = 0; c < NR; c++) {
         let p = d + (<usize>c << 2);
         if (c < cols) {
