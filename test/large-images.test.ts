@@ -88,6 +88,16 @@ describe("processor map validation", () => {
   });
 });
 
+describe("tiling edge cases", () => {
+  it("a last tile too small for the encoder is a clear error, not a crash inside a kernel", async () => {
+    const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend: "wasm" });
+    vae.enableTiling();
+    // tiles of 32 every 24 px: a 74-px-wide image leaves a 2-px sliver at x = 72.
+    await expect(vae.encode(Tensor.zeros([1, 3, 32, 74]))).rejects.toThrow(/tiledEncode: x.*width.*2 px.*minimum of 8/);
+    vae.dispose();
+  });
+});
+
 describe("progress and cancellation", () => {
   it("reports every block with done/total, across tiles", async () => {
     const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend: "reference" });

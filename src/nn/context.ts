@@ -69,9 +69,14 @@ export class RunContext {
     }
   }
 
-  /** Marks one block done: reports progress, then stops here if the caller aborted. */
-  step(): void {
+  /**
+   * Marks one block done: reports progress, then stops here if the caller aborted. With a progress
+   * callback or a signal, it first yields to the event loop, so a page can repaint and an abort can land
+   * even when the kernels run on this thread.
+   */
+  async step(): Promise<void> {
     this.done++;
+    if (this.options.onProgress || this.options.signal) await new Promise((resolve) => setTimeout(resolve, 0));
     this.options.onProgress?.({ stage: this.stage, done: this.done, total: this.total });
     this.checkAbort();
   }

@@ -34,21 +34,21 @@ export class Decoder extends Module {
 
   async forward(ctx: RunContext, z: DeviceTensor): Promise<DeviceTensor> {
     const h0 = await this.convIn.forward(ctx, z);
-    ctx.step();
+    await ctx.step();
     let h = await this.midBlock.forward(ctx, h0);
     ctx.free(h0);
-    ctx.step();
+    await ctx.step();
     for (const block of this.upBlocks) {
       const next = await block.forward(ctx, h);
       ctx.free(h);
       h = next;
-      ctx.step();
+      await ctx.step();
     }
     const normed = await this.convNormOut.forward(ctx, h, "silu");
     ctx.free(h);
     const out = await this.convOut.forward(ctx, normed);
     ctx.free(normed);
-    ctx.step();
+    await ctx.step();
     return out;
   }
 }

@@ -43,21 +43,21 @@ export class Encoder extends Module {
 
   async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
     let h = await this.convIn.forward(ctx, x);
-    ctx.step();
+    await ctx.step();
     for (const block of this.downBlocks) {
       const next = await block.forward(ctx, h);
       ctx.free(h);
       h = next;
-      ctx.step();
+      await ctx.step();
     }
     const mid = await this.midBlock.forward(ctx, h);
     ctx.free(h);
-    ctx.step();
+    await ctx.step();
     const normed = await this.convNormOut.forward(ctx, mid, "silu");
     ctx.free(mid);
     const out = await this.convOut.forward(ctx, normed);
     ctx.free(normed);
-    ctx.step();
+    await ctx.step();
     return out;
   }
 }

@@ -296,6 +296,17 @@ export class AutoencoderKL {
       blendExtent: Math.floor(this.tileLatentMinSize * this.tileOverlapFactor),
       rowLimit: this.tileLatentMinSize - Math.floor(this.tileLatentMinSize * this.tileOverlapFactor),
     };
+    // diffusers' loop can leave a sliver as the last tile; one smaller than the encoder's minimum has no output.
+    const min = this.minEncodeSize();
+    for (const [axis, size] of [["height", x.shape[2]], ["width", x.shape[3]]] as const) {
+      const sliver = (size - 1) % grid.stride + 1;
+      if (size > grid.stride && sliver < min) {
+        throw new AutoencoderKLError(
+          "tiledEncode: x",
+          `with tiles of ${grid.tileIn} px every ${grid.stride} px, the last tile along the ${axis} (${size} px) is ${sliver} px, below the encoder's minimum of ${min}; choose another tileSampleMinSize or pad the image`,
+        );
+      }
+    }
     const moments = await this.withTiles(x, grid, "encode", this.modules.encoder.steps, options, (tile, ctx) => this.encodeMoments(tile, ctx));
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
@@ -348,7 +359,7 @@ export class AutoencoderKL {
         t = q;
       }
       const moments = await this.download(ctx, t);
-      ctx.step();
+      await ctx.step();
       return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
     } finally {
       ctx.releaseAll();
@@ -375,7 +386,7 @@ export class AutoencoderKL {
       const mid = await dec.midBlock.forward(ctx, c);
       ctx.free(c);
       const m = await this.download(ctx, mid);
-      ctx.step();
+      await ctx.step();
       return { sample: await runExact(ctx, ops, m, tiling, () => ctx.step()) };
     } finally {
       ctx.releaseAll();

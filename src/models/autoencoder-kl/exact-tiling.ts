@@ -295,7 +295,7 @@ function tileCount(ops: Op[], sizes: [number, number][], to: number, tile: numbe
  * Runs `ops` over `input` (host, [B, C, H, W]) pass by pass as `planExact` schedules, and returns the exact
  * full output. `onTile` is called after every tile of every pass.
  */
-export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, options: ExactTilingOptions, onTile: () => void): Promise<Tensor> {
+export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, options: ExactTilingOptions, onTile: () => Promise<void>): Promise<Tensor> {
   const [B, C, H, W] = input.shape;
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
@@ -373,7 +373,7 @@ async function forEachTile(
   side: number,
   affines: Map<number, { scale: DeviceTensor; shift: DeviceTensor }>,
   use: (result: Tensor, core: Core, sourceRowStart: number) => Promise<void>,
-  onTile: () => void,
+  onTile: () => Promise<void>,
 ): Promise<void> {
   const [th, tw] = sizes[to];
   // Strided convolutions need crops that start at multiples of the total stride between source and target.
@@ -399,7 +399,7 @@ async function forEachTile(
         throw new AutoencoderKLError("exact tiling", `internal: tile core rows ${y0}..${y1} cols ${x0}..${x1} not covered by exact values (rows ${rows.validStart}..${rows.validEnd}, cols ${cols.validStart}..${cols.validEnd})`);
       }
       await use(tensor, core, r0);
-      onTile();
+      await onTile();
     }
   }
 }
