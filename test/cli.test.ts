@@ -283,7 +283,7 @@ describe("commands", () => {
     child.kill("SIGINT");
     const [code, signal] = await exited;
     expect([code, signal]).toEqual([null, "SIGINT"]);
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0).toBeLessThan(5000); // "at once", with slack for a loaded machine
     expect(existsSync(join(dir, "never.png"))).toBe(false);
   });
 
