@@ -39,7 +39,8 @@ const TILE_BYTES: i32 = OB * 2 * 16;
 /**
  * Input channels per pass over the scratch rows: a chunk of rows is filled and every output channel
  * accumulates over it before the next chunk, so the rows a pixel tile walks stay in cache however large
- * C × OW gets (512 channels of 128-wide rows are ~0.9 MB; unchunked, such layers ran ~30% slower).
+ * C × OW gets (512 channels of 128-wide rows are ~0.9 MB). On a machine shared with other jobs the gain
+ * could not be told from noise; the layers with the largest C × OW were the slowest before it.
  */
 // @ts-ignore: decorator
 @inline function channelChunk(C: i32, KH: i32, rowBytes: i32): i32 {
