@@ -16,47 +16,49 @@ async function runResnets(ctx: RunContext, resnets: ResnetBlock2D[], x: DeviceTe
   return h;
 }
 
-/** diffusers DownEncoderBlock2D: resnets, then an optional Downsample2D. */
-export class DownEncoderBlock2D extends Module {
-  readonly resnets: ResnetBlock2D[] = [];
-  readonly downsampler: Downsample2D | null;
+interface Sampler extends Module {
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor>;
+}
 
-  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addDownsample: boolean) {
+/** Resnets, then an optional resampler: the shape of both VAE block types. */
+class ResnetSamplerBlock<S extends Sampler> extends Module {
+  readonly resnets: ResnetBlock2D[] = [];
+  protected readonly sampler: S | null;
+
+  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, samplerKey: string, sampler: ((prefix: string) => S) | null) {
     super(prefix);
     for (let i = 0; i < layers; i++) {
       this.resnets.push(this.child(new ResnetBlock2D(this.key(`resnets.${i}`), i === 0 ? inChannels : outChannels, outChannels, groups, act)));
     }
-    this.downsampler = addDownsample ? this.child(new Downsample2D(this.key("downsamplers.0"), outChannels)) : null;
+    this.sampler = sampler ? this.child(sampler(this.key(samplerKey))) : null;
   }
 
   async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
     const h = await runResnets(ctx, this.resnets, x);
-    if (!this.downsampler) return h;
-    const out = await this.downsampler.forward(ctx, h);
+    if (!this.sampler) return h;
+    const out = await this.sampler.forward(ctx, h);
     if (h !== x) ctx.free(h);
     return out;
   }
 }
 
-/** diffusers UpDecoderBlock2D: resnets, then an optional Upsample2D. */
-export class UpDecoderBlock2D extends Module {
-  readonly resnets: ResnetBlock2D[] = [];
-  readonly upsampler: Upsample2D | null;
-
-  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addUpsample: boolean) {
-    super(prefix);
-    for (let i = 0; i < layers; i++) {
-      this.resnets.push(this.child(new ResnetBlock2D(this.key(`resnets.${i}`), i === 0 ? inChannels : outChannels, outChannels, groups, act)));
-    }
-    this.upsampler = addUpsample ? this.child(new Upsample2D(this.key("upsamplers.0"), outChannels)) : null;
+/** diffusers DownEncoderBlock2D: resnets, then an optional Downsample2D. */
+export class DownEncoderBlock2D extends ResnetSamplerBlock<Downsample2D> {
+  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addDownsample: boolean) {
+    super(prefix, inChannels, outChannels, layers, groups, act, "downsamplers.0", addDownsample ? (key) => new Downsample2D(key, outChannels) : null);
   }
+  get downsampler(): Downsample2D | null {
+    return this.sampler;
+  }
+}
 
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    const h = await runResnets(ctx, this.resnets, x);
-    if (!this.upsampler) return h;
-    const out = await this.upsampler.forward(ctx, h);
-    if (h !== x) ctx.free(h);
-    return out;
+/** diffusers UpDecoderBlock2D: resnets, then an optional Upsample2D. */
+export class UpDecoderBlock2D extends ResnetSamplerBlock<Upsample2D> {
+  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addUpsample: boolean) {
+    super(prefix, inChannels, outChannels, layers, groups, act, "upsamplers.0", addUpsample ? (key) => new Upsample2D(key, outChannels) : null);
+  }
+  get upsampler(): Upsample2D | null {
+    return this.sampler;
   }
 }
 
