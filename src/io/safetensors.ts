@@ -346,7 +346,7 @@ export function safetensorsHeaderLength(first8: Uint8Array, fileLength: number, 
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
   if (hi !== 0 || lo > MAX_HEADER_LENGTH) {
-    const n = hi * 2 ** 32 + lo;
+    const n = dv.getBigUint64(0, true); // exact, even past 2^53
     throw new AutoencoderKLError(source, `header length ${n} exceeds the ${MAX_HEADER_LENGTH}-byte limit`);
   }
   if (8 + lo > fileLength) {
