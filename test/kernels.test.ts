@@ -141,12 +141,17 @@ async function checkConv(k: Kernels, c: ConvCase, seed: number, opts: { bias?: b
 
 // ---- the suite, once per build ------------------------------------------------------------------------
 
-const builds: Array<{ name: string; make: () => Promise<WasmKernels>; skip: boolean }> = [
-  { name: "simd", make: () => createWasmBackend({ relaxed: false }), skip: false },
-  { name: "relaxed-simd", make: () => createWasmBackend({ relaxed: true }), skip: !relaxedOk },
-  { name: "simd, 2 threads", make: () => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0 }), skip: false },
+type MakeOptions = Parameters<typeof createWasmBackend>[0];
+const builds: Array<{ name: string; make: (o?: MakeOptions) => Promise<WasmKernels>; skip: boolean }> = [
+  { name: "simd", make: (o) => createWasmBackend({ relaxed: false, ...o }), skip: false },
+  { name: "relaxed-simd", make: (o) => createWasmBackend({ relaxed: true, ...o }), skip: !relaxedOk },
+  {
+    name: "simd, 2 threads",
+    make: (o) => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0, ...o }),
+    skip: false,
+  },
   // the module's memory import patched to unshared (what runs where SharedArrayBuffer is unavailable)
-  { name: "simd, unshared memory", make: () => createWasmBackend({ relaxed: false, sharedMemory: false }), skip: false },
+  { name: "simd, unshared memory", make: (o) => createWasmBackend({ relaxed: false, sharedMemory: false, ...o }), skip: false },
 ];
 
 for (const build of builds) {
@@ -174,6 +179,28 @@ for (const build of builds) {
         { batch: 1, C: 32, H: 9, W: 64, O: 12, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
       ];
       for (const [i, c] of cases.entries()) await checkConv(k, c, 100 + i);
+    });
+
+    // measured: F(2x2, 3x3) errors are no larger than the direct sum's, so the same tolerance applies
+    it("conv2d: Winograd F(2x2, 3x3) path (every 3x3 stride-1 pad-1 conv sent through it)", async () => {
+      const wk = await build.make({ winogradMinChannels: 1 });
+      try {
+        const cases: ConvCase[] = [
+          { batch: 1, C: 5, H: 15, W: 23, O: 7, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          { batch: 1, C: 3, H: 1, W: 1, O: 2, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          { batch: 2, C: 6, H: 2, W: 3, O: 13, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          { batch: 1, C: 17, H: 8, W: 8, O: 6, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          { batch: 2, C: 9, H: 11, W: 40, O: 11, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          // wide rows with many channels: a tile row is split into several work units
+          { batch: 1, C: 131, H: 5, W: 211, O: 10, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+          { batch: 1, C: 1, H: 4, W: 17, O: 1, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] },
+        ];
+        for (const [i, c] of cases.entries()) {
+          await checkConv(wk, c, 150 + i, { residual: i % 2 === 0, bias: i !== 3 });
+        }
+      } finally {
+        wk.dispose();
+      }
     });
 
     it("conv2d: 3x3 stride 2 with Downsample2D's (0, 1, 0, 1) padding", async () => {

@@ -1,0 +1,362 @@
+// Winograd F(2×2, 3×3) for 3×3 stride-1 pad-1 convolutions: 16 multiplies per 2×2 output tile and
+// channel pair instead of 36 (2.25× fewer), at a cost in rounding that stays at the level of the direct
+// sum (the transforms only add, subtract and halve).
+//
+// Per tile (4×4 input patch d, 3×3 kernel g): Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A with
+//   Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1], Aᵀ = [1 1 1 0; 0 1 -1 -1].
+// Summed over input channels, the elementwise product becomes 16 independent GEMMs, one per position p
+// of the 4×4 transformed tile: M_p[o][tile] = Σ_c U_p[o][c] · V_p[c][tile].
+//
+// Layouts (all in the scratch):
+//   U (winogradPack, once per call, shared by the threads): [p][O/OB][C][OB], the conv micro-kernel's
+//     packed-weight shape, so one pointer walks a panel of OB output channels.
+//   V (per thread, per work unit): [p][group][C][TB], a group being TB = 8 horizontally adjacent tiles,
+//     so the micro-kernel loads the 8 tiles of one channel as two vectors.
+//   M (per thread): [p][OB][TB], one micro-kernel tile per position; it is turned into output pixels
+//     (bias and residual added) right away, so the GEMM results of the whole image never exist.
+// A work unit is a rectangle of tiles (some tile rows × a run of columns) sized so its V fits in L2
+// (VBUDGET); units go to threads from an atomic counter, as in conv.ts. For each block of OB output
+// channels the unit's groups are walked with the block's U panels staying in cache.
+import { loadPartial, madd, splat, storePartial } from "./common";
+
+/** Output channels per micro-kernel tile (as conv.ts). */
+const OB: i32 = 6;
+/** Tiles per group: two vectors. */
+const TB: i32 = 8;
+/** Positions in a transformed tile (4×4). */
+const P: i32 = 16;
+/** Bytes of one micro-kernel result, [OB][TB] floats. */
+const TILE_BYTES: i32 = OB * TB * 4;
+/** Target bytes of one unit's transformed input. */
+const VBUDGET: i32 = 768 << 10;
+
+// ---- unit geometry (a pure function of the shape, so the split does not depend on the thread count) -----
+
+// @ts-ignore: decorator
+@inline function tilesOf(n: i32): i32 {
+  return (n + 1) >> 1;
+}
+
+/** Tiles per unit row: whole tile rows padded to TB, or an even share of a row too wide for VBUDGET. */
+function unitCols(C: i32, W: i32): i32 {
+  const twp = (tilesOf(W) + TB - 1) & ~(TB - 1);
+  const maxT = max(TB, (VBUDGET / (P * 4 * C)) & ~(TB - 1));
+  const chunks = (twp + maxT - 1) / maxT;
+  return ((twp / TB + chunks - 1) / chunks) * TB;
+}
+
+/** Tile rows per unit: as many whole rows as the budget allows when one row is a single chunk. */
+function unitRows(C: i32, W: i32): i32 {
+  const twp = (tilesOf(W) + TB - 1) & ~(TB - 1);
+  const cols = unitCols(C, W);
+  if (cols < twp) return 1;
+  const maxT = max(TB, (VBUDGET / (P * 4 * C)) & ~(TB - 1));
+  return max(1, maxT / cols);
+}
+
+/** Floats in one staging row: 2 input columns per tile, 2 more for the last tile, slack for vector reads. */
+// @ts-ignore: decorator
+@inline function stagingLength(cols: i32): i32 {
+  return 2 * cols + 16;
+}
+
+// @ts-ignore: decorator
+@inline function uBytes(O: i32, C: i32): i32 {
+  return P * ((O + OB - 1) / OB) * C * (OB << 2);
+}
+
+function threadBytes(C: i32, W: i32): i32 {
+  const cols = unitCols(C, W), rows = unitRows(C, W);
+  return P * TILE_BYTES + P * rows * cols * C * 4 + 4 * (stagingLength(cols) << 2);
+}
+
+/** Scratch for winogradPack + winograd with nt threads: 16-byte header (the work counter), U, per-thread V/M. */
+export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i32 {
+  return 16 + uBytes(O, C) + nt * threadBytes(C, W);
+}
+
+// ---- weights ---------------------------------------------------------------------------------------------
+
+/**
+ * Step 1: U_p = G g Gᵀ for PyTorch [O][C][3][3] weights, into the scratch as [p][O/OB][C][OB] (zero past
+ * O). Computed in f64 and rounded once. Threads split the output-channel blocks.
+ */
+export function winogradPack(w: usize, O: i32, C: i32, scratch: usize, tid: i32, nt: i32): void {
+  const NB = (O + OB - 1) / OB;
+  const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
+  const u = scratch + 16;
+  const pStride = <usize>NB * <usize>C * <usize>(OB << 2);
+  for (let ob = ob0; ob < ob1; ob++) {
+    for (let l = 0; l < OB; l++) {
+      const o = ob * OB + l;
+      for (let c = 0; c < C; c++) {
+        const dst = u + (<usize>ob * <usize>C + <usize>c) * <usize>(OB << 2) + (<usize>l << 2);
+        if (o >= O) {
+          for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * pStride, 0);
+          continue;
+        }
+        const g = w + ((<usize>o * <usize>C + <usize>c) * 9 << 2);
+        // t = G g (4 rows × 3 columns), then t Gᵀ row by row
+        for (let i = 0; i < 4; i++) {
+          let t0: f64, t1: f64, t2: f64;
+          if (i == 0 || i == 3) {
+            const r = <usize>(i == 0 ? 0 : 2) * 12;
+            t0 = <f64>load<f32>(g + r);
+            t1 = <f64>load<f32>(g + r + 4);
+            t2 = <f64>load<f32>(g + r + 8);
+          } else {
+            const sg: f64 = i == 1 ? 1 : -1;
+            t0 = 0.5 * (<f64>load<f32>(g) + sg * <f64>load<f32>(g + 12) + <f64>load<f32>(g + 24));
+            t1 = 0.5 * (<f64>load<f32>(g + 4) + sg * <f64>load<f32>(g + 16) + <f64>load<f32>(g + 28));
+            t2 = 0.5 * (<f64>load<f32>(g + 8) + sg * <f64>load<f32>(g + 20) + <f64>load<f32>(g + 32));
+          }
+          const row = dst + <usize>(i * 4) * pStride;
+          store<f32>(row, <f32>t0);
+          store<f32>(row + pStride, <f32>(0.5 * (t0 + t1 + t2)));
+          store<f32>(row + 2 * pStride, <f32>(0.5 * (t0 - t1 + t2)));
+          store<f32>(row + 3 * pStride, <f32>t2);
+        }
+      }
+    }
+  }
+}
+
+// ---- the convolution -------------------------------------------------------------------------------------
+
+/**
+ * Step 2: out = conv3×3(x, w, stride 1, pad 1) + bias (+ res), with the U that winogradPack left in the
+ * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`.
+ */
+export function winograd(
+  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32,
+  scratch: usize, tid: i32, nt: i32,
+): void {
+  const cols = unitCols(C, W), rows = unitRows(C, W);
+  const TH = tilesOf(H), TW = tilesOf(W);
+  const perRow = (TW + cols - 1) / cols, perImage = perRow * ((TH + rows - 1) / rows);
+  const units = batch * perImage;
+  const u = scratch + 16;
+  const sb = u + <usize>uBytes(O, C) + <usize>tid * <usize>threadBytes(C, W);
+  const m = sb;
+  const v = m + <usize>(P * TILE_BYTES);
+  const staging = v + <usize>(P * rows * cols * C * 4);
+  for (let k = atomic.add<i32>(scratch, 1); k < units; k = atomic.add<i32>(scratch, 1)) {
+    const n = k / perImage, r = k - n * perImage;
+    const ry = r / perRow, rx = r - ry * perRow;
+    const ty0 = ry * rows, ty1 = min(TH, ty0 + rows);
+    const tx0 = rx * cols, tx1 = min(TW, tx0 + cols);
+    const groupsPerRow = (tx1 - tx0 + TB - 1) / TB;
+    const G = (ty1 - ty0) * groupsPerRow;
+    const xn = x + (<usize>n * <usize>C * <usize>H * <usize>W << 2);
+    transformInput(xn, v, staging, C, H, W, ty0, ty1, tx0, groupsPerRow, G);
+    const plane = <usize>H * <usize>W << 2;
+    const on = out + <usize>n * <usize>O * plane;
+    const rn = res != 0 ? res + <usize>n * <usize>O * plane : 0;
+    unitProduct(u, v, m, C, H, W, O, G, groupsPerRow, ty0, tx0, tx1, bias, rn, on);
+  }
+}
+
+/**
+ * V_p[g][c][·] = (Bᵀ d B)_p for the unit's tiles, channel by channel: the 4 input rows of a tile row go
+ * into staging rows with the padding written out (column 0 of a staging row is input column 2·tx0 - 1),
+ * then 4 tiles at a time are transformed in vector lanes. Tiles past the image (a partial group) see zeros.
+ */
+function transformInput(
+  x: usize, v: usize, staging: usize, C: i32, H: i32, W: i32, ty0: i32, ty1: i32, tx0: i32,
+  groupsPerRow: i32, G: i32,
+): void {
+  const SL = stagingLength(groupsPerRow * TB);
+  const slBytes = <usize>SL << 2;
+  const pStride = <usize>G * <usize>C * <usize>(TB << 2);
+  const ix0 = 2 * tx0 - 1;
+  const lead = max(0, -ix0); // 1 at the left border
+  const first = ix0 + lead;
+  const n = max(0, min(W - first, SL - lead));
+  for (let c = 0; c < C; c++) {
+    const xc = x + (<usize>c * <usize>H * <usize>W << 2);
+    for (let ty = ty0; ty < ty1; ty++) {
+      for (let i = 0; i < 4; i++) {
+        const d = staging + <usize>i * slBytes;
+        const iy = 2 * ty - 1 + i;
+        if (iy < 0 || iy >= H) {
+          memory.fill(d, 0, slBytes);
+          continue;
+        }
+        if (lead > 0) store<f32>(d, 0);
+        memory.copy(d + (<usize>lead << 2), xc + ((<usize>iy * <usize>W + <usize>first) << 2), <usize>n << 2);
+        memory.fill(d + (<usize>(lead + n) << 2), 0, <usize>(SL - lead - n) << 2);
+      }
+      const gRow = (ty - ty0) * groupsPerRow;
+      for (let q = 0; q < groupsPerRow * 2; q++) {
+        // tiles 4q .. 4q+3 of this row: group gRow + q/2, lanes (q & 1)·4 ..
+        const dst = v + (<usize>(gRow + (q >> 1)) * <usize>C + <usize>c) * <usize>(TB << 2) + (<usize>(q & 1) << 4);
+        transform4(staging + (<usize>(8 * q) << 2), slBytes, dst, pStride);
+      }
+    }
+  }
+}
+
+/**
+ * Bᵀ d B for 4 tiles at once (lane t: the tile starting at staging column 8·q + 2t). Rows first: row i
+ * of the patches is deinterleaved into columns d0..d3 and reduced to r_i = (d0 - d2, d1 + d2, d2 - d1,
+ * d1 - d3); then the same combination across rows gives the 16 outputs, stored pStride apart.
+ */
+function transform4(src: usize, slBytes: usize, dst: usize, pStride: usize): void {
+  let a = v128.load(src), b = v128.load(src, 16), e = v128.load(src, 8), f = v128.load(src, 24);
+  let d0 = f32x4.shuffle(a, b, 0, 2, 4, 6), d1 = f32x4.shuffle(a, b, 1, 3, 5, 7);
+  let d2 = f32x4.shuffle(e, f, 0, 2, 4, 6), d3 = f32x4.shuffle(e, f, 1, 3, 5, 7);
+  const r00 = f32x4.sub(d0, d2), r01 = f32x4.add(d1, d2), r02 = f32x4.sub(d2, d1), r03 = f32x4.sub(d1, d3);
+  let s = src + slBytes;
+  a = v128.load(s); b = v128.load(s, 16); e = v128.load(s, 8); f = v128.load(s, 24);
+  d0 = f32x4.shuffle(a, b, 0, 2, 4, 6); d1 = f32x4.shuffle(a, b, 1, 3, 5, 7);
+  d2 = f32x4.shuffle(e, f, 0, 2, 4, 6); d3 = f32x4.shuffle(e, f, 1, 3, 5, 7);
+  const r10 = f32x4.sub(d0, d2), r11 = f32x4.add(d1, d2), r12 = f32x4.sub(d2, d1), r13 = f32x4.sub(d1, d3);
+  s += slBytes;
+  a = v128.load(s); b = v128.load(s, 16); e = v128.load(s, 8); f = v128.load(s, 24);
+  d0 = f32x4.shuffle(a, b, 0, 2, 4, 6); d1 = f32x4.shuffle(a, b, 1, 3, 5, 7);
+  d2 = f32x4.shuffle(e, f, 0, 2, 4, 6); d3 = f32x4.shuffle(e, f, 1, 3, 5, 7);
+  const r20 = f32x4.sub(d0, d2), r21 = f32x4.add(d1, d2), r22 = f32x4.sub(d2, d1), r23 = f32x4.sub(d1, d3);
+  // row 0 of the output combines rows 0 and 2; store it before loading row 3 to keep fewer vectors live
+  v128.store(dst, f32x4.sub(r00, r20));
+  v128.store(dst + pStride, f32x4.sub(r01, r21));
+  v128.store(dst + 2 * pStride, f32x4.sub(r02, r22));
+  v128.store(dst + 3 * pStride, f32x4.sub(r03, r23));
+  v128.store(dst + 4 * pStride, f32x4.add(r10, r20));
+  v128.store(dst + 5 * pStride, f32x4.add(r11, r21));
+  v128.store(dst + 6 * pStride, f32x4.add(r12, r22));
+  v128.store(dst + 7 * pStride, f32x4.add(r13, r23));
+  v128.store(dst + 8 * pStride, f32x4.sub(r20, r10));
+  v128.store(dst + 9 * pStride, f32x4.sub(r21, r11));
+  v128.store(dst + 10 * pStride, f32x4.sub(r22, r12));
+  v128.store(dst + 11 * pStride, f32x4.sub(r23, r13));
+  s += slBytes;
+  a = v128.load(s); b = v128.load(s, 16); e = v128.load(s, 8); f = v128.load(s, 24);
+  d0 = f32x4.shuffle(a, b, 0, 2, 4, 6); d1 = f32x4.shuffle(a, b, 1, 3, 5, 7);
+  d2 = f32x4.shuffle(e, f, 0, 2, 4, 6); d3 = f32x4.shuffle(e, f, 1, 3, 5, 7);
+  v128.store(dst + 12 * pStride, f32x4.sub(r10, f32x4.sub(d0, d2)));
+  v128.store(dst + 13 * pStride, f32x4.sub(r11, f32x4.add(d1, d2)));
+  v128.store(dst + 14 * pStride, f32x4.sub(r12, f32x4.sub(d2, d1)));
+  v128.store(dst + 15 * pStride, f32x4.sub(r13, f32x4.sub(d1, d3)));
+}
+
+/**
+ * The 16 GEMMs of one unit and the output transform: for each block of OB output channels, for each
+ * group of TB tiles, the 16 micro-kernel tiles into m, then Aᵀ m A into the output.
+ */
+function unitProduct(
+  u: usize, v: usize, m: usize, C: i32, H: i32, W: i32, O: i32, G: i32, groupsPerRow: i32,
+  ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
+): void {
+  const NB = (O + OB - 1) / OB;
+  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>NB * panelU;
+  const panelV = <usize>C * <usize>(TB << 2), pStrideV = <usize>G * panelV;
+  for (let ob = 0; ob < NB; ob++) {
+    const ub = u + <usize>ob * panelU;
+    for (let g = 0; g < G; g++) {
+      const vb = v + <usize>g * panelV;
+      // two call sites of winoTile per iteration: a single-caller function is inlined by binaryen, and
+      // inlined its loop lost the spill-free register allocation (see conv.ts)
+      for (let p = 0; p < P; p += 2) {
+        winoTile(ub + <usize>p * pStrideU, vb + <usize>p * pStrideV, C, m + <usize>(p * TILE_BYTES));
+        winoTile(ub + <usize>(p + 1) * pStrideU, vb + <usize>(p + 1) * pStrideV, C, m + <usize>((p + 1) * TILE_BYTES));
+      }
+      const gy = g / groupsPerRow;
+      const txs = tx0 + (g - gy * groupsPerRow) * TB;
+      outputTransform(m, out, res, bias, H, W, ob * OB, min(OB, O - ob * OB), 2 * (ty0 + gy), 2 * txs, min(TB, tx1 - txs));
+    }
+  }
+}
+
+/**
+ * The micro-kernel (conv.ts' shape): acc[o][0..8) = Σ_c up[c][o] · vp[c][0..8), raw. Bare and out of
+ * line so V8 keeps the 12 accumulators in registers; stored in the order computed.
+ */
+function winoTile(up: usize, vp: usize, C: i32, acc: usize): void {
+  let c00 = splat(0), c01 = splat(0), c10 = splat(0), c11 = splat(0), c20 = splat(0), c21 = splat(0);
+  let c30 = splat(0), c31 = splat(0), c40 = splat(0), c41 = splat(0), c50 = splat(0), c51 = splat(0);
+  let pa = up, pb = vp;
+  const end = vp + (<usize>C << 5);
+  for (; pb < end; pb += TB << 2) {
+    const x0 = v128.load(pb);
+    const x1 = v128.load(pb, 16);
+    const w0 = v128.load32_splat(pa);
+    c00 = madd(w0, x0, c00);
+    c01 = madd(w0, x1, c01);
+    const w1 = v128.load32_splat(pa, 4);
+    c10 = madd(w1, x0, c10);
+    c11 = madd(w1, x1, c11);
+    const w2 = v128.load32_splat(pa, 8);
+    c20 = madd(w2, x0, c20);
+    c21 = madd(w2, x1, c21);
+    const w3 = v128.load32_splat(pa, 12);
+    c30 = madd(w3, x0, c30);
+    c31 = madd(w3, x1, c31);
+    const w4 = v128.load32_splat(pa, 16);
+    c40 = madd(w4, x0, c40);
+    c41 = madd(w4, x1, c41);
+    const w5 = v128.load32_splat(pa, 20);
+    c50 = madd(w5, x0, c50);
+    c51 = madd(w5, x1, c51);
+    pa += OB << 2;
+  }
+  v128.store(acc, c00, 0);
+  v128.store(acc, c01, 16);
+  v128.store(acc, c10, 32);
+  v128.store(acc, c11, 48);
+  v128.store(acc, c20, 64);
+  v128.store(acc, c21, 80);
+  v128.store(acc, c30, 96);
+  v128.store(acc, c31, 112);
+  v128.store(acc, c40, 128);
+  v128.store(acc, c41, 144);
+  v128.store(acc, c50, 160);
+  v128.store(acc, c51, 176);
+}
+
+/**
+ * Y = Aᵀ m A (+ bias, + residual) for nOc channels from o0 and nt (1..8) tiles whose top-left output pixel
+ * is (oy, ox): rows reduce first, s_i = (m_i0 + m_i1 + m_i2, m_i1 - m_i2 - m_i3), then across rows; the
+ * two output columns of 4 tiles are interleaved into 8 consecutive pixels.
+ */
+function outputTransform(
+  m: usize, out: usize, res: usize, bias: usize, H: i32, W: i32, o0: i32, nOc: i32, oy: i32, ox: i32, nt: i32,
+): void {
+  const plane = <usize>H * <usize>W << 2;
+  const two = oy + 1 < H;
+  for (let o = 0; o < nOc; o++) {
+    const bv = bias != 0 ? v128.load32_splat(bias + (<usize>(o0 + o) << 2)) : splat(0);
+    const row0 = (<usize>(o0 + o) * plane) + ((<usize>oy * <usize>W + <usize>ox) << 2);
+    for (let h = 0; h < 2 && h * 4 < nt; h++) {
+      const a = m + (<usize>o << 5) + (<usize>h << 4);
+      let x0 = v128.load(a), x1 = v128.load(a, TILE_BYTES), x2 = v128.load(a, 2 * TILE_BYTES), x3 = v128.load(a, 3 * TILE_BYTES);
+      const s00 = f32x4.add(f32x4.add(x0, x1), x2), s01 = f32x4.sub(f32x4.sub(x1, x2), x3);
+      x0 = v128.load(a, 4 * TILE_BYTES); x1 = v128.load(a, 5 * TILE_BYTES); x2 = v128.load(a, 6 * TILE_BYTES); x3 = v128.load(a, 7 * TILE_BYTES);
+      const s10 = f32x4.add(f32x4.add(x0, x1), x2), s11 = f32x4.sub(f32x4.sub(x1, x2), x3);
+      x0 = v128.load(a, 8 * TILE_BYTES); x1 = v128.load(a, 9 * TILE_BYTES); x2 = v128.load(a, 10 * TILE_BYTES); x3 = v128.load(a, 11 * TILE_BYTES);
+      const s20 = f32x4.add(f32x4.add(x0, x1), x2), s21 = f32x4.sub(f32x4.sub(x1, x2), x3);
+      x0 = v128.load(a, 12 * TILE_BYTES); x1 = v128.load(a, 13 * TILE_BYTES); x2 = v128.load(a, 14 * TILE_BYTES); x3 = v128.load(a, 15 * TILE_BYTES);
+      const s30 = f32x4.add(f32x4.add(x0, x1), x2), s31 = f32x4.sub(f32x4.sub(x1, x2), x3);
+      const y00 = f32x4.add(f32x4.add(f32x4.add(s00, s10), s20), bv);
+      const y01 = f32x4.add(f32x4.add(f32x4.add(s01, s11), s21), bv);
+      const y10 = f32x4.add(f32x4.sub(f32x4.sub(s10, s20), s30), bv);
+      const y11 = f32x4.add(f32x4.sub(f32x4.sub(s11, s21), s31), bv);
+      const px = ox + h * 8;
+      const npx = min(min(8, W - px), 2 * (nt - 4 * h));
+      const off = row0 + (<usize>(h * 8) << 2);
+      storeRow(out + off, res != 0 ? res + off : 0, y00, y01, npx);
+      if (two) storeRow(out + off + (<usize>W << 2), res != 0 ? res + off + (<usize>W << 2) : 0, y10, y11, npx);
+    }
+  }
+}
+
+/** Pixels [y0[0], y1[0], y0[1], y1[1], …] (npx of them, 1..8) at d, plus the residual at r when given. */
+// @ts-ignore: decorator
+@inline function storeRow(d: usize, r: usize, y0: v128, y1: v128, npx: i32): void {
+  let lo = f32x4.shuffle(y0, y1, 0, 4, 1, 5), hi = f32x4.shuffle(y0, y1, 2, 6, 3, 7);
+  if (r != 0) {
+    lo = f32x4.add(lo, loadPartial(r, npx));
+    if (npx > 4) hi = f32x4.add(hi, loadPartial(r + 16, npx - 4));
+  }
+  storePartial(d, lo, npx);
+  if (npx > 4) storePartial(d + 16, hi, npx - 4);
+}
