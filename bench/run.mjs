@@ -205,6 +205,7 @@ async function childE2E(spec) {
     peak_rss_mb: hwmReset ? vmHwmMb() : null, peak_rss_process_mb: Math.max(loadPeak, maxRssMb(), vmHwmMb() ?? 0),
     out_absmax: absmax, out_finite: finite, node: process.version, ...info,
   };
+  if (ownKernels) res.wasm_memory_mb = ownKernels.memory.buffer.byteLength / 2 ** 20;
   vae.dispose();
   ownKernels?.dispose();
   return res;
@@ -275,7 +276,7 @@ async function main() {
         out.workloads.push(r);
         console.log(`  ${wl.padEnd(10)} ${r.description.padEnd(28)} median ${fmt(r.median_s).padStart(7)} s  ${fmt(r.gflops, 1).padStart(6)} GFLOP/s` +
           `  (runs ${r.runs.map((v) => v.toFixed(2)).join(", ")}; warm-up ${fmt(r.warmup_s)} s${r.slow ? ", slow: 1 run" : ""})` +
-          `  peak RSS ${fmt(r.peak_rss_mb, 0)} MB (process ${fmt(r.peak_rss_process_mb, 0)} MB)` +
+          `  peak RSS ${fmt(r.peak_rss_mb, 0)} MB (process ${fmt(r.peak_rss_process_mb, 0)} MB${r.wasm_memory_mb ? `, wasm memory ${fmt(r.wasm_memory_mb, 0)} MB` : ""})` +
           `${r.software_adapter ? "  [SOFTWARE adapter: " + r.adapter + "]" : r.adapter ? "  [" + r.adapter + "]" : ""}` +
           `${r.out_finite ? "" : "  OUTPUT NOT FINITE"}  [${((Date.now() - t0) / 1e3).toFixed(0)} s]`);
       } catch (e) {
