@@ -27,6 +27,8 @@ const TB: i32 = 8;
 const P: i32 = 16;
 /** Bytes of one micro-kernel result, [OB][TB] floats. */
 const TILE_BYTES: i32 = OB * TB * 4;
+/** Input channels per block of winogradPack's staging. */
+const PACK_C: i32 = 16;
 /** Target bytes of one unit's transformed input. */
 const VBUDGET: i32 = 768 << 10;
 
@@ -65,12 +67,20 @@ function unitRows(C: i32, W: i32): i32 {
   return P * ((O + OB - 1) / OB) * C * (OB << 2);
 }
 
-function threadBytes(C: i32, W: i32): i32 {
-  const cols = unitCols(C, W), rows = unitRows(C, W);
-  return P * TILE_BYTES + P * rows * cols * C * 4 + 4 * (stagingLength(cols) << 2);
+// @ts-ignore: decorator
+@inline function packStagingBytes(): i32 {
+  return P * PACK_C * OB * 4;
 }
 
-/** Scratch for winogradPack + winograd with nt threads: 16-byte header (the work counter), U, per-thread V/M. */
+function threadBytes(C: i32, W: i32): i32 {
+  const cols = unitCols(C, W), rows = unitRows(C, W);
+  return max(packStagingBytes(), P * TILE_BYTES + P * rows * cols * C * 4 + 4 * (stagingLength(cols) << 2));
+}
+
+/**
+ * Scratch for winogradPack + winograd with nt threads: 16-byte header (the work counter), U, one region
+ * per thread (winogradPack's staging, then winograd's V, M and input rows).
+ */
 export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i32 {
   return 16 + uBytes(O, C) + nt * threadBytes(C, W);
 }
@@ -79,46 +89,56 @@ export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i
 
 /**
  * Step 1: U_p = G g Gᵀ for PyTorch [O][C][3][3] weights, into the scratch as [p][O/OB][C][OB] (zero past
- * O). Computed in f64 and rounded once. Threads split the output-channel blocks.
+ * O). Computed in f64 and rounded once. Threads split the output-channel blocks. W: the image width
+ * (it sizes the per-thread regions).
  */
-export function winogradPack(w: usize, O: i32, C: i32, scratch: usize, tid: i32, nt: i32): void {
+export function winogradPack(w: usize, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
   const NB = (O + OB - 1) / OB;
   const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
   const u = scratch + 16;
   const pStride = <usize>NB * <usize>C * <usize>(OB << 2);
+  // A block of PACK_C channels goes to a small staging area [p][c][OB] first, then out as 16 contiguous
+  // runs: written directly, the 16 destination streams sit a multiple of 4 KiB apart for C % 512 == 0,
+  // share one L1 set and thrash it (packing took ~6× longer).
+  const tmp = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W);
+  const tStride = <usize>(PACK_C * OB) << 2;
   for (let ob = ob0; ob < ob1; ob++) {
-    for (let l = 0; l < OB; l++) {
-      const o = ob * OB + l;
-      for (let c = 0; c < C; c++) {
-        const dst = u + (<usize>ob * <usize>C + <usize>c) * <usize>(OB << 2) + (<usize>l << 2);
-        if (o >= O) {
-          for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * pStride, 0);
-          continue;
-        }
-        const g = w + ((<usize>o * <usize>C + <usize>c) * 9 << 2);
-        // t = G g (4 rows × 3 columns), then t Gᵀ row by row
-        for (let i = 0; i < 4; i++) {
-          let t0: f64, t1: f64, t2: f64;
-          if (i == 0 || i == 3) {
-            const r = <usize>(i == 0 ? 0 : 2) * 12;
-            t0 = <f64>load<f32>(g + r);
-            t1 = <f64>load<f32>(g + r + 4);
-            t2 = <f64>load<f32>(g + r + 8);
-          } else {
-            const sg: f64 = i == 1 ? 1 : -1;
-            t0 = 0.5 * (<f64>load<f32>(g) + sg * <f64>load<f32>(g + 12) + <f64>load<f32>(g + 24));
-            t1 = 0.5 * (<f64>load<f32>(g + 4) + sg * <f64>load<f32>(g + 16) + <f64>load<f32>(g + 28));
-            t2 = 0.5 * (<f64>load<f32>(g + 8) + sg * <f64>load<f32>(g + 20) + <f64>load<f32>(g + 32));
+    for (let c0 = 0; c0 < C; c0 += PACK_C) {
+      const cc = min(PACK_C, C - c0);
+      for (let l = 0; l < OB; l++) {
+        const o = ob * OB + l;
+        for (let c = 0; c < cc; c++) {
+          const dst = tmp + (<usize>(c * OB + l) << 2);
+          if (o >= O) {
+            for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * tStride, 0);
+            continue;
           }
-          const row = dst + <usize>(i * 4) * pStride;
-          store<f32>(row, <f32>t0);
-          store<f32>(row + pStride, <f32>(0.5 * (t0 + t1 + t2)));
-          store<f32>(row + 2 * pStride, <f32>(0.5 * (t0 - t1 + t2)));
-          store<f32>(row + 3 * pStride, <f32>t2);
+          const g = w + ((<usize>o * <usize>C + <usize>(c0 + c)) * 9 << 2);
+          // t = G g (4 rows × 3), then each row times Gᵀ
+          const g0 = <f64>load<f32>(g), g1 = <f64>load<f32>(g, 4), g2 = <f64>load<f32>(g, 8);
+          const g3 = <f64>load<f32>(g, 12), g4 = <f64>load<f32>(g, 16), g5 = <f64>load<f32>(g, 20);
+          const g6 = <f64>load<f32>(g, 24), g7 = <f64>load<f32>(g, 28), g8 = <f64>load<f32>(g, 32);
+          const e0 = g0 + g6, e1 = g1 + g7, e2 = g2 + g8;
+          packRow(dst, tStride, g0, g1, g2);
+          packRow(dst + 4 * tStride, tStride, 0.5 * (e0 + g3), 0.5 * (e1 + g4), 0.5 * (e2 + g5));
+          packRow(dst + 8 * tStride, tStride, 0.5 * (e0 - g3), 0.5 * (e1 - g4), 0.5 * (e2 - g5));
+          packRow(dst + 12 * tStride, tStride, g6, g7, g8);
         }
       }
+      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
+      for (let p = 0; p < P; p++) memory.copy(d + <usize>p * pStride, tmp + <usize>p * tStride, <usize>(cc * OB) << 2);
     }
   }
+}
+
+/** Stores (t0, ½(t0 + t1 + t2), ½(t0 - t1 + t2), t2), one row of G g Gᵀ, pStride bytes apart. */
+// @ts-ignore: decorator
+@inline function packRow(d: usize, pStride: usize, t0: f64, t1: f64, t2: f64): void {
+  const e = t0 + t2;
+  store<f32>(d, <f32>t0);
+  store<f32>(d + pStride, <f32>(0.5 * (e + t1)));
+  store<f32>(d + 2 * pStride, <f32>(0.5 * (e - t1)));
+  store<f32>(d + 3 * pStride, <f32>t2);
 }
 
 // ---- the convolution -------------------------------------------------------------------------------------

@@ -334,7 +334,7 @@ export class WasmKernels implements Kernels {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
       const wargs = [args[0], args[1], args[2], args[3], batch, C, H, W, O];
       return this.run(
-        "winogradPack", [weight, O, C], (outN * C * 4 * NS_PER_MAC),
+        "winogradPack", [weight, O, C, W], (outN * C * 4 * NS_PER_MAC),
         (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
         [["winograd", wargs]],
       );
