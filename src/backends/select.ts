@@ -43,10 +43,30 @@ export async function selectBackend(options: SelectOptions = {}): Promise<Kernel
 async function tryWebGPU(required: boolean): Promise<Kernels | null> {
   const { createWebGPUBackend, getWebGPU, isSoftwareAdapter } = await import("./webgpu/index.js");
   if (required) return createWebGPUBackend();
+  if (!(await mayHaveGpu())) return null;
   const gpu = await getWebGPU();
   const adapter = gpu ? await gpu.requestAdapter({ powerPreference: "high-performance" }).catch(() => null) : null;
   if (!adapter || isSoftwareAdapter(adapter)) return null;
   return createWebGPUBackend({ adapter });
+}
+
+/**
+ * False when a Linux Node process can see no GPU device node at all: then probing Dawn could only find
+ * software adapters, which "auto" skips anyway, and the probe prints Vulkan loader noise on stderr.
+ * Browsers (navigator.gpu) and other platforms are always probed.
+ */
+async function mayHaveGpu(): Promise<boolean> {
+  const g = globalThis as { navigator?: { gpu?: unknown }; process?: { platform?: string } };
+  if (g.navigator?.gpu || g.process?.platform !== "linux") return true;
+  try {
+    const spec = "node:fs/promises";
+    const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
+    const dri = await fs.readdir("/dev/dri").catch(() => [] as string[]);
+    if (dri.some((name) => name.startsWith("renderD"))) return true;
+    return (await fs.readdir("/dev")).some((name) => /^nvidia\d/.test(name));
+  } catch {
+    return true;
+  }
 }
 
 /** Logical cores: navigator.hardwareConcurrency in browsers (and newer Node), os.availableParallelism in Node 20. */
