@@ -5,23 +5,50 @@ import type { BackendChoice } from "../src/backends/select.js";
 import { FIXTURES, compare, loadCase, manifest, type FixtureCase } from "./helpers/fixtures.js";
 
 import { acquireTestGPU } from "./helpers/webgpu-env.js";
+import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
+import { createWasmBackend } from "../src/backends/wasm/index.js";
+import type { Kernels } from "../src/backends/kernels.js";
 
 // WebGPU runs on whatever adapter Dawn finds: a GPU, or SwiftShader from Debian's chromium on CPU-only machines.
 const gpu = await acquireTestGPU();
 if (!gpu.adapter) console.warn(`fixtures on webgpu skipped: ${gpu.reason}`);
-const BACKENDS: BackendChoice[] = ["wasm", "reference", "webgpu"];
+const relaxed = enableRelaxedSimd();
+if (!relaxed.ok) console.warn(`fixtures on the relaxed-SIMD wasm build skipped: ${relaxed.reason}`);
+
+interface BackendCase {
+  label: string;
+  backend: BackendChoice;
+  /** Kernels built by the test (the model then does not own them). */
+  kernels?: () => Promise<Kernels>;
+  skip?: string;
+}
+
+// Every wasm build (plain and relaxed SIMD) with one thread and with two (ops split across workers).
+const wasmCases: BackendCase[] = (["simd", "relaxed-simd"] as const).flatMap((isa) =>
+  [1, 2].map((threads) => ({
+    label: `wasm ${isa} ×${threads}`,
+    backend: "wasm" as const,
+    kernels: () => createWasmBackend({ threads, relaxed: isa === "relaxed-simd", parallelThresholdNs: 0 }),
+    skip: isa === "relaxed-simd" && !relaxed.ok ? relaxed.reason : undefined,
+  })),
+);
+const BACKENDS: BackendCase[] = [
+  ...wasmCases,
+  { label: "reference", backend: "reference" },
+  { label: "webgpu", backend: "webgpu", skip: gpu.adapter ? undefined : gpu.reason },
+];
 
 const worst: string[] = [];
 afterAll(() => {
   if (worst.length) console.log("fixture errors (max_abs / rel_l2):\n  " + worst.join("\n  "));
 });
 
-async function loadModel(c: FixtureCase, backend: BackendChoice): Promise<AutoencoderKL> {
+async function loadModel(c: FixtureCase, backend: BackendChoice, kernels?: Kernels): Promise<AutoencoderKL> {
   const m = manifest.models[c.model];
   if (c.load.single_file) {
-    return AutoencoderKL.fromSingleFile(FIXTURES + m.single_file!.path, { config: m.config, backend });
+    return AutoencoderKL.fromSingleFile(FIXTURES + m.single_file!.path, { config: m.config, backend, kernels });
   }
-  return AutoencoderKL.fromPretrained(FIXTURES + m.path, { variant: c.load.variant, fromFlax: c.load.flax, backend });
+  return AutoencoderKL.fromPretrained(FIXTURES + m.path, { variant: c.load.variant, fromFlax: c.load.flax, backend, kernels });
 }
 
 async function run(vae: AutoencoderKL, c: FixtureCase, input: Record<string, Tensor>): Promise<Record<string, Tensor>> {
@@ -43,24 +70,26 @@ async function run(vae: AutoencoderKL, c: FixtureCase, input: Record<string, Ten
   }
 }
 
-for (const backend of BACKENDS) {
-  describe.skipIf(backend === "webgpu" && !gpu.adapter)(`fixtures on ${backend}`, () => {
+for (const { label, backend, kernels: makeKernels, skip } of BACKENDS) {
+  describe.skipIf(skip !== undefined)(`fixtures on ${label}`, () => {
     for (const c of manifest.cases) {
       it(c.name, async () => {
         const { input, expected } = loadCase(c);
-        const vae = await loadModel(c, backend);
+        const kernels = await makeKernels?.();
+        const vae = await loadModel(c, backend, kernels);
         try {
           expect(vae.backend).toBe(backend);
           if (c.options.tiling) vae.enableTiling();
           const got = await run(vae, c, input);
           for (const name of c.expected) {
             const { maxAbs, relL2 } = compare(got[name], expected[name]);
-            worst.push(`${backend} ${c.name}.${name}: ${maxAbs.toExponential(2)} / ${relL2.toExponential(2)}`);
+            worst.push(`${label} ${c.name}.${name}: ${maxAbs.toExponential(2)} / ${relL2.toExponential(2)}`);
             expect(maxAbs, `${c.name}.${name} max_abs`).toBeLessThanOrEqual(c.tolerance.max_abs);
             expect(relL2, `${c.name}.${name} rel_l2`).toBeLessThanOrEqual(c.tolerance.rel_l2);
           }
         } finally {
           vae.dispose();
+          kernels?.dispose();
         }
       });
     }
