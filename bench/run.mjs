@@ -3,11 +3,13 @@
 //   node bench/run.mjs [--backend wasm|webgpu|reference|auto] [--threads 1,2] [--isa simd,relaxed]
 //                      [--workloads decode_32,decode_64,encode_256] [--kernels | --no-kernels]
 //                      [--runs 3] [--slow-s 60] [--weights auto|random|DIR] [--allow-software] [--json out.json]
+//                      [--only <kernel name substrings>] [--peak-json $PEERS_DIR/results/wasm_simd.json]
 //
 // Two parts, each measured in fresh child processes:
 //  * kernel micro-benchmarks (wasm backend only; tinybench): each kernel of the `Kernels` contract at SD-1.x
 //    shapes, GFLOP/s = 2 × multiply-adds / median time (GroupNorm: GB/s of one read + one write of x), for
-//    every --threads × --isa. The relaxed-SIMD build needs `--experimental-wasm-relaxed-simd` on Node 20:
+//    every --threads × --isa, with the share of the machine's f32x4 peak measured by ../shared/peers. 3×3
+//    stride-1 convolutions count direct-convolution FLOPs (an effective rate: Winograd does fewer). The relaxed-SIMD build needs `--experimental-wasm-relaxed-simd` on Node 20:
 //    the child is started with that flag when this runtime does not validate relaxed SIMD by itself.
 //  * end-to-end workloads through the public API: decode_N (latent 1×4×N×N → image 8N×8N), encode_N
 //    (image 1×3×N×N → posterior). Each (workload, isa, threads) in its own child: load, one warm-up, then
@@ -26,7 +28,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL, fileURLToPath } from "node:url";
 import path from "node:path";
 import {
-  DIST, RELAXED_FLAG, fmt, loadModel, machineInfo, maxRssMb, median, parseArgs, parseWorkload,
+  DIST, PEERS_DIR, RELAXED_FLAG, fmt, loadModel, machineInfo, maxRssMb, median, parseArgs, parseWorkload,
   randn, resetHwm, runChild, vmHwmMb, workloadGflop,
 } from "./common.mjs";
 
@@ -34,10 +36,22 @@ const SELF = fileURLToPath(import.meta.url);
 const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 /**
- * f32x4 peaks that ../shared/peers measured in WASM on the 2-core AVX-512 machine (its README; 12 chains):
- * mul+add for the plain build, relaxed_madd for the relaxed build. Only meaningful on that machine.
+ * f32x4 peaks of the machine in WASM (mul+add for the plain build, relaxed_madd for the relaxed build),
+ * from ../shared/peers: its wasm_simd.json when --peak-json (default $PEERS_DIR/results/wasm_simd.json)
+ * exists, the best over its chain counts; else the figures in its README (2-core AVX-512 machine, 12 chains).
  */
-const PEERS_PEAK = { simd: { 1: 27.4, 2: 51.6 }, relaxed: { 1: 46.8, 2: 91.9 } };
+const README_PEAK = { simd: { 1: 27.4, 2: 51.6 }, relaxed: { 1: 46.8, 2: 91.9 }, source: "../shared/peers README" };
+
+function loadPeak(file) {
+  try {
+    const w = JSON.parse(readFileSync(file, "utf8"));
+    const best = (op, key) => Math.max(...w.peak.filter((p) => p.op === op && p[key]).map((p) => p[key]));
+    const peak = { simd: { 1: best("muladd", "gflops_1t"), 2: best("muladd", "gflops_2t") }, relaxed: { 1: best("madd", "gflops_1t"), 2: best("madd", "gflops_2t") }, source: file };
+    return Object.values(peak.simd).concat(Object.values(peak.relaxed)).every((v) => v > 0 && Number.isFinite(v)) ? peak : README_PEAK;
+  } catch {
+    return README_PEAK;
+  }
+}
 
 function dimsOf(shape) {
   return shape.reduce((a, b) => a * b, 1);
@@ -52,6 +66,9 @@ function kernelCases() {
     const oh = Math.floor((h + pad[0] + pad[1] - k) / stride) + 1;
     return {
       name, unit: "GFLOP/s", work: (2 * cin * cout * k * k * oh * oh) / 1e9,
+      // 3×3 stride-1 convolutions may run as Winograd F(2×2, 3×3) (2.25× fewer multiplications): their rate
+      // counts direct-convolution FLOPs (an effective rate) and can exceed the f32x4 peak
+      effective: k === 3 && stride === 1,
       bufs: { x: cin * h * h, weight: cout * cin * k * k, bias: cout, out: cout * oh * oh },
       op: (kn, b) => kn.conv2d({
         x: b.x, weight: b.weight, bias: b.bias, out: b.out, batch: 1, inChannels: cin, inHeight: h, inWidth: h,
@@ -131,11 +148,12 @@ async function childKernels(spec) {
         median_ms: ms, min_ms: r.latency.min, samples: r.latency.samples?.length ?? Math.round(r.totalTime / r.period),
         rate: c.work / (ms / 1e3), best_rate: c.work / (r.latency.min / 1e3), output_ok: outputOk,
       };
-      const peak = c.unit === "GFLOP/s" ? PEERS_PEAK[spec.isa]?.[spec.threads] : undefined;
+      const peak = c.unit === "GFLOP/s" ? spec.peak[spec.isa]?.[spec.threads] : undefined;
       if (peak) row.pct_of_peers_peak = (100 * row.rate) / peak;
+      if (c.effective) row.effective_rate = true;
       rows.push(row);
       console.log(`${row.kernel.padEnd(44)} ${kn.description.padEnd(30)} ${fmt(ms, 1).padStart(9)} ms  ${fmt(row.rate, 1).padStart(7)} ${c.unit}` +
-        (row.pct_of_peers_peak ? `  (${fmt(row.pct_of_peers_peak, 0)}% of the peers' f32x4 peak ${peak})` : "") +
+        (row.pct_of_peers_peak ? `  (${fmt(row.pct_of_peers_peak, 0)}% of the f32x4 peak ${fmt(peak, 1)}${c.effective ? "; effective rate, direct-conv FLOPs" : ""})` : "") +
         (outputOk ? "" : `  OUTPUT CHECK FAILED (max |last − first| ${maxDiff.toExponential(2)}, max |first| ${maxAbs.toExponential(2)}): timing invalid`));
       for (const buf of Object.values(b)) kn.free(buf);
     }
@@ -236,6 +254,7 @@ async function main() {
   const runs = +(args.runs ?? 3), slowS = +(args.slowS ?? 60);
   const doKernels = args.kernels || (!args.noKernels && args.workloads === undefined);
   const doE2E = !args.kernels;
+  const peak = loadPeak(args.peakJson ?? path.join(PEERS_DIR, "results", "wasm_simd.json"));
   const workloads = String(args.workloads ?? (backend === "webgpu" ? "decode_64,decode_128" : "decode_32,decode_64,encode_256")).split(",");
   workloads.forEach(parseWorkload); // validate before starting anything
   const relaxedNative = wasmRelaxedSimdSupported();
@@ -251,8 +270,10 @@ async function main() {
   if (doKernels) {
     if (backend !== "wasm") console.log(`(kernel micro-benchmarks measure the wasm backend; --backend ${backend} applies to the workloads)`);
     console.log(`\n== kernel micro-benchmarks (wasm; median of ${runs} after 1 warm-up for the heavy ones) ==`);
+    console.log(`  f32x4 peaks from ${peak.source}: mul+add ${peak.simd[1].toFixed(1)} / ${peak.simd[2].toFixed(1)}, relaxed_madd ${peak.relaxed[1].toFixed(1)} / ${peak.relaxed[2].toFixed(1)} GFLOP/s (1 / 2 threads)`);
+    out.peak = peak;
     for (const isa of isas) for (const th of threads) {
-      const spec = { isa, threads: th, runs, only: args.only ? String(args.only).split(",") : null };
+      const spec = { isa, threads: th, runs, only: args.only ? String(args.only).split(",") : null, peak };
       try {
         const r = await runChild(SELF, ["--child-kernels", JSON.stringify(spec)], { flags: flagsFor(isa) });
         out.kernels.push(...r.rows);
@@ -302,10 +323,12 @@ async function main() {
 function markdown(out) {
   const lines = [];
   if (out.kernels.length) {
-    lines.push("| kernel | isa | threads | median ms | rate | unit | % of peers' f32x4 peak |", "|---|---|---|---|---|---|---|");
+    lines.push("| kernel | isa | threads | median ms | rate | unit | % of f32x4 peak |", "|---|---|---|---|---|---|---|");
     for (const r of out.kernels) {
-      lines.push(`| ${r.kernel} | ${r.isa} | ${r.threads} | ${fmt(r.median_ms, 1)} | ${r.output_ok ? fmt(r.rate, 1) : "invalid (output check failed)"} | ${r.unit} | ${r.pct_of_peers_peak && r.output_ok ? fmt(r.pct_of_peers_peak, 0) + "%" : "—"} |`);
+      const pct = r.pct_of_peers_peak && r.output_ok ? fmt(r.pct_of_peers_peak, 0) + "%" + (r.effective_rate ? " (effective)" : "") : "—";
+      lines.push(`| ${r.kernel} | ${r.isa} | ${r.threads} | ${fmt(r.median_ms, 1)} | ${r.output_ok ? fmt(r.rate, 1) : "invalid (output check failed)"} | ${r.unit} | ${pct} |`);
     }
+    lines.push("", "3×3 stride-1 rows: effective rate (2 × direct-convolution multiply-adds / time); the backend may use Winograd.", "");
     lines.push("");
   }
   const done = out.workloads.filter((r) => r.median_s !== undefined);
