@@ -1,29 +1,17 @@
 // Every wasm kernel against the reference kernels (float64 accumulation) on random shapes, odd sizes
 // included, for the plain SIMD build, the relaxed-SIMD build and the threaded backend.
-import v8 from "node:v8";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AutoencoderKLError } from "../src/errors.js";
 import { ACTIVATIONS, type Activation, type DeviceBuffer, type Kernels } from "../src/backends/kernels.js";
 import { ReferenceKernels } from "../src/backends/reference/index.js";
-import { createWasmBackend, wasmRelaxedSimdSupported, type WasmKernels } from "../src/backends/wasm/index.js";
+import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { FreeListAllocator } from "../src/backends/wasm/allocator.js";
+import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 
-// Node 20 compiles relaxed SIMD only behind a V8 flag. vitest runs this file in a plain `node`, so the
-// flag is switched on here, before any module is compiled (test-only: the library never touches flags).
-const relaxedBefore = wasmRelaxedSimdSupported();
-if (!relaxedBefore) {
-  try {
-    v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
-  } catch {
-    // not Node, or flags locked: the relaxed suite is skipped below
-  }
-}
-const relaxedOk = wasmRelaxedSimdSupported();
-if (!relaxedOk) {
-  console.warn("kernels.test: skipping the relaxed-SIMD build: WebAssembly.validate rejects relaxed_madd in this engine");
-} else if (!relaxedBefore) {
-  console.info("kernels.test: relaxed SIMD enabled with v8.setFlagsFromString('--experimental-wasm-relaxed-simd')");
-}
+// Node 20 compiles relaxed SIMD only behind a V8 flag: switched on for this file's process (tests only).
+const relaxed = enableRelaxedSimd();
+const relaxedOk = relaxed.ok;
+if (!relaxedOk) console.warn(`kernels.test: skipping the relaxed-SIMD build: ${relaxed.reason}`);
 
 // ---- helpers ------------------------------------------------------------------------------------------
 
