@@ -104,11 +104,11 @@ export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, ds
 }
 
 /**
- * The micro-kernel: acc[r][0..8) = Σ_k ap[k][r] · bp[k][0..8), raw. Kept bare and out of line (see
+ * The micro-kernel, shared with winograd.ts (same 6×8 panel layout): acc[r][0..8) = Σ_k ap[k][r] · bp[k][0..8), raw. Kept bare and out of line (see
  * panelTimesB) so V8 allocates all 12 accumulators to registers; they are stored in the order they are
  * computed, which keeps V8's scheduler from hoisting the loads and spilling.
  */
-function gemmTile(ap: usize, bp: usize, K: i32, acc: usize): void {
+export function gemmTile(ap: usize, bp: usize, K: i32, acc: usize): void {
   let c00 = splat(0), c01 = splat(0), c10 = splat(0), c11 = splat(0), c20 = splat(0), c21 = splat(0);
   let c30 = splat(0), c31 = splat(0), c40 = splat(0), c41 = splat(0), c50 = splat(0), c51 = splat(0);
   let pa = ap, pb = bp;

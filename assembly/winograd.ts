@@ -17,12 +17,13 @@
 // A work unit is a rectangle of tiles (some tile rows × a run of columns) sized so its V fits in L2
 // (VBUDGET); units go to threads from an atomic counter, as in conv.ts. For each block of OB output
 // channels the unit's groups are walked with the block's U panels staying in cache.
+import { gemmTile, MR, NR } from "./gemm";
 import { loadPartial, madd, splat, storePartial } from "./common";
 
 /** Output channels per micro-kernel tile (as conv.ts). */
-const OB: i32 = 6;
+const OB: i32 = MR; // the shared micro-kernel (gemm.ts) computes MR output channels × NR tiles
 /** Tiles per group: two vectors. */
-const TB: i32 = 8;
+const TB: i32 = NR;
 /** Positions in a transformed tile (4×4). */
 const P: i32 = 16;
 /** Bytes of one micro-kernel result, [OB][TB] floats. */
@@ -274,63 +275,17 @@ function unitProduct(
     const ub = u + <usize>ob * panelU;
     for (let g = 0; g < G; g++) {
       const vb = v + <usize>g * panelV;
-      // two call sites of winoTile per iteration: a single-caller function is inlined by binaryen, and
+      // two call sites of gemmTile per iteration: a single-caller function is inlined by binaryen, and
       // inlined its loop lost the spill-free register allocation (see conv.ts)
       for (let p = 0; p < P; p += 2) {
-        winoTile(ub + <usize>p * pStrideU, vb + <usize>p * pStrideV, C, m + <usize>(p * TILE_BYTES));
-        winoTile(ub + <usize>(p + 1) * pStrideU, vb + <usize>(p + 1) * pStrideV, C, m + <usize>((p + 1) * TILE_BYTES));
+        gemmTile(ub + <usize>p * pStrideU, vb + <usize>p * pStrideV, C, m + <usize>(p * TILE_BYTES));
+        gemmTile(ub + <usize>(p + 1) * pStrideU, vb + <usize>(p + 1) * pStrideV, C, m + <usize>((p + 1) * TILE_BYTES));
       }
       const gy = g / groupsPerRow;
       const txs = tx0 + (g - gy * groupsPerRow) * TB;
       outputTransform(m, out, res, bias, H, W, ob * OB, min(OB, O - ob * OB), 2 * (ty0 + gy), 2 * txs, min(TB, tx1 - txs));
     }
   }
-}
-
-/**
- * The micro-kernel (conv.ts' shape): acc[o][0..8) = Σ_c up[c][o] · vp[c][0..8), raw. Bare and out of
- * line so V8 keeps the 12 accumulators in registers; stored in the order computed.
- */
-function winoTile(up: usize, vp: usize, C: i32, acc: usize): void {
-  let c00 = splat(0), c01 = splat(0), c10 = splat(0), c11 = splat(0), c20 = splat(0), c21 = splat(0);
-  let c30 = splat(0), c31 = splat(0), c40 = splat(0), c41 = splat(0), c50 = splat(0), c51 = splat(0);
-  let pa = up, pb = vp;
-  const end = vp + (<usize>C << 5);
-  for (; pb < end; pb += TB << 2) {
-    const x0 = v128.load(pb);
-    const x1 = v128.load(pb, 16);
-    const w0 = v128.load32_splat(pa);
-    c00 = madd(w0, x0, c00);
-    c01 = madd(w0, x1, c01);
-    const w1 = v128.load32_splat(pa, 4);
-    c10 = madd(w1, x0, c10);
-    c11 = madd(w1, x1, c11);
-    const w2 = v128.load32_splat(pa, 8);
-    c20 = madd(w2, x0, c20);
-    c21 = madd(w2, x1, c21);
-    const w3 = v128.load32_splat(pa, 12);
-    c30 = madd(w3, x0, c30);
-    c31 = madd(w3, x1, c31);
-    const w4 = v128.load32_splat(pa, 16);
-    c40 = madd(w4, x0, c40);
-    c41 = madd(w4, x1, c41);
-    const w5 = v128.load32_splat(pa, 20);
-    c50 = madd(w5, x0, c50);
-    c51 = madd(w5, x1, c51);
-    pa += OB << 2;
-  }
-  v128.store(acc, c00, 0);
-  v128.store(acc, c01, 16);
-  v128.store(acc, c10, 32);
-  v128.store(acc, c11, 48);
-  v128.store(acc, c20, 64);
-  v128.store(acc, c21, 80);
-  v128.store(acc, c30, 96);
-  v128.store(acc, c31, 112);
-  v128.store(acc, c40, 128);
-  v128.store(acc, c41, 144);
-  v128.store(acc, c50, 160);
-  v128.store(acc, c51, 176);
 }
 
 /**
