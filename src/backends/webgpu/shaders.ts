@@ -164,6 +164,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 `,
   }));
 
+/**
+ * The 64×64 tiles' inner step, shared by the GEMM and the convolution: 16 k-slices of 4×4 outer products
+ * per thread from the two shared-memory tiles `a` (rows) and `b` (columns), into `acc`.
+ */
+function tileOuterProducts(a: string, b: string): string {
+  return `    for (var kk = 0u; kk < 16u; kk++) {
+      let o = kk * 64u;
+      let av = vec4f(${a}[o + lid.y], ${a}[o + lid.y + 16u], ${a}[o + lid.y + 32u], ${a}[o + lid.y + 48u]);
+      let bv = vec4f(${b}[o + lid.x], ${b}[o + lid.x + 16u], ${b}[o + lid.x + 32u], ${b}[o + lid.x + 48u]);
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }`;
+}
+
 /** Batched transpose through a padded 16x16 shared tile so both the reads and the writes are coalesced. */
 export const transposeKernel = (): KernelDef =>
   def("transpose", () => ({
@@ -381,15 +397,7 @@ ${transB
       bs_[kb * 64u + nn] = u;`}
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      let o = kk * 64u;
-      let av = vec4f(as_[o + lid.y], as_[o + lid.y + 16u], as_[o + lid.y + 32u], as_[o + lid.y + 48u]);
-      let bv = vec4f(bs_[o + lid.x], bs_[o + lid.x + 16u], bs_[o + lid.x + 32u], bs_[o + lid.x + 48u]);
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
-    }
+${tileOuterProducts("as_", "bs_")}
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {
@@ -475,15 +483,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       xs[kk * 64u + li % 64u] = u;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      let o = kk * 64u;
-      let av = vec4f(ws[o + lid.y], ws[o + lid.y + 16u], ws[o + lid.y + 32u], ws[o + lid.y + 48u]);
-      let bv = vec4f(xs[o + lid.x], xs[o + lid.x + 16u], xs[o + lid.x + 32u], xs[o + lid.x + 48u]);
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
-    }
+${tileOuterProducts("ws", "xs")}
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {
