@@ -6,6 +6,7 @@
 import { AutoencoderKLError } from "../errors.js";
 import {
   HOST_IS_LITTLE_ENDIAN,
+  FLOAT_DTYPE_SIZE,
   floatBytesToF32,
   f32ToBf16,
   f32ToF16,
@@ -14,6 +15,7 @@ import {
   type FloatDtype,
 } from "../tensor/dtype.js";
 import { MAX_TENSOR_ELEMENTS, Tensor, shapeSize } from "../tensor/tensor.js";
+import { JsonNumber, parseStrictJson, quoteName as q, type Json } from "./json.js";
 
 /** The reference implementation refuses headers above this (100 MB). */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -42,7 +44,7 @@ const DTYPE_BITS: ReadonlyMap<string, number> = new Map([
   ["C64", 64],
 ]);
 
-const CONVERTIBLE = new Set<string>(["F16", "BF16", "F32", "F64"]);
+const CONVERTIBLE = new Set<string>(Object.keys(FLOAT_DTYPE_SIZE));
 
 /** One tensor as the header describes it. `start`/`end` are absolute byte positions in the file. */
 export interface SafetensorsEntry {
@@ -70,253 +72,6 @@ export interface ReadSafetensorsOptions {
   filter?: (name: string, entry: SafetensorsEntry) => boolean;
 }
 
-/** Names are attacker-controlled: keep messages short and printable. */
-function q(name: string): string {
-  const s = name.length > 120 ? `${name.slice(0, 120)}…` : name;
-  return JSON.stringify(s);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A strict JSON parser: JSON.parse keeps the last of duplicate keys silently and turns 1e2 into an
-// integer, so the header gets its own tokenizer. Objects become Maps (no prototype keys), numbers keep
-// their source text so integer fields can refuse fractions and exponents.
-
-class JsonNumber {
-  constructor(
-    readonly raw: string,
-    readonly value: number,
-  ) {}
-}
-type Json = null | boolean | string | JsonNumber | Json[] | Map<string, Json>;
-
-const MAX_JSON_DEPTH = 64;
-
-class JsonParser {
-  private pos = 0;
-  constructor(
-    private readonly text: string,
-    private readonly source: string,
-  ) {}
-
-  private fail(rule: string): never {
-    throw new AutoencoderKLError(this.source, `header is not valid JSON: ${rule} at character ${this.pos}`);
-  }
-
-  private ws(): void {
-    const t = this.text;
-    let p = this.pos;
-    for (;;) {
-      const c = t.charCodeAt(p);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) p++;
-      else break;
-    }
-    this.pos = p;
-  }
-
-  parseDocument(): Json {
-    this.ws();
-    const v = this.value(0);
-    this.ws();
-    if (this.pos !== this.text.length) this.fail("trailing characters after the JSON value");
-    return v;
-  }
-
-  private value(depth: number): Json {
-    if (depth > MAX_JSON_DEPTH) this.fail(`nesting deeper than ${MAX_JSON_DEPTH}`);
-    const c = this.text.charCodeAt(this.pos);
-    if (c === 0x7b) return this.object(depth);
-    if (c === 0x5b) return this.array(depth);
-    if (c === 0x22) return this.string();
-    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return this.number();
-    if (this.text.startsWith("true", this.pos)) {
-      this.pos += 4;
-      return true;
-    }
-    if (this.text.startsWith("false", this.pos)) {
-      this.pos += 5;
-      return false;
-    }
-    if (this.text.startsWith("null", this.pos)) {
-      this.pos += 4;
-      return null;
-    }
-    return this.fail(this.pos >= this.text.length ? "unexpected end" : "unexpected character");
-  }
-
-  private object(depth: number): Map<string, Json> {
-    const map = new Map<string, Json>();
-    this.pos++; // {
-    this.ws();
-    if (this.text.charCodeAt(this.pos) === 0x7d) {
-      this.pos++;
-      return map;
-    }
-    for (;;) {
-      this.ws();
-      if (this.text.charCodeAt(this.pos) !== 0x22) this.fail("expected a string key");
-      const keyPos = this.pos;
-      const key = this.string();
-      if (map.has(key)) {
-        this.pos = keyPos;
-        this.fail(`duplicate key ${q(key)}`);
-      }
-      this.ws();
-      if (this.text.charCodeAt(this.pos) !== 0x3a) this.fail("expected ':'");
-      this.pos++;
-      this.ws();
-      map.set(key, this.value(depth + 1));
-      this.ws();
-      const c = this.text.charCodeAt(this.pos);
-      this.pos++;
-      if (c === 0x2c) continue;
-      if (c === 0x7d) return map;
-      this.pos--;
-      this.fail("expected ',' or '}'");
-    }
-  }
-
-  private array(depth: number): Json[] {
-    const arr: Json[] = [];
-    this.pos++; // [
-    this.ws();
-    if (this.text.charCodeAt(this.pos) === 0x5d) {
-      this.pos++;
-      return arr;
-    }
-    for (;;) {
-      this.ws();
-      arr.push(this.value(depth + 1));
-      this.ws();
-      const c = this.text.charCodeAt(this.pos);
-      this.pos++;
-      if (c === 0x2c) continue;
-      if (c === 0x5d) return arr;
-      this.pos--;
-      this.fail("expected ',' or ']'");
-    }
-  }
-
-  private string(): string {
-    const t = this.text;
-    let p = this.pos + 1;
-    let out = "";
-    let runStart = p;
-    for (;;) {
-      if (p >= t.length) {
-        this.pos = p;
-        this.fail("unterminated string");
-      }
-      const c = t.charCodeAt(p);
-      if (c === 0x22) {
-        out += t.slice(runStart, p);
-        this.pos = p + 1;
-        return out;
-      }
-      if (c < 0x20) {
-        this.pos = p;
-        this.fail("control character in string");
-      }
-      if (c === 0x5c) {
-        out += t.slice(runStart, p);
-        const e = t.charCodeAt(p + 1);
-        p += 2;
-        switch (e) {
-          case 0x22: out += '"'; break;
-          case 0x5c: out += "\\"; break;
-          case 0x2f: out += "/"; break;
-          case 0x62: out += "\b"; break;
-          case 0x66: out += "\f"; break;
-          case 0x6e: out += "\n"; break;
-          case 0x72: out += "\r"; break;
-          case 0x74: out += "\t"; break;
-          case 0x75: {
-            const u = this.hex4(p);
-            p += 4;
-            if (u >= 0xd800 && u <= 0xdbff) {
-              // A high surrogate must be followed by an escaped low one (as serde_json requires).
-              if (t.charCodeAt(p) !== 0x5c || t.charCodeAt(p + 1) !== 0x75) {
-                this.pos = p;
-                this.fail("lone surrogate in \\u escape");
-              }
-              const lo = this.hex4(p + 2);
-              if (lo < 0xdc00 || lo > 0xdfff) {
-                this.pos = p;
-                this.fail("lone surrogate in \\u escape");
-              }
-              p += 6;
-              out += String.fromCharCode(u, lo);
-            } else if (u >= 0xdc00 && u <= 0xdfff) {
-              this.pos = p;
-              this.fail("lone surrogate in \\u escape");
-            } else {
-              out += String.fromCharCode(u);
-            }
-            break;
-          }
-          default:
-            this.pos = p - 1;
-            this.fail("invalid escape");
-        }
-        runStart = p;
-        continue;
-      }
-      p++;
-    }
-  }
-
-  private hex4(p: number): number {
-    let v = 0;
-    for (let i = 0; i < 4; i++) {
-      const c = this.text.charCodeAt(p + i);
-      let d: number;
-      if (c >= 0x30 && c <= 0x39) d = c - 0x30;
-      else if (c >= 0x41 && c <= 0x46) d = c - 0x37;
-      else if (c >= 0x61 && c <= 0x66) d = c - 0x57;
-      else {
-        this.pos = p + i;
-        return this.fail("invalid \\u escape");
-      }
-      v = v * 16 + d;
-    }
-    return v;
-  }
-
-  private number(): JsonNumber {
-    const t = this.text;
-    const start = this.pos;
-    let p = start;
-    const digits = (): number => {
-      const s = p;
-      while (p < t.length && t.charCodeAt(p) >= 0x30 && t.charCodeAt(p) <= 0x39) p++;
-      return p - s;
-    };
-    if (t.charCodeAt(p) === 0x2d) p++;
-    if (t.charCodeAt(p) === 0x30) p++;
-    else if (digits() === 0) {
-      this.pos = p;
-      this.fail("invalid number");
-    }
-    if (t.charCodeAt(p) === 0x2e) {
-      p++;
-      if (digits() === 0) {
-        this.pos = p;
-        this.fail("invalid number");
-      }
-    }
-    if (t.charCodeAt(p) === 0x65 || t.charCodeAt(p) === 0x45) {
-      p++;
-      if (t.charCodeAt(p) === 0x2b || t.charCodeAt(p) === 0x2d) p++;
-      if (digits() === 0) {
-        this.pos = p;
-        this.fail("invalid number");
-      }
-    }
-    this.pos = p;
-    const raw = t.slice(start, p);
-    return new JsonNumber(raw, Number(raw));
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /** A non-negative integer written as plain digits that fits exactly in a double. */
@@ -339,20 +94,46 @@ function describe(v: Json): string {
  * size. Lets a ranged reader fetch exactly the header before anything else.
  */
 export function safetensorsHeaderLength(first8: Uint8Array, fileLength: number, source = "safetensors"): number {
+  // Only a file that fails these rules is sniffed: a valid header length may start like anything.
+  const fail = (rule: string): never => {
+    const other = sniffOtherFormat(first8);
+    throw new AutoencoderKLError(source, other ? `not a safetensors file: it is ${other}` : rule);
+  };
   if (fileLength < 8 || first8.length < 8) {
-    throw new AutoencoderKLError(source, `file is ${fileLength} bytes, shorter than the 8-byte header length`);
+    return fail(`file is ${fileLength} bytes, shorter than the 8-byte header length: not a safetensors file`);
   }
   const dv = new DataView(first8.buffer, first8.byteOffset, 8);
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
   if (hi !== 0 || lo > MAX_HEADER_LENGTH) {
     const n = dv.getBigUint64(0, true); // exact, even past 2^53
-    throw new AutoencoderKLError(source, `header length ${n} exceeds the ${MAX_HEADER_LENGTH}-byte limit`);
+    return fail(`header length ${n} exceeds the ${MAX_HEADER_LENGTH}-byte limit: not a safetensors file`);
   }
   if (8 + lo > fileLength) {
-    throw new AutoencoderKLError(source, `header length ${lo} runs past the end of the file (${fileLength} bytes)`);
+    return fail(`header length ${lo} runs past the end of the file (${fileLength} bytes): truncated, or not a safetensors file`);
   }
   return lo;
+}
+
+/**
+ * What a file that is not safetensors is, from its first bytes, so `decode photo.png` says "a PNG
+ * image" rather than quoting a nonsense header length. Undefined for anything unrecognised.
+ */
+export function sniffOtherFormat(head: Uint8Array): string | undefined {
+  const starts = (...sig: number[]) => head.length >= sig.length && sig.every((b, i) => head[i] === b);
+  if (starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return "a PNG image";
+  if (starts(0xff, 0xd8, 0xff)) return "a JPEG image";
+  if (starts(0x47, 0x49, 0x46, 0x38)) return "a GIF image";
+  if (starts(0x52, 0x49, 0x46, 0x46)) return "a RIFF file (WebP image or WAV audio)";
+  if (starts(0x50, 0x4b, 0x03, 0x04)) return "a zip archive (a PyTorch .ckpt/.bin checkpoint? load it with fromSingleFile)";
+  if (starts(0x80) && head.length > 1 && head[1] >= 2 && head[1] <= 5) return "a Python pickle (a PyTorch checkpoint? load it with fromSingleFile)";
+  if (starts(0x47, 0x47, 0x55, 0x46)) return "a GGUF file";
+  if (starts(0x25, 0x50, 0x44, 0x46)) return "a PDF document";
+  // Text: JSON or a config. A real header length is < 100 MB, so byte 3 of it is never printable.
+  if (head.length >= 8 && head.subarray(0, 8).every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f))) {
+    return head[0] === 0x7b || head[0] === 0x5b ? "JSON text" : "a text file";
+  }
+  return undefined;
 }
 
 /**
@@ -381,10 +162,12 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
   } catch (cause) {
     throw new AutoencoderKLError(source, "header is not valid UTF-8", { cause });
   }
-  if (text.charCodeAt(0) !== 0x7b) {
-    throw new AutoencoderKLError(source, "header must be a JSON object starting with '{'");
+  // Leading JSON whitespace is accepted, as the reference implementation (safetensors 0.8) accepts it.
+  const first = /^[ \t\n\r]*/.exec(text)![0].length;
+  if (text.charCodeAt(first) !== 0x7b) {
+    throw new AutoencoderKLError(source, "header must be a JSON object starting with '{' (after optional whitespace): not a safetensors file");
   }
-  const root = new JsonParser(text, source).parseDocument();
+  const root = parseStrictJson(text, source, "header");
   if (!(root instanceof Map)) throw new AutoencoderKLError(source, "header must be a JSON object");
 
   const dataStart = 8 + headerLength;
@@ -497,14 +280,14 @@ export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry
   if (!CONVERTIBLE.has(entry.dtype)) {
     throw new AutoencoderKLError(
       source,
-      `tensor ${q(entry.name)}: dtype ${entry.dtype} cannot be loaded as float32 (supported: F32, F16, BF16, F64)`,
+      `tensor ${q(entry.name)}: dtype ${entry.dtype} cannot be loaded as float32 (supported: ${[...CONVERTIBLE].join(", ")})`,
     );
   }
   const count = entry.shape.reduce((a, b) => a * b, 1);
   if (count > MAX_TENSOR_ELEMENTS) {
     throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
   }
-  if (entry.start < 0 || entry.end > bytes.length || entry.end - entry.start !== count * (entry.dtype === "F64" ? 8 : entry.dtype === "F32" ? 4 : 2)) {
+  if (entry.start < 0 || entry.end > bytes.length || entry.end - entry.start !== count * FLOAT_DTYPE_SIZE[entry.dtype as FloatDtype]) {
     throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: byte range [${entry.start}, ${entry.end}] does not match the file`);
   }
   const data = floatBytesToF32(bytes.subarray(entry.start, entry.end), entry.dtype as FloatDtype, count);
@@ -517,7 +300,7 @@ export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry
 }
 
 /**
- * Read a whole safetensors file: F32/F16/BF16/F64 tensors become float32. Tensors rejected by
+ * Read a whole safetensors file: F32/F16/BF16/F64/F8_E4M3/F8_E5M2 tensors become float32 (exactly, but F64). Tensors rejected by
  * `options.filter` are validated (offsets, sizes) but never converted, so a full Stable Diffusion
  * checkpoint with int64 buffers can be read for its VAE.
  */

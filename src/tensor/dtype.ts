@@ -1,5 +1,6 @@
 /**
- * Storage dtypes ↔ float32. Compute is always f32; files store f16, bf16, f32 or f64 little-endian.
+ * Storage dtypes ↔ float32. Compute is always f32; files store f16, bf16, f32, f64 (little-endian) or
+ * 8-bit floats (F8_E4M3, F8_E5M2).
  * Bulk converters read little-endian bytes (any alignment, any host endianness) and write a fresh
  * Float32Array; encoders round to nearest, ties to even, like PyTorch's `.half()` / `.bfloat16()`.
  */
@@ -185,11 +186,54 @@ export function f32ToBf16(src: Float32Array, out?: Uint16Array): Uint16Array {
   return dst;
 }
 
+/**
+ * The 256 values of an 8-bit float with `e` exponent and `m` mantissa bits (bias 2^(e-1) − 1), as
+ * f32 — every one is exact in f32. `fn` ("finite, NaN only"): no infinities, and only all-ones
+ * exponent and mantissa is NaN (F8_E4M3, torch.float8_e4m3fn); otherwise IEEE-like (F8_E5M2).
+ */
+function buildF8Table(e: number, m: number, fn: boolean): Float32Array {
+  const table = new Float32Array(256);
+  const bias = 2 ** (e - 1) - 1;
+  const expMax = 2 ** e - 1;
+  for (let b = 0; b < 256; b++) {
+    const sign = b & 0x80 ? -1 : 1;
+    const exp = (b >>> m) & expMax;
+    const mant = b & ((1 << m) - 1);
+    let v: number;
+    if (exp === expMax && (fn ? mant === (1 << m) - 1 : true)) v = fn || mant !== 0 ? NaN : sign * Infinity;
+    else if (exp === 0) v = sign * mant * 2 ** (1 - bias - m); // subnormals (and ±0)
+    else v = sign * (1 + mant / 2 ** m) * 2 ** (exp - bias);
+    table[b] = v;
+  }
+  return table;
+}
+
+let e4m3Table: Float32Array | null = null;
+let e5m2Table: Float32Array | null = null;
+
+/** One F8_E4M3 (e4m3fn: max ±448, no inf, NaN = 0x7f/0xff) byte → number. */
+export function f8e4m3ToF32(b: number): number {
+  return (e4m3Table ??= buildF8Table(4, 3, true))[b & 0xff];
+}
+
+/** One F8_E5M2 byte → number (IEEE-like: the top byte of an f16). */
+export function f8e5m2ToF32(b: number): number {
+  return (e5m2Table ??= buildF8Table(5, 2, false))[b & 0xff];
+}
+
+/** 8-bit float bytes → Float32Array by table lookup (exact). */
+function f8BytesToF32(bytes: Uint8Array, table: Float32Array, count?: number): Float32Array {
+  const n = checkLength(bytes, 1, count);
+  const dst = new Float32Array(n);
+  for (let i = 0; i < n; i++) dst[i] = table[bytes[i]];
+  return dst;
+}
+
 /** The float storage dtypes every loader converts (safetensors spelling). */
-export type FloatDtype = "F16" | "BF16" | "F32" | "F64";
+export type FloatDtype = "F16" | "BF16" | "F32" | "F64" | "F8_E4M3" | "F8_E5M2";
 
 /** Bytes per element of each float storage dtype. */
-export const FLOAT_DTYPE_SIZE: Readonly<Record<FloatDtype, number>> = { F16: 2, BF16: 2, F32: 4, F64: 8 };
+export const FLOAT_DTYPE_SIZE: Readonly<Record<FloatDtype, number>> = { F16: 2, BF16: 2, F32: 4, F64: 8, F8_E4M3: 1, F8_E5M2: 1 };
 
 /** Little-endian bytes of `dtype` → Float32Array of `count` elements. */
 export function floatBytesToF32(bytes: Uint8Array, dtype: FloatDtype, count?: number): Float32Array {
@@ -202,5 +246,9 @@ export function floatBytesToF32(bytes: Uint8Array, dtype: FloatDtype, count?: nu
       return f32BytesToF32(bytes, count);
     case "F64":
       return f64BytesToF32(bytes, count);
+    case "F8_E4M3":
+      return f8BytesToF32(bytes, (e4m3Table ??= buildF8Table(4, 3, true)), count);
+    case "F8_E5M2":
+      return f8BytesToF32(bytes, (e5m2Table ??= buildF8Table(5, 2, false)), count);
   }
 }

@@ -10,6 +10,9 @@ import {
   f32ToF16,
   f32ToF16Bits,
   f64BytesToF32,
+  f8e4m3ToF32,
+  f8e5m2ToF32,
+  floatBytesToF32,
 } from "../../src/tensor/dtype.js";
 
 /** Slow, independent decoding straight from the IEEE definition. */
@@ -145,6 +148,41 @@ describe("bf16", () => {
     );
     expect(f32ToBf16Bits(Math.fround(3.4e38))).toBe(0x7f80); // rounds up to inf
     expect([...f32ToBf16(Float32Array.from([1, -2]))]).toEqual([0x3f80, 0xc000]);
+  });
+});
+
+describe("8-bit floats", () => {
+  // An independent decoder: assemble the f32 bit pattern by hand (normal) or scale the mantissa (subnormal).
+  function byBits(b: number, e: number, m: number): number {
+    const bias = 2 ** (e - 1) - 1;
+    const exp = (b >>> m) & (2 ** e - 1);
+    const mant = b & (2 ** m - 1);
+    const sign = b & 0x80 ? -1 : 1;
+    if (exp === 0) return sign * mant * 2 ** (1 - bias - m);
+    const bits = new Uint32Array([(((b & 0x80) << 24) | ((exp - bias + 127) << 23) | (mant << (23 - m))) >>> 0]);
+    return new Float32Array(bits.buffer)[0];
+  }
+  test("F8_E4M3 (e4m3fn) decodes all 256 patterns exactly: max 448, no inf, NaN only at 0x7f/0xff", () => {
+    const all = floatBytesToF32(Uint8Array.from({ length: 256 }, (_, i) => i), "F8_E4M3");
+    for (let b = 0; b < 256; b++) {
+      if ((b & 0x7f) === 0x7f) expect(all[b], `0x${b.toString(16)}`).toBeNaN();
+      else expect(Object.is(all[b], byBits(b, 4, 3)), `0x${b.toString(16)}: ${all[b]}`).toBe(true);
+      expect(f8e4m3ToF32(b)).toEqual(all[b]);
+    }
+    expect([all[0x7e], all[0xfe], all[0x38], all[0x01], all[0x08]]).toEqual([448, -448, 1, 2 ** -9, 2 ** -6]);
+    expect(Object.is(all[0x80], -0)).toBe(true);
+    expect(all.some((v) => !Number.isFinite(v) && !Number.isNaN(v))).toBe(false);
+  });
+  test("F8_E5M2 decodes all 256 patterns exactly: the top byte of an f16", () => {
+    const all = floatBytesToF32(Uint8Array.from({ length: 256 }, (_, i) => i), "F8_E5M2");
+    for (let b = 0; b < 256; b++) {
+      const viaHalf = f16BitsToF32(b << 8);
+      if (Number.isNaN(viaHalf)) expect(all[b]).toBeNaN();
+      else expect(Object.is(all[b], viaHalf), `0x${b.toString(16)}`).toBe(true);
+      if ((b & 0x7c) !== 0x7c) expect(all[b]).toEqual(byBits(b, 5, 2));
+      expect(f8e5m2ToF32(b)).toEqual(all[b]);
+    }
+    expect([all[0x7b], all[0x7c], all[0xfc], all[0x01]]).toEqual([57344, Infinity, -Infinity, 2 ** -16]);
   });
 });
 

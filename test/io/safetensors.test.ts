@@ -164,7 +164,7 @@ describe("rejections name the file, the tensor and the rule", () => {
   });
   test("header not a JSON object", () => {
     rejects(read(file("[1,2]   ", 0)), "JSON object");
-    rejects(read(file(' {"w":1}', 0)), "starting with '{'");
+    rejects(read(file('x{"w":1}', 0)), "starting with '{'", "not a safetensors file");
     rejects(read(file('{"w":{}}x', 0)), "trailing characters");
     rejects(read(file('{"w":{},}', 0)), "not valid JSON");
     rejects(read(file('{"a":"\\ud800"}', 0)), "lone surrogate");
@@ -216,6 +216,36 @@ describe("rejections name the file, the tensor and the rule", () => {
     rejects(read(f), 'tensor "ids"', "I64");
     const { tensors } = readSafetensors(f, "ok", { filter: (n) => n !== "ids" });
     expect([...tensors.keys()]).toEqual(["w"]);
+  });
+  test("leading whitespace before '{' is accepted, as safetensors 0.8 accepts it", () => {
+    for (const ws of [" ", "\n", "\t\r\n  "]) {
+      const { tensors } = readSafetensors(file(ws + good(), 8), "ws");
+      expect(tensors.get("w")!.shape, JSON.stringify(ws)).toEqual([2]);
+    }
+    // Only JSON whitespace: a form feed or a BOM is still refused.
+    rejects(read(file("\f" + good(), 8)), "starting with '{'");
+    rejects(read(file("\ufeff" + good(), 8)), "starting with '{'");
+  });
+  test("F8_E4M3 and F8_E5M2 tensors load as exact float32", () => {
+    const f = file(`{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"F8_E5M2","shape":[4],"data_offsets":[4,8]}}`, 8);
+    f.set([0x7e, 0x01, 0xb8, 0x7f], f.length - 8); // 448, 2^-9, -1, NaN
+    f.set([0x7b, 0x01, 0xbc, 0x7c], f.length - 4); // 57344, 2^-16, -1, inf
+    const { tensors } = readSafetensors(f, "f8");
+    expect(Array.from(tensors.get("a")!.data)).toEqual([448, 2 ** -9, -1, NaN]);
+    expect(Array.from(tensors.get("b")!.data)).toEqual([57344, 2 ** -16, -1, Infinity]);
+  });
+  test("a file that is not safetensors says so, and what it is when recognisable", () => {
+    const png = fixture("../../assets/chelsea.png");
+    rejects(read(png), "not a safetensors file: it is a PNG image");
+    rejects(read(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46])), "not a safetensors file: it is a JPEG image");
+    rejects(read(new TextEncoder().encode('{"_class_name": "AutoencoderKL"}')), "not a safetensors file: it is JSON text");
+    rejects(read(new TextEncoder().encode("hello, this is text\n")), "not a safetensors file: it is a text file");
+    // Unrecognised bytes keep the precise rule, and say what it means.
+    rejects(read(file(good(), 8, 100_000_001)), "exceeds", "not a safetensors file");
+    rejects(read(file(good(), 8, 4000)), "past the end", "truncated, or not a safetensors file");
+    // A valid header length that happens to start like a pickle (0x80 0x02) is not misread as one.
+    const h = good() + " ".repeat(640 - good().length);
+    expect(readSafetensors(file(h, 8), "ok").tensors.get("w")!.shape).toEqual([2]);
   });
   test("out-of-order offsets are fine, as in the reference", () => {
     const f = file(`{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 8);
