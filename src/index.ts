@@ -1,6 +1,6 @@
 // The core import: no runtime dependencies, no static Node built-ins (Node-only reading is behind dynamic imports).
 export { AutoencoderKL } from "./models/autoencoder-kl/autoencoder-kl.js";
-export type { BackendOptions, ForwardOptions, FromPretrainedOptions } from "./models/autoencoder-kl/autoencoder-kl.js";
+export type { BackendOptions, ForwardOptions, FromPretrainedOptions, LoadingOptions } from "./models/autoencoder-kl/autoencoder-kl.js";
 export { DiagonalGaussianDistribution } from "./models/autoencoder-kl/distribution.js";
 export { DEFAULT_CONFIG, resolveConfig } from "./models/autoencoder-kl/config.js";
 export type { AutoencoderKLConfig } from "./models/autoencoder-kl/config.js";

@@ -60,7 +60,7 @@ describe("config rules (rejected before any allocation, naming the field)", () =
 });
 
 describe("weights rules (strict loading lists keys and shapes)", () => {
-  async function loadWith(edit: (t: Map<string, Tensor>) => void): Promise<unknown> {
+  async function loadWith(edit: (t: Map<string, Tensor>) => void, strict = false): Promise<unknown> {
     const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "reference" });
     const sd = await vae.stateDict();
     vae.dispose();
@@ -68,7 +68,7 @@ describe("weights rules (strict loading lists keys and shapes)", () => {
     const dir = mkdtempSync(join(tmpdir(), "akl-"));
     writeFileSync(join(dir, "config.json"), JSON.stringify(tiny));
     writeFileSync(join(dir, "diffusion_pytorch_model.safetensors"), writeSafetensors(sd));
-    return AutoencoderKL.fromPretrained(dir, { backend: "reference" }).then(
+    return AutoencoderKL.fromPretrained(dir, { backend: "reference", strict }).then(
       () => null,
       (e) => e,
     );
@@ -79,8 +79,8 @@ describe("weights rules (strict loading lists keys and shapes)", () => {
     expect(String(e)).toMatch(/diffusion_pytorch_model\.safetensors/);
     expect(String(e)).toMatch(/missing keys \(1\): decoder\.mid_block\.attentions\.0\.to_k\.weight \[64, 64\]/);
   });
-  it("an extra tensor is named", async () => {
-    const e = await loadWith((sd) => sd.set("encoder.extra.weight", new Tensor([1, 2], [2])));
+  it("an extra tensor is named (strict: true; by default it is a warning, test/loading-rules.test.ts)", async () => {
+    const e = await loadWith((sd) => sd.set("encoder.extra.weight", new Tensor([1, 2], [2])), true);
     expect(e).toBeInstanceOf(AutoencoderKLError);
     expect(String(e)).toMatch(/unexpected keys \(1\): encoder\.extra\.weight \[2\]/);
   });

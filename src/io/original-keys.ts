@@ -34,8 +34,19 @@ interface RuleContext {
   upLevels: number;
 }
 
+type KeyRule = { pattern: RegExp; to: (m: RegExpExecArray, ctx: RuleContext) => string };
+
+/**
+ * diffusers < 0.14 named the mid-block attention's projections query/key/value/proj_attn. diffusers
+ * still converts them on load, in folders as in single files, and so do we: this one rule serves both.
+ */
+const DEPRECATED_ATTENTION_RULE: KeyRule = {
+  pattern: /^(encoder|decoder)\.mid_block\.attentions\.(\d+)\.(query|key|value|proj_attn)\.(.+)$/,
+  to: (m) => `${m[1]}.mid_block.attentions.${+m[2]}.${ATTENTION_NAMES[m[3]]}.${m[4]}`,
+};
+
 /** The conversion table. Each rule sees the key without the `first_stage_model.` prefix. */
-export const ORIGINAL_KEY_RULES: ReadonlyArray<{ pattern: RegExp; to: (m: RegExpExecArray, ctx: RuleContext) => string }> = [
+export const ORIGINAL_KEY_RULES: ReadonlyArray<KeyRule> = [
   { pattern: /^(encoder|decoder)\.norm_out\.(.+)$/, to: (m) => `${m[1]}.conv_norm_out.${m[2]}` },
   { pattern: /^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.resnets.${+m[2]}.${resnet(m[3])}` },
   { pattern: /^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.downsamplers.0.conv.${m[2]}` },
@@ -52,10 +63,7 @@ export const ORIGINAL_KEY_RULES: ReadonlyArray<{ pattern: RegExp; to: (m: RegExp
     pattern: /^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)$/,
     to: (m) => `${m[1]}.mid_block.attentions.0.${ATTENTION_NAMES[m[2]]}.${m[3]}`,
   },
-  {
-    pattern: /^(encoder|decoder)\.mid_block\.attentions\.0\.(query|key|value|proj_attn)\.(.+)$/,
-    to: (m) => `${m[1]}.mid_block.attentions.0.${ATTENTION_NAMES[m[2]]}.${m[3]}`,
-  },
+  DEPRECATED_ATTENTION_RULE,
 ];
 
 /** Apply the table to one key (already without prefix); unmatched keys come back unchanged. */
@@ -137,4 +145,30 @@ export function convertVaeStateDict(
   const stateDict = new Map<string, Tensor>();
   for (const [name, target] of plan.rename) stateDict.set(target, convertVaeTensor(target, tensors.get(name)!, source));
   return { stateDict, skipped: plan.skipped };
+}
+
+/**
+ * A diffusers folder's state dict with the deprecated attention names (query, key, value, proj_attn)
+ * converted, as diffusers' from_pretrained converts them; every other key passes through unchanged
+ * (unexpected ones are the loader's to report). `renamed` lists the keys converted.
+ */
+export function convertDeprecatedAttentionKeys(
+  tensors: Map<string, Tensor>,
+  source = "state dict",
+): { stateDict: Map<string, Tensor>; renamed: string[] } {
+  const renamed: string[] = [];
+  const stateDict = new Map<string, Tensor>();
+  const owner = new Map<string, string>();
+  for (const [name, tensor] of tensors) {
+    const m = DEPRECATED_ATTENTION_RULE.pattern.exec(name);
+    const target = m ? DEPRECATED_ATTENTION_RULE.to(m, { upLevels: 0 }) : name;
+    const previous = owner.get(target);
+    if (previous !== undefined) {
+      throw new AutoencoderKLError(source, `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`);
+    }
+    owner.set(target, name);
+    if (m) renamed.push(name);
+    stateDict.set(target, m ? convertVaeTensor(target, tensor, source) : tensor);
+  }
+  return { stateDict, renamed };
 }

@@ -1,6 +1,7 @@
 import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { readSafetensors } from "./safetensors.js";
+import { isNode } from "./source.js";
 
 export interface PretrainedOptions {
   /** Folder inside the repo/dir holding config.json (e.g. "vae" in a Stable Diffusion pipeline folder). */
@@ -19,6 +20,29 @@ export interface PretrainedFiles {
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
+/**
+ * A folder given as a path, an http(s) URL (string or URL object) or a file: URL (string or object,
+ * Node only) → a path or an http(s) URL string, the two forms the readers below take.
+ */
+export async function folderLocation(dirOrUrl: string | URL): Promise<string> {
+  const href = dirOrUrl instanceof URL ? dirOrUrl.href : dirOrUrl;
+  if (typeof href !== "string" || href === "") {
+    throw new AutoencoderKLError("fromPretrained", `expected a folder path or URL, got ${href === "" ? "an empty string" : typeof dirOrUrl}`);
+  }
+  if (!/^file:/i.test(href)) {
+    if (dirOrUrl instanceof URL && !isUrl(href)) throw new AutoencoderKLError(href, `unsupported URL scheme ${dirOrUrl.protocol} (use http:, https: or file:)`);
+    return href;
+  }
+  if (!isNode()) throw new AutoencoderKLError(href, "file: URLs need Node; in a browser pass an http(s) URL");
+  const spec = "node:url";
+  const { fileURLToPath } = (await import(/* @vite-ignore */ spec)) as typeof import("node:url");
+  try {
+    return fileURLToPath(href);
+  } catch (e) {
+    throw new AutoencoderKLError(href, `not a usable file: URL: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** Joins a folder (path or URL) with a relative file name. */
 function join(base: string, ...parts: string[]): string {
   const rel = parts.filter(Boolean).join("/");
@@ -28,8 +52,8 @@ function join(base: string, ...parts: string[]): string {
 
 /** Reads a local file (Node) or a URL; returns null when it does not exist. */
 async function readOptional(location: string): Promise<Uint8Array | null> {
-  if (isUrl(location)) {
-    const res = await fetch(location);
+  if (isUrl(location) || !isNode()) {
+    const res = await fetch(location); // in a browser a relative path is a URL against the page
     if (res.status === 404) return null;
     if (!res.ok) throw new AutoencoderKLError(location, `HTTP ${res.status} ${res.statusText}`);
     return new Uint8Array(await res.arrayBuffer());
@@ -47,7 +71,7 @@ async function readOptional(location: string): Promise<Uint8Array | null> {
 
 /** Finds and reads a diffusers model folder: config.json and the weights the options select. */
 export async function readPretrained(dirOrUrl: string | URL, options: PretrainedOptions = {}): Promise<PretrainedFiles> {
-  const base = join(String(dirOrUrl), options.subfolder ?? "");
+  const base = join(await folderLocation(dirOrUrl), options.subfolder ?? "");
   const configPath = join(base, "config.json");
   const configBytes = await readOptional(configPath);
   if (!configBytes) throw new AutoencoderKLError(configPath, "not found: a diffusers model folder needs config.json");

@@ -46,7 +46,13 @@ function allocate(size: number, what: string): Uint8Array {
 }
 
 /** Read a whole source as bytes. Uint8Array input is returned as is (no copy). */
+/** "file:///…" strings are URLs, not relative paths named "file:". */
+function asFileUrl(source: ByteSource): ByteSource {
+  return typeof source === "string" && /^file:/i.test(source) ? new URL(source) : source;
+}
+
 export async function readSource(source: ByteSource, options: ReadSourceOptions = {}): Promise<Uint8Array> {
+  source = asFileUrl(source);
   if (source instanceof Uint8Array) {
     options.onProgress?.(source.length, source.length);
     return source;
@@ -205,6 +211,7 @@ function checkRange(name: string, size: number, start: number, end: number): voi
  */
 export async function openRandomAccess(source: ByteSource, options: { signal?: AbortSignal } = {}): Promise<RandomAccessSource | undefined> {
   const name = describeSource(source);
+  source = asFileUrl(source);
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
     return {

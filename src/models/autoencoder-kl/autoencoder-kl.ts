@@ -9,7 +9,8 @@ import { Module, type Parameter } from "../../nn/module.js";
 import { Tensor } from "../../tensor/tensor.js";
 import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
-import { readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+import { folderLocation, readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
 import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
 import { runTiled, type TileGrid } from "./tiling.js";
 import { decoderOps, encoderOps, planExact, runExact, type Op } from "./exact-tiling.js";
@@ -22,7 +23,18 @@ export interface BackendOptions {
   kernels?: Kernels;
 }
 
-export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions {}
+/** How forgiving loading is, as in diffusers. */
+export interface LoadingOptions {
+  /**
+   * Receives one line per thing diffusers would warn about while loading (tensors the model does not
+   * use, deprecated names converted). Default: silent.
+   */
+  onWarning?: (message: string) => void;
+  /** Reject tensors the model does not use instead of warning (default false, as diffusers). */
+  strict?: boolean;
+}
+
+export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions, LoadingOptions {}
 
 export interface TilingOptions {
   /** Image-space tile side (default: config.sample_size). */
@@ -38,7 +50,7 @@ export interface TilingOptions {
   checkpointMiB?: number;
 }
 
-export interface FromSingleFileOptions extends BackendOptions {
+export interface FromSingleFileOptions extends BackendOptions, LoadingOptions {
   /** Config fields; without them the config is inferred from the tensor shapes. */
   config?: object;
   /** Download/read progress in bytes. */
@@ -79,6 +91,15 @@ class AutoencoderKLModules extends Module {
     this.decoder = this.child(new Decoder("decoder", lc, cfg.out_channels, shape));
     this.quantConv = cfg.use_quant_conv ? this.child(new Conv2d("quant_conv", 2 * lc, 2 * lc, 1)) : null;
     this.postQuantConv = cfg.use_post_quant_conv ? this.child(new Conv2d("post_quant_conv", lc, lc, 1)) : null;
+  }
+}
+
+function checkLoadingOptions(o: LoadingOptions): void {
+  if (o.onWarning !== undefined && typeof o.onWarning !== "function") {
+    throw new AutoencoderKLError("options.onWarning", `must be a function (message: string) => void, got ${typeof o.onWarning}`);
+  }
+  if (o.strict !== undefined && typeof o.strict !== "boolean") {
+    throw new AutoencoderKLError("options.strict", `must be true or false, got ${JSON.stringify(o.strict)}`);
   }
 }
 
@@ -124,11 +145,16 @@ export class AutoencoderKL {
    * or diffusion_flax_model.msgpack with `fromFlax`.
    */
   static async fromPretrained(dirOrUrl: string | URL, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
-    const { config, stateDict, source } = await readPretrained(dirOrUrl, options);
+    checkLoadingOptions(options);
+    const { config, stateDict: raw, source } = await readPretrained(dirOrUrl, options);
     const cfg = resolveConfig(config, source.config);
+    const { stateDict, renamed } = convertDeprecatedAttentionKeys(raw, source.weights);
+    if (renamed.length) {
+      options.onWarning?.(`${source.weights}: converted ${renamed.length} deprecated attention weight names (query/key/value/proj_attn → to_q/to_k/to_v/to_out.0), as diffusers does`);
+    }
     const vae = await AutoencoderKL.fromConfig(cfg, options);
     try {
-      await vae.loadStateDict(stateDict, source.weights);
+      await vae.loadStateDict(stateDict, source.weights, options);
     } catch (e) {
       vae.dispose();
       throw e;
@@ -142,12 +168,13 @@ export class AutoencoderKL {
    * config is inferred from the tensor shapes.
    */
   static async fromSingleFile(source: string | URL | Uint8Array | ArrayBuffer | Blob, options: FromSingleFileOptions = {}): Promise<AutoencoderKL> {
+    checkLoadingOptions(options);
     const { readSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
     const { config, stateDict } = await readSingleFile(source, { config: options.config, onProgress: options.onProgress, signal: options.signal });
     const vae = await AutoencoderKL.fromConfig(resolveConfig(config, `${name} (config)`), options);
     try {
-      await vae.loadStateDict(stateDict, name);
+      await vae.loadStateDict(stateDict, name, options);
     } catch (e) {
       vae.dispose();
       throw e;
@@ -159,8 +186,10 @@ export class AutoencoderKL {
    * Writes a diffusers folder (Node): config.json and diffusion_pytorch_model[.variant].safetensors,
    * which diffusers' from_pretrained loads.
    */
-  async savePretrained(dir: string, options: SavePretrainedOptions = {}): Promise<void> {
+  async savePretrained(dirOrFileUrl: string | URL, options: SavePretrainedOptions = {}): Promise<void> {
     this.assertLive();
+    const dir = await folderLocation(dirOrFileUrl);
+    if (/^https?:/i.test(dir)) throw new AutoencoderKLError(dir, "savePretrained writes a local folder: pass a path or a file: URL");
     const variant = options.variant;
     if (variant !== undefined && variant !== "fp16" && variant !== "bf16") {
       throw new AutoencoderKLError("savePretrained: variant", `must be "fp16" or "bf16", got ${JSON.stringify(variant)}`);
@@ -191,10 +220,11 @@ export class AutoencoderKL {
   }
 
   /**
-   * Loads weights strictly: every key must be present with the right shape and nothing extra; all
-   * problems are reported together, by key, before any device memory is touched.
+   * Loads weights: every key must be present with the right shape; tensors the model does not use are
+   * skipped with a warning (`onWarning`), or rejected with `strict: true`. All problems are reported
+   * together, by key, before any device memory is touched.
    */
-  async loadStateDict(stateDict: Map<string, Tensor>, source = "state dict"): Promise<void> {
+  async loadStateDict(stateDict: Map<string, Tensor>, source = "state dict", options: LoadingOptions = {}): Promise<void> {
     this.assertLive();
     const params = [...this.modules.parameters()];
     const expected = new Map<string, Parameter>(params.map((p) => [p.key, p]));
@@ -207,12 +237,14 @@ export class AutoencoderKL {
       }
     }
     for (const [k, t] of stateDict) if (!expected.has(k)) unexpected.push(`${k} ${describeShape(t.shape)}`);
-    if (missing.length || wrong.length || unexpected.length) {
-      const list = (title: string, items: string[]) =>
-        items.length ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}` : "";
-      const parts = [list("missing keys", missing), list("wrong shapes", wrong), list("unexpected keys", unexpected)].filter(Boolean);
+    const list = (title: string, items: string[]) =>
+      items.length ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}` : "";
+    const strict = options.strict === true;
+    if (missing.length || wrong.length || (strict && unexpected.length)) {
+      const parts = [list("missing keys", missing), list("wrong shapes", wrong), strict ? list("unexpected keys", unexpected) : ""].filter(Boolean);
       throw new AutoencoderKLError(source, `weights do not match the config: ${parts.join(" | ")}`);
     }
+    if (unexpected.length) options.onWarning?.(`${source}: ignored tensors the model does not use: ${list("unexpected keys", unexpected)}`);
     this.modules.release(this.kernels);
     for (const p of params) {
       const t = stateDict.get(p.key)!;
