@@ -1,8 +1,9 @@
 // The command line, spawned as users run it: `node bin/autoencoderkl.mjs` (the package's bin), from the
 // TypeScript sources (AUTOENCODERKL_FROM_SOURCE=1) so the test never runs a stale dist/. Small images keep
-// it quick; one full-size roundtrip checks the PSNR promised in assets/README.md.
+// it quick; full-size roundtrips of the bundled pictures check the PSNR figures in assets/README.md.
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +14,19 @@ import { cropTo, decodeImage, readImage, writePng } from "../src/io/image/index.
 
 const BIN = fileURLToPath(new URL("../bin/autoencoderkl.mjs", import.meta.url));
 const ASSETS = fileURLToPath(new URL("../assets/", import.meta.url));
+/** The demo model's scaling_factor, from its own config. */
+const SCALE = (JSON.parse(readFileSync(join(ASSETS, "demo-vae", "config.json"), "utf8")) as { scaling_factor: number }).scaling_factor;
+
+/** PyTorch's PSNR per bundled picture, from the table in assets/README.md (the figures the CLI must reproduce). */
+function pytorchPsnr(): Map<string, number> {
+  const table = new Map<string, number>();
+  for (const m of readFileSync(join(ASSETS, "README.md"), "utf8").matchAll(/^\| ([\w-]+\.png) \| \d+×\d+ \| (\d+\.\d+) \|/gm)) table.set(m[1], +m[2]);
+  return table;
+}
+
+const sha = (f: string) => createHash("sha256").update(readFileSync(join(dir, f))).digest("hex");
+/** Temporary files left by an interrupted or failed write (there must never be any). */
+const leftovers = () => readdirSync(dir).filter((f) => f.endsWith(".tmp"));
 
 interface Run {
   code: number;
@@ -153,7 +167,7 @@ describe("file and model errors → exit 1 with the file and the rule", () => {
     writeFileSync(join(dir, "wrong.safetensors"), writeSafetensors({ latents: Tensor.zeros([1, 4, 2, 2]) }));
     const cases: [string, RegExp][] = [
       ["missing.safetensors", /missing\.safetensors: cannot read a latents file: no such file/],
-      ["notes.txt", /notes\.txt: /],
+      ["notes.txt", /notes\.txt: not a safetensors file: it is a text file/],
       ["other.safetensors", /has no tensor named "latents"/],
       ["wrong.safetensors", /decode: z/],
     ];
@@ -205,14 +219,14 @@ describe("commands", () => {
     const file = readSafetensors(new Uint8Array(readFileSync(join(dir, "z.safetensors"))));
     const z = file.tensors.get("latents")!;
     expect(z.shape).toEqual([1, 16, 3, 5]); // 37×21 padded to 40×24, ÷8
-    expect(file.metadata).toMatchObject({ latents: "scaled", scaling_factor: "0.27567", shift_factor: "null", posterior: "mode", image_width: "37", image_height: "21" });
+    expect(file.metadata).toMatchObject({ latents: "scaled", scaling_factor: String(SCALE), shift_factor: "null", posterior: "mode", image_width: "37", image_height: "21" });
 
     const raw = await cli(["encode", "small.png", "-o", "zraw.safetensors", "--raw", ...FAST]);
     expect(raw.code, raw.stderr).toBe(0);
     const zr = readSafetensors(new Uint8Array(readFileSync(join(dir, "zraw.safetensors"))));
     expect(zr.metadata.latents).toBe("raw");
     const zRaw = zr.tensors.get("latents")!;
-    for (let i = 0; i < z.size; i += 7) expect(z.data[i]).toBeCloseTo(zRaw.data[i] * 0.27567, 5);
+    for (let i = 0; i < z.size; i += 7) expect(z.data[i]).toBeCloseTo(zRaw.data[i] * SCALE, 5);
 
     const dec = await cli(["decode", "z.safetensors", "-o", "fromz.png", "--json", ...FAST]);
     expect(dec.code, dec.stderr).toBe(0);
@@ -236,7 +250,7 @@ describe("commands", () => {
 
   it("decode of foreign latents (no metadata): raw by default, --scaled undoes the config's factor", async () => {
     const zRaw = readSafetensors(new Uint8Array(readFileSync(join(dir, "zraw.safetensors")))).tensors.get("latents")!;
-    const scaled = new Tensor(zRaw.data.map((v) => v * 0.27567), zRaw.shape);
+    const scaled = new Tensor(zRaw.data.map((v) => v * SCALE), zRaw.shape);
     writeFileSync(join(dir, "foreign.safetensors"), writeSafetensors({ x: scaled }));
     const r = await cli(["decode", "foreign.safetensors", "--scaled", "-o", "foreign.png", "--json", ...FAST]);
     expect(r.code, r.stderr).toBe(0);
@@ -267,7 +281,14 @@ describe("commands", () => {
     expect(r.code, r.stderr).toBe(0);
     const results = r.json.results as { width: number; height: number; encodeMs: number; decodeMs: number }[];
     expect(results.map((x) => [x.width, x.height])).toEqual([[16, 16], [32, 24]]);
-    for (const x of results) expect(x.encodeMs).toBeGreaterThanOrEqual(0);
+    for (const x of results) {
+      for (const ms of [x.encodeMs, x.decodeMs]) {
+        expect(Number.isFinite(ms) && ms > 0, String(ms)).toBe(true);
+        expect(ms).toBeLessThan(60_000);
+      }
+    }
+    // A 32×24 pass does more work than a 16×16 one; the timings must at least be distinct measurements.
+    expect(results[1].encodeMs + results[1].decodeMs).not.toBe(results[0].encodeMs + results[0].decodeMs);
   });
 
   it("Ctrl-C stops a run at once, even while kernels hold the main thread, and writes nothing", async () => {
@@ -278,21 +299,155 @@ describe("commands", () => {
       timeout: 60_000,
     });
     const exited = new Promise<[number | null, string | null]>((r) => child.on("exit", (c, sig) => r([c, sig])));
-    await new Promise((r) => setTimeout(r, 2000));
+    // The model line is printed once the model is loaded, just before encoding starts: interrupt then.
+    let stdout = "";
+    await new Promise<void>((started, failed) => {
+      child.stdout!.on("data", (d: Buffer) => {
+        stdout += d.toString();
+        if (/^model: /m.test(stdout)) started();
+      });
+      child.on("exit", () => failed(new Error(`exited before the run started: ${stdout}`)));
+    });
     const t0 = Date.now();
     child.kill("SIGINT");
     const [code, signal] = await exited;
+    // Killed by the signal (status 130 in a shell) — had the run finished first, it would have exited 0.
     expect([code, signal]).toEqual([null, "SIGINT"]);
+    expect(stdout).not.toMatch(/PSNR|wrote/);
     expect(Date.now() - t0).toBeLessThan(5000); // "at once", with slack for a loaded machine
     expect(existsSync(join(dir, "never.png"))).toBe(false);
+    expect(leftovers()).toEqual([]);
   });
 
-  it("the bundled demo: `roundtrip` with no arguments gives the PyTorch PSNR (25.02 dB) within 0.05 dB", async () => {
-    const r = await cli(["roundtrip", "--json", ...FAST], 240_000);
+  it("the bundled demo: `roundtrip` with no arguments gives PyTorch's PSNR on chelsea within 0.05 dB, and says which model ran", async () => {
+    const want = pytorchPsnr().get("chelsea.png")!;
+    expect(want).toBeGreaterThan(27); // the v2 demo model (v1 got 25.02)
+    const r = await cli(["roundtrip", ...FAST], 240_000);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ width: 448, height: 296, backend: "wasm" });
-    expect(Math.abs((r.json.psnrExact as number) - 25.02)).toBeLessThan(0.05);
+    expect(r.stdout.match(/^model: /gm)).toHaveLength(1);
+    expect(r.stdout).toMatch(/^model: the bundled demo VAE .*not a Stable Diffusion VAE/m);
+    expect(r.stdout).toMatch(/--model <folder\|file\|url>/);
+    const psnr = Number(/^PSNR (\d+\.\d+) dB {2}\(448×296, wasm backend\)$/m.exec(r.stdout)?.[1]);
+    expect(Math.abs(psnr - want), `${psnr} vs PyTorch ${want}`).toBeLessThan(0.05);
     expect(existsSync(join(dir, "chelsea-roundtrip.png"))).toBe(true);
+    const exact = await cli(["roundtrip", "-o", "chelsea-json.png", "--json", ...FAST], 240_000);
+    expect(Math.abs((exact.json.psnrExact as number) - want)).toBeLessThan(0.05);
   }, 300_000);
+
+  it("the bundled synthetic pictures come back at PyTorch's PSNR within 0.05 dB", async () => {
+    const table = pytorchPsnr();
+    const synth = [...table.keys()].filter((k) => k.startsWith("synth-"));
+    expect(synth.sort()).toEqual(["synth-chart.png", "synth-poster.png", "synth-ui.png"]);
+    for (const name of synth) {
+      const r = await cli(["roundtrip", join(ASSETS, name), "-o", `rt-${name}`, "--json", ...FAST], 240_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(Math.abs((r.json.psnrExact as number) - table.get(name)!), `${name}: ${r.json.psnrExact} vs PyTorch ${table.get(name)}`).toBeLessThan(0.05);
+    }
+  }, 300_000);
+});
+
+describe("outputs: never over an existing file unless asked, never half-written", () => {
+  it("encode: an existing default output is refused before the model runs; --force and -o replace it", async () => {
+    mkdirSync(join(dir, "ow"));
+    writeFileSync(join(dir, "ow", "small.png"), readFileSync(join(dir, "small.png")));
+    writeFileSync(join(dir, "ow", "small.latents.safetensors"), "precious");
+    const ow = (f: string) => join("ow", f);
+    const r = await cli(["encode", ow("small.png"), ...FAST], 60_000);
+    // Default names are relative to the working folder, not the input's.
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(dir, "small.latents.safetensors"))).toBe(true);
+    const again = await cli(["encode", ow("small.png"), ...FAST]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/small\.latents\.safetensors: already exists: pass --force to overwrite it, or -o to name another file/);
+    expect(again.stdout).not.toMatch(/^model: /m); // refused before loading anything
+    const before = sha("small.latents.safetensors");
+    writeFileSync(join(dir, "small.latents.safetensors"), "old");
+    const forced = await cli(["encode", ow("small.png"), "--force", ...FAST]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(sha("small.latents.safetensors")).toBe(before);
+    writeFileSync(join(dir, "named.safetensors"), "old");
+    const named = await cli(["encode", ow("small.png"), "-o", "named.safetensors", ...FAST]);
+    expect(named.code, named.stderr).toBe(0);
+    expect(sha("named.safetensors")).toBe(before);
+    expect(readFileSync(join(dir, "ow", "small.latents.safetensors"), "utf8")).toBe("precious");
+  });
+
+  it("decode: writes <name>.decoded.png, so `encode x.png; decode x.latents.safetensors` never replaces x.png", async () => {
+    mkdirSync(join(dir, "photo"));
+    const cwd = join(dir, "photo");
+    writeFileSync(join(cwd, "x.png"), readFileSync(join(dir, "small.png")));
+    const original = createHash("sha256").update(readFileSync(join(cwd, "x.png"))).digest("hex");
+    const run = (args: string[]) =>
+      new Promise<Run>((res) =>
+        execFile(process.execPath, [BIN, ...args, ...FAST], { cwd, env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" }, timeout: 120_000 }, (e, stdout, stderr) =>
+          res({ code: e ? (typeof e.code === "number" ? e.code : -1) : 0, stdout, stderr, json: {} }),
+        ),
+      );
+    expect((await run(["encode", "x.png"])).code).toBe(0);
+    const d = await run(["decode", "x.latents.safetensors"]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/wrote .*x\.decoded\.png/);
+    expect(createHash("sha256").update(readFileSync(join(cwd, "x.png"))).digest("hex")).toBe(original);
+    const again = await run(["decode", "x.latents.safetensors"]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/x\.decoded\.png: already exists/);
+    expect((await run(["decode", "x.latents.safetensors", "-f"])).code).toBe(0);
+    expect(readdirSync(cwd).sort()).toEqual(["x.decoded.png", "x.latents.safetensors", "x.png"]);
+  });
+
+  it("roundtrip: default output and --compare follow the same rules", async () => {
+    writeFileSync(join(dir, "keep-roundtrip.png"), "mine");
+    writeFileSync(join(dir, "keep.png"), readFileSync(join(dir, "small.png")));
+    const r = await cli(["roundtrip", "keep.png", ...FAST]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/keep-roundtrip\.png: already exists/);
+    expect(readFileSync(join(dir, "keep-roundtrip.png"), "utf8")).toBe("mine");
+    const f = await cli(["roundtrip", "keep.png", "--force", "--compare", "keep-cmp.png", ...FAST]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(decodeImage(readFileSync(join(dir, "keep-roundtrip.png"))).width).toBe(SMALL_W);
+    expect(decodeImage(readFileSync(join(dir, "keep-cmp.png"))).width).toBe(3 * SMALL_W + 8);
+  });
+
+  it("a write that fails leaves no file and no temporary file behind", async () => {
+    mkdirSync(join(dir, "a-folder"));
+    const r = await cli(["encode", "small.png", "-o", "a-folder", ...FAST]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/a-folder: cannot write: is a folder/);
+    const missing = await cli(["roundtrip", "small.png", "-o", join("no-such-folder", "out.png"), ...FAST]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/out\.png: cannot write: its folder does not exist/);
+    expect(readdirSync(join(dir, "a-folder"))).toEqual([]);
+    expect(leftovers()).toEqual([]);
+  });
+});
+
+describe("messages in the user's terms", () => {
+  it("decode of a picture says it is not a safetensors file", async () => {
+    const r = await cli(["decode", "small.png", ...FAST]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/small\.png: not a safetensors file: it is a PNG image/);
+    expect(r.stderr).not.toMatch(/header length/);
+  });
+
+  it("the pixel limit names --max-pixels, not the library option", async () => {
+    const r = await cli(["encode", "small.png", "--max-pixels", "100", ...FAST]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/raise it with --max-pixels/);
+    expect(r.stderr).not.toMatch(/maxPixels/);
+  });
+
+  it("a model with a tensor it does not use loads, with one warning line on stderr", async () => {
+    mkdirSync(join(dir, "extra-model"));
+    writeFileSync(join(dir, "extra-model", "config.json"), readFileSync(join(ASSETS, "demo-vae", "config.json")));
+    const sd = readSafetensors(new Uint8Array(readFileSync(join(ASSETS, "demo-vae", "diffusion_pytorch_model.safetensors")))).tensors;
+    sd.set("decoder.extra.bias", new Tensor([1, 2, 3], [3]));
+    writeFileSync(join(dir, "extra-model", "diffusion_pytorch_model.safetensors"), writeSafetensors(sd));
+    const r = await cli(["roundtrip", "small.png", "-o", "extra.png", "--model", "extra-model", "--json", ...FAST]);
+    expect(r.code, r.stderr).toBe(0);
+    const warnings = r.stderr.split("\n").filter((l) => l.startsWith("autoencoderkl: warning: "));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/ignored tensors the model does not use: unexpected keys \(1\): decoder\.extra\.bias \[3\]/);
+    expect(r.json.model).toMatch(/extra-model$/);
+  });
 });

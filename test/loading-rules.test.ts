@@ -175,3 +175,18 @@ describe("URL objects work wherever a path or URL string does", () => {
     );
   });
 });
+
+describe("the bundled demo model from the library", () => {
+  it("demoModelPath() (autoencoderkl/node) is a diffusers folder fromPretrained loads; the core import stays free of Node built-ins", async () => {
+    const { demoModelPath, demoImagePath } = await import("../src/node.js");
+    const vae = await AutoencoderKL.fromPretrained(demoModelPath(), { backend: "reference" });
+    expect(vae.config.latent_channels).toBe(16);
+    vae.dispose();
+    expect(readFileSync(demoImagePath()).subarray(1, 4).toString()).toBe("PNG");
+    const pkg = JSON.parse(readFileSync(resolve(FIXTURES, "../../package.json"), "utf8")) as { exports: Record<string, unknown> };
+    expect(pkg.exports["./node"]).toMatchObject({ default: "./dist/node.js" });
+    expect(pkg.exports["./assets/*"]).toBe("./assets/*");
+    const core = readFileSync(resolve(FIXTURES, "../../src/index.ts"), "utf8");
+    expect(core).not.toMatch(/node\.js"|from "node:/);
+  });
+});

@@ -1,4 +1,4 @@
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import {
   AutoencoderKL,
@@ -13,7 +13,8 @@ import { readSafetensorsHeader } from "../io/safetensors.js";
 import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
 import { pixels8, psnr8, sideBySide } from "./compare.js";
 import { estimatePeakMemory, formatBytes } from "./memory.js";
-import { bundledImage, loadModel, locateModel, parseIntOption, UsageError, type ModelOptions } from "./model.js";
+import { bundledImage, loadModel, locateModel, modelLine, parseIntOption, UsageError, type ModelOptions } from "./model.js";
+import { planOutput, writeOutput } from "./output.js";
 import { formatSeconds } from "./progress.js";
 
 /** What every command gets: parsed options, where to print, and how to report progress. */
@@ -22,6 +23,8 @@ export interface CommandContext {
   options: ModelOptions & Record<string, string | boolean | undefined>;
   /** Human-readable lines (suppressed with --json). */
   log: (line: string) => void;
+  /** Warnings while loading (one line each on stderr, also with --json). */
+  warn: (line: string) => void;
   run: RunOptions;
 }
 
@@ -37,14 +40,6 @@ export async function readUserFile(path: string, what: string): Promise<Uint8Arr
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? `is a folder, not ${what}` : code === "EACCES" ? "permission denied" : (e as Error).message;
     throw new AutoencoderKLError(path, `cannot read ${what}: ${why}`, { cause: e });
-  }
-}
-
-async function writeUserFile(path: string, bytes: Uint8Array): Promise<void> {
-  try {
-    await writeFile(path, bytes);
-  } catch (e) {
-    throw new AutoencoderKLError(path, `cannot write: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -91,9 +86,14 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   if (ctx.positionals.length > 1) throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
   const imagePath = ctx.positionals[0] ?? bundledImage();
   posteriorOptions(o);
+  const force = o.force === true;
   const x = await loadImage(imagePath, o);
+  const output = planOutput(o.output as string | undefined, `${stem(imagePath)}-roundtrip.png`, force, [imagePath]);
+  const compare = typeof o.compare === "string" ? planOutput(o.compare, "", force) : undefined;
   const [, , h, w] = x.shape;
-  const { vae, location, loadMs } = await loadModel(o);
+  const loaded = await loadModel(o, ctx.warn);
+  const { vae, location, loadMs } = loaded;
+  log(modelLine(loaded));
   try {
     const enc = await encodeImage(vae, x, o, ctx.run);
     const t1 = performance.now();
@@ -102,18 +102,15 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
     const y = cropTo(sample, h, w);
     const orig = pixels8(x), recon = pixels8(y);
     const p = psnr8(orig.pixels, recon.pixels);
-    const output = resolve((o.output as string | undefined) ?? `${stem(imagePath)}-roundtrip.png`);
-    await writeUserFile(output, encodePngPixels(recon.pixels, w, h, 3));
-    let compare: string | undefined;
-    if (typeof o.compare === "string") {
-      compare = resolve(o.compare);
+    await writeOutput(output, encodePngPixels(recon.pixels, w, h, 3));
+    if (compare) {
       const side = sideBySide(orig.pixels, recon.pixels, w, h);
-      await writeUserFile(compare, encodePngPixels(side.pixels, side.width, side.height, 3));
+      await writeOutput(compare, encodePngPixels(side.pixels, side.width, side.height, 3));
     }
     const psnrText = Number.isFinite(p) ? `${p.toFixed(2)} dB` : "inf (identical)";
     log(`PSNR ${psnrText}  (${w}×${h}, ${vae.backend} backend)`);
     log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)}`);
-    log(`wrote ${output}${compare ? ` and ${compare} (original | reconstruction | error)` : ""}`);
+    log(`wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map)` : ""}`);
     return {
       command: "roundtrip",
       image: resolve(imagePath),
@@ -128,8 +125,8 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
       loadMs: Math.round(loadMs),
       encodeMs: Math.round(enc.ms),
       decodeMs: Math.round(decodeMs),
-      output,
-      ...(compare ? { compare } : {}),
+      output: output.path,
+      ...(compare ? { compare: compare.path } : {}),
     };
   } finally {
     vae.dispose();
@@ -172,8 +169,11 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
   const imagePath = ctx.positionals[0];
   posteriorOptions(o);
   const x = await loadImage(imagePath, o);
+  const output = planOutput(o.output as string | undefined, `${stem(imagePath)}.latents.safetensors`, o.force === true, [imagePath]);
   const [, , h, w] = x.shape;
-  const { vae, location } = await loadModel(o);
+  const loaded = await loadModel(o, ctx.warn);
+  const { vae, location } = loaded;
+  log(modelLine(loaded));
   try {
     const enc = await encodeImage(vae, x, o, ctx.run);
     const raw = o.raw === true;
@@ -196,11 +196,10 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
       metadata.latents_std = JSON.stringify(s.std);
     }
     if (enc.seed !== undefined) metadata.seed = String(enc.seed);
-    const output = resolve((o.output as string | undefined) ?? `${stem(imagePath)}.latents.safetensors`);
-    await writeUserFile(output, writeSafetensors({ latents }, metadata));
+    await writeOutput(output, writeSafetensors({ latents }, metadata));
     log(`encoded ${w}×${h} → latents [${latents.shape.join(", ")}] (${enc.posterior}${raw ? ", raw" : `, scaled ×${s.scale}${s.shift !== null ? ` after −${s.shift}` : ""}`}) in ${formatSeconds(enc.ms / 1000)}`);
-    log(`wrote ${output}`);
-    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output };
+    log(`wrote ${output.path}`);
+    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output: output.path };
   } finally {
     vae.dispose();
   }
@@ -234,11 +233,15 @@ export async function decode(ctx: CommandContext): Promise<CommandResult> {
   if (o.raw === true && o.scaled === true) throw new UsageError("--raw and --scaled contradict each other");
   const file = ctx.positionals[0];
   const { metadata, tensors } = readSafetensors(await readUserFile(file, "a latents file"), file);
+  // Never the input's own name: `decode x.latents.safetensors` must not land on x.png, the original photo.
+  const output = planOutput(o.output as string | undefined, `${stem(file)}.decoded.png`, o.force === true, [file]);
   let z = tensors.get("latents") ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
   if (!z) throw new AutoencoderKLError(file, `has no tensor named "latents" (found ${[...tensors.keys()].slice(0, 5).join(", ") || "none"})`);
   if (z.shape.length === 3) z = z.reshape([1, ...z.shape]);
   if (z.shape.length !== 4) throw new AutoencoderKLError(file, `latents must have shape [B, C, h, w], got [${z.shape.join(", ")}]`);
-  const { vae, location } = await loadModel(o);
+  const loaded = await loadModel(o, ctx.warn);
+  const { vae, location } = loaded;
+  log(modelLine(loaded));
   try {
     // Whether to undo the pipeline scaling: the file's own record, unless overridden.
     const recorded = metadata.latents;
@@ -266,12 +269,11 @@ export async function decode(ctx: CommandContext): Promise<CommandResult> {
     const [, , H, W] = sample.shape;
     const y = iw && ih && iw <= W && ih <= H && sample.shape[0] === 1 ? cropTo(sample, ih, iw) : sample;
     const first = y.shape[0] > 1 ? new Tensor(y.data.subarray(0, y.data.length / y.shape[0]), [1, ...y.shape.slice(1)]) : y;
-    const output = resolve((o.output as string | undefined) ?? `${stem(file)}.png`);
-    await writeUserFile(output, writePng(first));
+    await writeOutput(output, writePng(first));
     log(`decoded latents [${z.shape.join(", ")}] (${how}) → ${first.shape[3]}×${first.shape[2]} in ${formatSeconds(ms / 1000)}`);
     if (y.shape[0] > 1) log(`note: the file holds ${y.shape[0]} latents; wrote the first`);
-    log(`wrote ${output}`);
-    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output };
+    log(`wrote ${output.path}`);
+    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output: output.path };
   } finally {
     vae.dispose();
   }
@@ -331,7 +333,7 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
     }
     if (!weightsFile) throw new AutoencoderKLError(location, `no weights found: looked for diffusion_pytorch_model${suffix}.safetensors and diffusion_flax_model${suffix}.msgpack`);
   } else {
-    const { vae } = await loadModel({ ...o, model: location, backend: "reference", threads: "1" });
+    const { vae } = await loadModel({ ...o, model: location, backend: "reference", threads: "1" }, ctx.warn);
     config = vae.config;
     parameters = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
     vae.dispose();
@@ -372,11 +374,13 @@ export async function bench(ctx: CommandContext): Promise<CommandResult> {
   if (ctx.positionals.length) throw new UsageError("bench takes no positional arguments");
   const sizes = ((o.sizes as string | undefined) ?? "256,512").split(",").map((s) => parseSize(s, "sizes"));
   const repeat = parseIntOption("repeat", o.repeat as string | undefined, 1, 100) ?? 1;
-  const { vae, location, loadMs } = await loadModel(o);
+  const loaded = await loadModel(o, ctx.warn);
+  const { vae, location, loadMs } = loaded;
+  log(modelLine(loaded));
   const f = vae.downscaleFactor;
   const rows: { width: number; height: number; encodeMs: number; decodeMs: number }[] = [];
   try {
-    log(`model ${location}, ${vae.backend} backend (${vae.backendDescription}), loaded in ${formatSeconds(loadMs / 1000)}`);
+    log(`${vae.backend} backend (${vae.backendDescription}), model loaded in ${formatSeconds(loadMs / 1000)}`);
     log(`${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)}`);
     for (const [w0, h0] of sizes) {
       const w = Math.max(f, Math.ceil(w0 / f) * f), h = Math.max(f, Math.ceil(h0 / f) * f);
@@ -390,7 +394,8 @@ export async function bench(ctx: CommandContext): Promise<CommandResult> {
         const t2 = performance.now();
         best = { encodeMs: Math.min(best.encodeMs, t1 - t0), decodeMs: Math.min(best.decodeMs, t2 - t1) };
       }
-      rows.push({ width: w, height: h, encodeMs: Math.round(best.encodeMs), decodeMs: Math.round(best.decodeMs) });
+      // Hundredths of a millisecond: a tiny size can take under 1 ms, which must not print as 0.
+      rows.push({ width: w, height: h, encodeMs: round2(best.encodeMs), decodeMs: round2(best.decodeMs) });
       const mpx = (w * h) / 1e6 / ((best.encodeMs + best.decodeMs) / 1000);
       log(`${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)}`);
     }

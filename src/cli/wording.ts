@@ -1,0 +1,17 @@
+// The library's messages name its options (maxPixels, options.threads); a command-line user knows the
+// flags. One table turns the first into the second wherever the CLI prints a library message.
+
+const TERMS: ReadonlyArray<[RegExp, string]> = [
+  [/raise it with the maxPixels option/g, "raise it with --max-pixels"],
+  [/\boptions\.maxPixels\b/g, "--max-pixels"],
+  [/\boptions\.threads\b/g, "--threads"],
+  [/\boptions\.backend\b/g, "--backend"],
+  [/\boptions\.variant\b/g, "--variant"],
+  [/\benableTiling: tileSampleMinSize\b/g, "--tile-size"],
+];
+
+export function inCliTerms(message: string): string {
+  let out = message;
+  for (const [from, to] of TERMS) out = out.replace(from, to);
+  return out;
+}
