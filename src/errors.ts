@@ -16,8 +16,8 @@ export class AutoencoderKLError extends Error {
 
 /** Thrown when an AbortSignal passed to encode/decode fires. */
 export class AbortError extends Error {
-  constructor(message = "The operation was aborted") {
-    super(message);
+  constructor(message = "The operation was aborted", options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "AbortError";
   }
 }

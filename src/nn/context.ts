@@ -64,8 +64,12 @@ export class RunContext {
 
   checkAbort(): void {
     if (this.options.signal?.aborted) {
-      const reason = this.options.signal.reason;
-      throw reason instanceof Error ? reason : new AbortError();
+      const reason: unknown = this.options.signal.reason;
+      // controller.abort() with no reason gives a DOMException named AbortError: callers get the exported
+      // class (instanceof AbortError), the platform's exception as its cause. A reason of their own is theirs.
+      const platformAbort = reason === undefined || (reason instanceof Error && reason.name === "AbortError");
+      if (platformAbort) throw new AbortError(undefined, { cause: reason });
+      throw reason;
     }
   }
 
