@@ -1,7 +1,7 @@
 // The browser build in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core): the
 // example page runs a roundtrip on a crop of the demo photo, and a module Web Worker importing the same
 // bundle decodes latents; both must agree with the library run here in Node.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -80,12 +80,89 @@ describe("browser build", () => {
     expect(await page.locator("#latents canvas").count()).toBe(16);
     expect(await page.locator("#reconstruction").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([CROP.width, CROP.height]);
     expect(await page.textContent("#status")).toMatch(/PSNR \d+\.\d\d dB/);
+    // A full progress bar; a heat map of the error the size of the picture, with its legend (scale 0 … ≥ 64 levels).
+    expect(await page.locator("#progress").evaluate((p: HTMLProgressElement) => p.value)).toBe(1);
+    expect(await page.locator("#heatmap").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([CROP.width, CROP.height]);
+    expect(await page.locator("#legend").isVisible()).toBe(true);
+    expect(await page.locator("#legend-ticks span").allTextContents()).toEqual(["0", "16", "32", "48", "≥ 64"]);
+    expect(await page.textContent("#legend")).toMatch(/8-bit levels/);
+    // Threads, and why: this server sends COOP/COEP.
+    expect(await page.textContent("#threads")).toMatch(/wasm \(.*\d+ threads?\): this page is cross-origin isolated/);
     // The kernels came from beside the bundle (the build rewrites the backend's default URL).
     expect(isolated.requests.some((r) => /^\/dist\/browser\/kernels-(simd|relaxed)\.wasm$/.test(r))).toBe(true);
     expect(isolated.requests).toContain("/assets/demo-vae/diffusion_pytorch_model.safetensors");
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it("changing the backend cancels the run in flight cleanly: no stale pictures, no disposed-backend error, the next run works", async () => {
+    const { page, errors } = await openDemo(plain);
+    // A run of seconds (the whole photo, wasm on one thread here) that is still going when the backend changes.
+    const pending = page.evaluate(() => {
+      const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+      return d.roundtripUrl(d.DEMO_PHOTO, { backend: "wasm" });
+    });
+    // Event-driven: wait until the encoder has reported progress, then switch.
+    await page.waitForFunction(() => (document.getElementById("progress") as HTMLProgressElement).value > 0, undefined, { timeout: 60_000 });
+    await page.evaluate(() => (window as unknown as { demo: { setBackend: (b: string) => void } }).demo.setBackend("auto"));
+    const result = (await pending) as { cancelled?: boolean; reason?: string };
+    expect(result).toEqual({ cancelled: true, reason: "the backend changed to auto" });
+    expect(await page.textContent("#status")).toBe("Cancelled: the backend changed to auto.");
+    expect(await page.locator("#latents canvas").count()).toBe(0);
+    const blank = await page.locator("#reconstruction").evaluate((c: HTMLCanvasElement) => {
+      const d = c.getContext("2d")!.getImageData(0, 0, Math.max(1, c.width), Math.max(1, c.height)).data;
+      return d.every((v) => v === 0);
+    });
+    expect(blank).toBe(true);
+    expect(await page.locator("#progress").evaluate((p: HTMLProgressElement) => p.value)).toBe(0);
+    // The next run, on the new backend (a new model: the old one was disposed once its run had stopped), completes.
+    const next = (await page.evaluate(
+      ({ crop }) => {
+        const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+        return d.roundtripUrl(d.DEMO_PHOTO, { crop });
+      },
+      { crop: CROP },
+    )) as { backend: string; psnr: number };
+    expect(next.backend).toBe("wasm");
+    expect(next.psnr).toBeGreaterThan(15);
+    // Not isolated: the page says why there is one thread.
+    expect(await page.textContent("#threads")).toMatch(/1 thread\): this page is not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp.*serve\.mjs/);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it("the README's server (examples/browser/serve.mjs) makes the page cross-origin isolated, so the kernels get threads", async () => {
+    const server: ChildProcess = spawn(process.execPath, ["examples/browser/serve.mjs", "0"], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const url = await new Promise<string>((res, rej) => {
+        let out = "";
+        server.stdout!.on("data", (d: Buffer) => {
+          out += d.toString();
+          const m = /(http:\/\/\S+)/.exec(out);
+          if (m) res(m[1]);
+        });
+        server.on("exit", (code) => rej(new Error(`serve.mjs exited (${code}): ${out}`)));
+      });
+      const page = await browser.newPage();
+      await page.goto(url);
+      await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
+      const r = (await page.evaluate(
+        ({ crop }) => {
+          const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+          return d.roundtripUrl(d.DEMO_PHOTO, { crop, backend: "wasm" });
+        },
+        { crop: CROP },
+      )) as { crossOriginIsolated: boolean; backendDescription: string };
+      expect(r.crossOriginIsolated).toBe(true);
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      const threads = Number(/(\d+) threads?/.exec(r.backendDescription)?.[1]);
+      expect(threads, r.backendDescription).toBeLessThanOrEqual(cores);
+      if (cores > 1) expect(threads, r.backendDescription).toBeGreaterThan(1);
+      await page.close();
+    } finally {
+      server.kill();
+    }
+  }, 120_000);
 
   it("the same bundle runs in a module Web Worker (no cross-origin isolation: one thread) and decodes as Node does", async () => {
     const { page, errors } = await openDemo(plain);

@@ -110,7 +110,7 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
     const psnrText = Number.isFinite(p) ? `${p.toFixed(2)} dB` : "inf (identical)";
     log(`PSNR ${psnrText}  (${w}×${h}, ${vae.backend} backend)`);
     log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)}`);
-    log(`wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map)` : ""}`);
+    log(`wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map: mean absolute error over RGB per pixel, black 0 → red → yellow → white ≥ 64 levels of 255)` : ""}`);
     return {
       command: "roundtrip",
       image: resolve(imagePath),
