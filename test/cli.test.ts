@@ -409,6 +409,33 @@ describe("outputs: never over an existing file unless asked, never half-written"
     expect(decodeImage(readFileSync(join(dir, "keep-cmp.png"))).width).toBe(3 * SMALL_W + 8);
   });
 
+  it("Ctrl-C while an output is being written leaves neither the file nor its temporary file", async () => {
+    // The CLI's writer, on a file big enough that the write takes a while; SIGINT as soon as it starts.
+    const child = join(dir, "write-child.mjs");
+    writeFileSync(
+      child,
+      `import { register } from "node:module";
+register(${JSON.stringify(new URL("../bin/ts-loader.mjs", import.meta.url).href)}, import.meta.url);
+const { writeOutput } = await import(${JSON.stringify(new URL("../src/cli/output.ts", import.meta.url).href)});
+const bytes = new Uint8Array(256 * 1024 * 1024).fill(7);
+process.stdout.write("writing\\n");
+await writeOutput({ path: ${JSON.stringify(join(dir, "big.bin"))}, mayReplace: true }, bytes);
+process.stdout.write("done\\n");
+`,
+    );
+    const proc = execFile(process.execPath, [child], { cwd: dir, timeout: 60_000 });
+    let stdout = "";
+    proc.stdout!.on("data", (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes("writing")) proc.kill("SIGINT");
+    });
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) => proc.on("exit", (c, sig) => r([c, sig])));
+    expect([code, signal, stdout]).toEqual([null, "SIGINT", "writing\n"]); // interrupted mid-write, not after
+    expect(existsSync(join(dir, "big.bin"))).toBe(false);
+    expect(leftovers()).toEqual([]);
+    rmSync(child);
+  });
+
   it("a write that fails leaves no file and no temporary file behind", async () => {
     mkdirSync(join(dir, "a-folder"));
     const r = await cli(["encode", "small.png", "-o", "a-folder", ...FAST]);
