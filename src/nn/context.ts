@@ -66,10 +66,9 @@ export class RunContext {
     if (this.options.signal?.aborted) {
       const reason: unknown = this.options.signal.reason;
       // controller.abort() with no reason gives a DOMException named AbortError: callers get the exported
-      // class (instanceof AbortError), the platform's exception as its cause. A reason of their own is theirs.
-      const platformAbort = reason === undefined || (reason instanceof Error && reason.name === "AbortError");
-      if (platformAbort) throw new AbortError(undefined, { cause: reason });
-      throw reason;
+      // class (instanceof AbortError), the platform's exception as its cause. An Error of their own is theirs.
+      if (reason instanceof Error && reason.name !== "AbortError") throw reason;
+      throw new AbortError(undefined, { cause: reason });
     }
   }
 
