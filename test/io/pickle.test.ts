@@ -154,6 +154,17 @@ describe("torch checkpoints", () => {
     expect(readTorchStateDict(bytes, "i.pt", { filter: () => false }).size).toBe(0);
   });
 
+  test("float8 storages (torch.float8_e4m3fn, float8_e5m2) load as exact float32", () => {
+    const withStorage = (cls: string) => {
+      const p = tensorPickle("w", 4, 0, [4], [1]);
+      return new Uint8Array([...p].join(",").replace(enc("FloatStorage").join(","), enc(cls).join(",")).split(",").map(Number));
+    };
+    const e4m3 = zip([["archive/data.pkl", withStorage("Float8_e4m3fnStorage")], ["archive/data/0", Uint8Array.from([0x7e, 0x01, 0xb8, 0x38])]]);
+    expect(Array.from(readTorchStateDict(e4m3, "f8.pt").get("w")!.data)).toEqual([448, 2 ** -9, -1, 1]);
+    const e5m2 = zip([["archive/data.pkl", withStorage("Float8_e5m2Storage")], ["archive/data/0", Uint8Array.from([0x7b, 0x01, 0xbc, 0x7c])]]);
+    expect(Array.from(readTorchStateDict(e5m2, "f8.pt").get("w")!.data)).toEqual([57344, 2 ** -16, -1, Infinity]);
+  });
+
   test("deflated entries load through the async reader", async () => {
     const pkl = tensorPickle("w", 2, 0, [2], [1]);
     const data = new Uint8Array(Float32Array.from([5, 6]).buffer);
