@@ -80,8 +80,8 @@ describe("browser build", () => {
     expect(await page.locator("#latents canvas").count()).toBe(16);
     expect(await page.locator("#reconstruction").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([CROP.width, CROP.height]);
     expect(await page.textContent("#status")).toMatch(/PSNR \d+\.\d\d dB/);
-    // The kernels came from beside the bundle (the build rewrites the backend's default URL).
-    expect(isolated.requests.some((r) => /^\/dist\/browser\/kernels-(simd|relaxed)\.wasm$/.test(r))).toBe(true);
+    // The kernels came from the package's build/ (the build rewrites the backend's default URL for dist/browser/).
+    expect(isolated.requests.some((r) => /^\/build\/kernels-(simd|relaxed)\.wasm$/.test(r))).toBe(true);
     expect(isolated.requests).toContain("/assets/demo-vae/diffusion_pytorch_model.safetensors");
     expect(errors).toEqual([]);
     await page.close();
