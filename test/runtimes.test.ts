@@ -4,15 +4,20 @@
 // decodes a fixed latent and encodes a crop of the photo (test/runtimes/probe.mjs); the numbers must match
 // this Node's on the same instruction set within 1e-5. Binaries come from the pinned devDependencies
 // (and tools/node for Node 22/24); a missing one skips its test with the reason printed, and fails it in CI.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EdgeRuntime } from "edge-runtime";
+import { createWasmBackend } from "../src/backends/wasm/index.js";
+import { AutoencoderKL, Tensor, cropTo, readImage, writePng, writeSafetensors } from "../src/index.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 import {
   DEMO, PHOTO, ROOT, bundle, findBun, findDeno, findMiniflareNode, findNode, freshPackage, itWith, maxProbeDiff,
-  nodeReference, readProbe, run, scratch, type ProbeResult,
+  nodeReference, packageAliases, readProbe, run, scratch, type ProbeResult,
 } from "./helpers/runtimes.js";
+import { startStaticServer } from "./helpers/static-server.js";
+import { fixedLatent } from "./runtimes/probe.mjs";
 
 const TOLERANCE = 1e-5;
 const PROBE = join(ROOT, "test", "runtimes", "cli-probe.mjs");
@@ -124,5 +129,123 @@ describe("runtimes without a file system or code generation: kernels passed in a
     expect(report.without.fromBytes.message).toMatch(/code generation disallowed.*pass wasmModule/i);
     const got = readProbe(new Uint8Array(readFileSync(out)));
     await expectMatchesNode(got, "workerd");
+  });
+});
+
+/** What the Deno and Bun examples do (encode, decode the mode), here in Node on the same instruction set. */
+async function nodeRoundtrip(png: Uint8Array, isa: string): Promise<Uint8Array> {
+  const kernels = await createWasmBackend({ relaxed: isa === "relaxed-simd", threads: 1 });
+  const vae = await AutoencoderKL.fromPretrained(DEMO, { kernels });
+  try {
+    const { latentDist } = await vae.encode(await readImage(png));
+    return await writePng((await vae.decode(latentDist.mode())).sample);
+  } finally {
+    vae.dispose();
+    kernels.dispose();
+  }
+}
+
+/** Runs an example's main.js on a 64×96 crop of the photo; its PNG must be the one Node makes. */
+async function checkExample(cmd: string, args: string[], name: string, cwd: string): Promise<void> {
+  const input = join(tmp.dir, `${name}-in.png`), output = join(tmp.dir, `${name}-out.png`);
+  const png = await writePng(cropTo(await readImage(new Uint8Array(readFileSync(PHOTO))), 64, 96));
+  writeFileSync(input, png);
+  const r = await run(cmd, [...args, DEMO, input, output], { cwd, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } });
+  if (r.code !== 0) throw new Error(`${name} example exited ${r.code}: ${r.stderr}`);
+  const line = r.stdout.toString("utf8").trim();
+  console.log(`examples/${name}: ${line}`);
+  expect(line).toMatch(/^wasm \((relaxed-)?simd, \d+ threads?\): 96×64 → latents \[1, 16, 8, 12\]/);
+  expect(r.stderr).toBe("");
+  const isa = /relaxed-simd/.test(line) ? "relaxed-simd" : "simd";
+  const got = await readImage(new Uint8Array(readFileSync(output)));
+  const want = await readImage(await nodeRoundtrip(png, isa));
+  // one 8-bit step at most (Bun's relaxed multiply-add is not fused, so a value may round the other way)
+  let max = 0;
+  for (let i = 0; i < want.data.length; i++) max = Math.max(max, Math.abs(got.data[i] - want.data[i]));
+  expect(got.shape).toEqual(want.shape);
+  expect(max).toBeLessThanOrEqual(2 / 255 + 1e-6);
+}
+
+describe("the Deno and Bun examples", () => {
+  itWith(findDeno(), "examples/deno/main.js (autoencoderkl mapped to this build)", async (deno) => {
+    const map = join(tmp.dir, "import_map.json");
+    writeFileSync(map, JSON.stringify({ imports: { autoencoderkl: new URL(`file://${pkg.index}`).href } }));
+    const readable = [tmp.dir, join(ROOT, "assets"), join(ROOT, "examples")].join(",");
+    await checkExample(deno, ["run", "--no-config", "--no-prompt", `--import-map=${map}`, `--allow-read=${readable}`, `--allow-write=${tmp.dir}`, join(ROOT, "examples", "deno", "main.js")], "deno", tmp.dir);
+  });
+
+  itWith(findBun(), "examples/bun/main.js (autoencoderkl installed as this build)", async (bun) => {
+    // a project folder as `bun install` leaves it: node_modules/autoencoderkl is the package (with its package.json)
+    const app = join(tmp.dir, "bun-app");
+    mkdirSync(join(app, "node_modules"), { recursive: true });
+    copyFileSync(join(ROOT, "package.json"), join(tmp.dir, "package.json"));
+    symlinkSync(tmp.dir, join(app, "node_modules", "autoencoderkl"), "dir");
+    copyFileSync(join(ROOT, "examples", "bun", "main.js"), join(app, "main.js"));
+    copyFileSync(join(ROOT, "examples", "bun", "package.json"), join(app, "package.json"));
+    await checkExample(bun, [join(app, "main.js")], "bun", app);
+  });
+});
+
+describe("the edge examples", () => {
+  it("examples/vercel-edge runs in edge-runtime without code generation: POSTed latents → the PNG Node makes", async () => {
+    // `?module` imports (Vercel compiles them at deploy time) become modules compiled here and handed in
+    const r = await build({
+      entryPoints: [join(ROOT, "examples", "vercel-edge", "api", "decode.js")],
+      bundle: true,
+      format: "iife",
+      globalName: "__example",
+      write: false,
+      platform: "browser",
+      target: "es2022",
+      logLevel: "error",
+      plugins: [
+        {
+          name: "wasm-module-imports",
+          setup(b) {
+            b.onResolve({ filter: /^autoencoderkl\/kernels-(simd|relaxed)\.wasm\?module$/ }, (a) => ({ path: a.path, namespace: "kernels" }));
+            b.onLoad({ filter: /.*/, namespace: "kernels" }, (a) => ({
+              contents: `export default globalThis.__kernels[${JSON.stringify(/kernels-(\w+)/.exec(a.path)![1])}];`,
+            }));
+          },
+        },
+        packageAliases,
+      ],
+    });
+    const site = join(tmp.dir, "vercel-public");
+    mkdirSync(join(site, "model"), { recursive: true });
+    for (const f of ["config.json", "diffusion_pytorch_model.safetensors"]) copyFileSync(join(DEMO, f), join(site, "model", f));
+    const server = await startStaticServer(site, { maxRequests: 20, idleMs: 60_000 });
+    try {
+      const edge = new EdgeRuntime({ codeGeneration: { strings: false, wasm: false } });
+      edge.context.__kernels = {
+        simd: new WebAssembly.Module(readFileSync(join(ROOT, "build", "kernels-simd.wasm"))),
+        relaxed: new WebAssembly.Module(readFileSync(join(ROOT, "build", "kernels-relaxed.wasm"))),
+      };
+      edge.evaluate(r.outputFiles[0].text);
+      const handler = (edge.context.__example as { default: (req: unknown) => Promise<Response> }).default;
+      const z = fixedLatent(Tensor, [1, 16, 8, 8], 7);
+      const post = (body: Uint8Array) =>
+        handler(new (edge.context.Request as typeof Request)(new URL("api/decode", server.url), { method: "POST", body }));
+
+      const res = await post(writeSafetensors({ latents: z }));
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("image/png");
+      const backend = res.headers.get("x-backend")!;
+      expect(backend).toMatch(/^wasm \((relaxed-)?simd, 1 thread\)$/);
+      const got = new Uint8Array(await res.arrayBuffer());
+      const kernels = await createWasmBackend({ relaxed: backend.includes("relaxed"), threads: 1 });
+      const vae = await AutoencoderKL.fromPretrained(DEMO, { kernels });
+      const want = await writePng((await vae.decode(z)).sample);
+      vae.dispose();
+      kernels.dispose();
+      expect(Buffer.compare(Buffer.from(got), Buffer.from(want))).toBe(0);
+      expect(server.requests).toContain("/model/diffusion_pytorch_model.safetensors");
+
+      const bad = await post(writeSafetensors({ other: z }));
+      expect(bad.status).toBe(400);
+      expect(await bad.text()).toMatch(/needs a tensor "latents"/);
+    } finally {
+      await server.close();
+    }
   });
 });
