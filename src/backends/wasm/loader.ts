@@ -207,7 +207,10 @@ export async function loadKernels(options: LoadOptions): Promise<LoadedKernels> 
     throw new AutoencoderKLError(
       "options.wasmModule",
       `cannot instantiate the kernels (${errors.join("; ")})` +
-        (wantShared ? "" : "; the shipped kernels import a shared memory, which needs SharedArrayBuffer here"),
+        (wantShared
+          ? ""
+          : "; the shipped kernels import a shared memory, which this runtime cannot create (or sharedMemory: false " +
+            "forbids): pass wasmBytes or wasmUrl instead, and the library switches the import to an unshared memory"),
     );
   }
 
