@@ -225,7 +225,7 @@ describe("the edge examples", () => {
       const handler = (edge.context.__example as { default: (req: unknown) => Promise<Response> }).default;
       const z = fixedLatent(Tensor, [1, 16, 8, 8], 7);
       const post = (body: Uint8Array) =>
-        handler(new (edge.context.Request as typeof Request)(new URL("api/decode", server.url), { method: "POST", body }));
+        handler(new (edge.context.Request as typeof Request)(new URL("api/decode", server.url), { method: "POST", body: body as BodyInit }));
 
       const res = await post(writeSafetensors({ latents: z }));
       expect(res.status).toBe(200);
