@@ -85,15 +85,25 @@ export interface RunResult {
   ms: number;
 }
 
-/** Runs a command to its end (no shell), with a time limit. */
+/**
+ * Runs a command to its end (no shell), with a time limit. It leads its own process group, so a timeout
+ * also ends what it started (workerd under miniflare).
+ */
 export function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: process.platform !== "win32" });
     const out: Buffer[] = [], err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid && process.platform !== "win32") process.kill(-child.pid, "SIGKILL");
+        else child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, options.timeoutMs ?? 120_000);
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
