@@ -1,12 +1,14 @@
-// Browser build: one ESM bundle of src/browser.ts at dist/browser/autoencoderkl.js, with the WASM kernels
-// copied beside it (dist/browser/kernels-{simd,relaxed}.wasm), so the folder can be served as it is.
+// Browser build: one ESM bundle of src/browser.ts at dist/browser/autoencoderkl.js (types: dist/browser.d.ts,
+// from tsc). `prepare` runs it, so the package's "./browser" export exists after `npm ci` and `npm pack`.
 //
 // The wasm backend finds its kernels at new URL("../../../build/kernels-*.wasm", import.meta.url), a
 // path that holds from src/backends/wasm/ and dist/backends/wasm/. Inside a bundle import.meta.url is
-// the bundle's own URL, so the build rewrites that one path to "./kernels-*.wasm" (and fails loudly if
-// the source no longer contains it). Pages can still pass wasmUrl/wasmBytes to override.
+// the bundle's own URL, so the build rewrites that one path to "../../build/kernels-*.wasm": the same
+// build/*.wasm files the package ships once (and exports as autoencoderkl/kernels-*.wasm), reached from
+// dist/browser/. Serve the package (or repository) root, or let a bundler copy the new URL(...) assets;
+// pages can still pass wasmModule/wasmBytes/wasmUrl. The build fails loudly if the source path changes.
 import { build } from "esbuild";
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -17,9 +19,9 @@ const KERNEL_PATH = /(["'])\.\.\/\.\.\/\.\.\/build\/(kernels-[a-z]+\.wasm)\1/g;
 const kernelsNextToBundle = {
   name: "kernels-next-to-bundle",
   setup(b) {
-    b.onLoad({ filter: /[\\/]src[\\/]backends[\\/]wasm[\\/]index\.ts$/ }, (args) => {
+    b.onLoad({ filter: /[\\/]src[\\/]backends[\\/]wasm[\\/]loader\.ts$/ }, (args) => {
       const source = readFileSync(args.path, "utf8");
-      const rewritten = source.replace(KERNEL_PATH, "$1./$2$1");
+      const rewritten = source.replace(KERNEL_PATH, "$1../../build/$2$1");
       if (rewritten === source) {
         throw new Error(`${args.path}: no "../../../build/kernels-*.wasm" URL found; update scripts/build-browser.mjs`);
       }
@@ -59,7 +61,7 @@ if (nodeImports.length) {
   process.exit(1);
 }
 
-mkdirSync(outdir, { recursive: true });
-for (const f of wasm) copyFileSync(join(root, "build", f), join(outdir, f));
+// earlier builds copied the kernels in here: remove them so the package holds each .wasm once
+for (const f of wasm) rmSync(join(outdir, f), { force: true });
 const bytes = result.metafile.outputs[Object.keys(result.metafile.outputs).find((k) => k.endsWith(".js"))].bytes;
-console.log(`build-browser: dist/browser/autoencoderkl.js (${(bytes / 1024).toFixed(0)} KiB) + ${wasm.join(", ")}`);
+console.log(`build-browser: dist/browser/autoencoderkl.js (${(bytes / 1024).toFixed(0)} KiB), kernels from build/`);

@@ -12,6 +12,7 @@ export { AttnProcessor } from "./nn/attention.js";
 export { selectBackend } from "./backends/select.js";
 export type { BackendChoice } from "./backends/select.js";
 export type { BackendName, Kernels } from "./backends/kernels.js";
+export type { KernelSourceOptions, WasmModuleOption } from "./backends/wasm/loader.js";
 export { readSafetensors, writeSafetensors } from "./io/safetensors.js";
 export { readImage, writePng, decodeImage, padToMultiple, cropTo, DEFAULT_MAX_PIXELS } from "./io/image/index.js";
 export type { ReadImageOptions, DecodedImage, ImageFormat } from "./io/image/index.js";

@@ -88,8 +88,8 @@ describe("browser build", () => {
     expect(await page.textContent("#legend")).toMatch(/8-bit levels/);
     // Threads, and why: this server sends COOP/COEP.
     expect(await page.textContent("#threads")).toMatch(/wasm \(.*\d+ threads?\): this page is cross-origin isolated/);
-    // The kernels came from beside the bundle (the build rewrites the backend's default URL).
-    expect(isolated.requests.some((r) => /^\/dist\/browser\/kernels-(simd|relaxed)\.wasm$/.test(r))).toBe(true);
+    // The kernels came from the package's build/ (the build rewrites the backend's default URL for dist/browser/).
+    expect(isolated.requests.some((r) => /^\/build\/kernels-(simd|relaxed)\.wasm$/.test(r))).toBe(true);
     expect(isolated.requests).toContain("/assets/demo-vae/diffusion_pytorch_model.safetensors");
     expect(errors).toEqual([]);
     await page.close();

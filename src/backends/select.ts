@@ -1,11 +1,11 @@
 import { AutoencoderKLError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { ReferenceKernels } from "./reference/index.js";
-import { createWasmBackend, wasmSimdSupported } from "./wasm/index.js";
+import { createWasmBackend, wasmSimdSupported, type KernelSourceOptions } from "./wasm/index.js";
 
 export type BackendChoice = "auto" | "wasm" | "webgpu" | "reference";
 
-export interface SelectOptions {
+export interface SelectOptions extends KernelSourceOptions {
   backend?: BackendChoice;
   threads?: number;
 }
@@ -29,8 +29,17 @@ export async function selectBackend(options: SelectOptions = {}): Promise<Kernel
     const webgpu = await tryWebGPU(choice === "webgpu");
     if (webgpu) return webgpu;
   }
-  if (typeof WebAssembly === "object" && wasmSimdSupported()) {
-    return createWasmBackend({ threads: options.threads ?? (await availableCores()), relaxed: "auto" });
+  // kernels handed in were compiled by this engine, so it runs them (validate() may be refused where code
+  // generation is disabled)
+  const given = options.wasmModule !== undefined || options.wasmBytes !== undefined || options.wasmUrl !== undefined;
+  if (given || (typeof WebAssembly === "object" && wasmSimdSupported())) {
+    return createWasmBackend({
+      threads: options.threads ?? (await availableCores()),
+      relaxed: "auto",
+      wasmModule: options.wasmModule,
+      wasmBytes: options.wasmBytes,
+      wasmUrl: options.wasmUrl,
+    });
   }
   if (choice === "wasm") throw new AutoencoderKLError("options.backend", "wasm was asked for but this runtime has no WebAssembly SIMD");
   return new ReferenceKernels();
@@ -51,21 +60,37 @@ async function tryWebGPU(required: boolean): Promise<Kernels | null> {
 }
 
 /**
- * False when a Linux Node process can see no GPU device node at all: then probing Dawn could only find
- * software adapters, which "auto" skips anyway, and the probe prints Vulkan loader noise on stderr.
- * Browsers (navigator.gpu) and other platforms are always probed.
+ * False where probing could only find a software adapter, which "auto" skips anyway: a Linux Node, Bun
+ * or Deno process that sees no GPU device node (/dev/dri/renderD*, /dev/nvidia*). There the probe costs
+ * ~100 ms and prints loader noise on stderr (Vulkan from Dawn; "XDG_RUNTIME_DIR is invalid" from Deno's
+ * wgpu). Browsers (navigator.gpu without a process) and other platforms are always probed.
  */
 async function mayHaveGpu(): Promise<boolean> {
-  const g = globalThis as { navigator?: { gpu?: unknown }; process?: { platform?: string } };
-  if (g.navigator?.gpu || g.process?.platform !== "linux") return true;
+  const g = globalThis as {
+    navigator?: { gpu?: unknown };
+    process?: { platform?: string };
+    Deno?: { build?: { os?: string }; permissions?: { querySync?(d: { name: string; path?: string }): { state: string } } };
+  };
+  const deno = g.Deno;
+  if (deno) {
+    if (deno.build?.os !== "linux") return true;
+    // without read access to /dev, Deno would prompt or throw: treat the GPU as absent (backend: "webgpu" forces it)
+    try {
+      if (deno.permissions?.querySync?.({ name: "read", path: "/dev" }).state !== "granted") return false;
+    } catch {
+      return false;
+    }
+  } else if (g.navigator?.gpu || g.process?.platform !== "linux") {
+    return true;
+  }
   try {
-    const spec = "node:fs/promises";
+    const spec = "node:fs/promises"; // Node, Bun and Deno all have it
     const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
     const dri = await fs.readdir("/dev/dri").catch(() => [] as string[]);
     if (dri.some((name) => name.startsWith("renderD"))) return true;
     return (await fs.readdir("/dev")).some((name) => /^nvidia\d/.test(name));
   } catch {
-    return true;
+    return !deno;
   }
 }
 

@@ -4,22 +4,22 @@ import type {
   GroupNormArgs, Kernels, LinearArgs, MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
 } from "../kernels.js";
 import { FreeListAllocator } from "./allocator.js";
-import { importsSharedMemory, wasmRelaxedSimdSupported, wasmSimdSupported, withSharedMemoryImport } from "./binary.js";
+import { loadKernels, type KernelSourceOptions } from "./loader.js";
 import { ThreadPool } from "./pool.js";
 
 export { wasmRelaxedSimdSupported, wasmSimdSupported } from "./binary.js";
+export { isWasmModule, type KernelSourceOptions, type WasmModuleOption } from "./loader.js";
 
-export interface WasmBackendOptions {
-  /** Use the relaxed-SIMD build (fused multiply-add). "auto" (default): when the engine validates it. */
+export interface WasmBackendOptions extends KernelSourceOptions {
+  /**
+   * Use the relaxed-SIMD build (fused multiply-add). "auto" (default): when the engine validates it
+   * (with wasmModule: its relaxed module where given).
+   */
   relaxed?: boolean | "auto";
   /** Threads including the calling one (default 1). Falls back to 1 where SharedArrayBuffer is unavailable. */
   threads?: number;
   /** Initial size of the WebAssembly memory (default 16 MiB); it grows on demand up to 4 GiB. */
   initialMemoryMiB?: number;
-  /** The kernels' .wasm bytes, instead of loading build/kernels-{simd,relaxed}.wasm. */
-  wasmBytes?: ArrayBuffer | Uint8Array;
-  /** Where to load the .wasm from, instead of the build/ folder next to this package. */
-  wasmUrl?: string | URL;
   /**
    * false: use an unshared WebAssembly memory even where shared ones exist (one thread). Default: shared
    * where SharedArrayBuffer is available.
@@ -525,74 +525,13 @@ function activationCode(op: string, a: Activation): number {
   return code;
 }
 
-// ---- loading --------------------------------------------------------------------------------------------
-
-const isNode = typeof process === "object" && process !== null && typeof process.versions?.node === "string";
-
-function defaultUrl(relaxed: boolean): URL {
-  // the same depth from src/backends/wasm/ and dist/backends/wasm/
-  return relaxed
-    ? new URL("../../../build/kernels-relaxed.wasm", import.meta.url)
-    : new URL("../../../build/kernels-simd.wasm", import.meta.url);
-}
-
-async function loadBytes(relaxed: boolean, options: WasmBackendOptions): Promise<Uint8Array> {
-  if (options.wasmBytes) {
-    return options.wasmBytes instanceof Uint8Array ? options.wasmBytes : new Uint8Array(options.wasmBytes);
-  }
-  const url = options.wasmUrl !== undefined ? new URL(options.wasmUrl, import.meta.url) : defaultUrl(relaxed);
-  try {
-    if (isNode && url.protocol === "file:") {
-      const spec = "node:fs/promises"; // held in a variable so browser bundlers leave it alone
-      const fs = (await import(spec)) as typeof import("node:fs/promises");
-      return new Uint8Array(await fs.readFile(url));
-    }
-    const res = await fetch(url);
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    return new Uint8Array(await res.arrayBuffer());
-  } catch (e) {
-    throw new AutoencoderKLError(
-      String(url),
-      `cannot load the WASM kernels (${e instanceof Error ? e.message : String(e)}); run \`npm run asbuild\` or pass wasmBytes/wasmUrl`,
-      { cause: e },
-    );
-  }
-}
-
-/** A WebAssembly.Memory of `initial` pages with the largest maximum the engine grants (≤ 4 GiB). */
-function makeMemory(initial: number, shared: boolean): { memory: WebAssembly.Memory; maxPages: number } | null {
-  for (const maximum of [MAX_PAGES, 32768, 16384, 8192]) {
-    if (maximum < initial) break;
-    try {
-      return { memory: new WebAssembly.Memory({ initial, maximum, shared }), maxPages: maximum };
-    } catch {
-      // a shared memory reserves its maximum up front; try a smaller one
-    }
-  }
-  return null;
-}
-
-function canShareMemory(): boolean {
-  return typeof SharedArrayBuffer === "function" && (typeof crossOriginIsolated === "undefined" || crossOriginIsolated);
-}
+// ---- creation --------------------------------------------------------------------------------------------
 
 /**
  * Creates the WASM backend. relaxed: "auto" (default) uses the relaxed-SIMD build when
  * `wasmRelaxedSimdSupported()`; true insists on it (error if the engine lacks it). threads: default 1.
  */
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmKernels> {
-  if (typeof WebAssembly !== "object" || !wasmSimdSupported()) {
-    throw new AutoencoderKLError("wasm backend", "this JavaScript engine does not support WebAssembly SIMD");
-  }
-  const relaxedOpt = options.relaxed ?? "auto";
-  const relaxedOk = wasmRelaxedSimdSupported();
-  if (relaxedOpt === true && !relaxedOk && !options.wasmBytes) {
-    throw new AutoencoderKLError(
-      "wasm backend: relaxed",
-      "relaxed SIMD is not supported by this engine (Node 20: run with --experimental-wasm-relaxed-simd)",
-    );
-  }
-  const relaxed = relaxedOpt === "auto" ? relaxedOk : relaxedOpt;
   const wantThreads = options.threads ?? 1;
   if (!Number.isInteger(wantThreads) || wantThreads < 1) {
     throw new AutoencoderKLError("wasm backend: threads", `must be a positive integer, got ${wantThreads}`);
@@ -601,31 +540,14 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   if (!(mib > 0) || mib > 4096) {
     throw new AutoencoderKLError("wasm backend: initialMemoryMiB", `must be in (0, 4096], got ${mib}`);
   }
-  const initial = Math.min(MAX_PAGES, Math.ceil((mib * 1024 * 1024) / PAGE));
-
-  let bytes = await loadBytes(relaxed, options);
-  // one shared memory when the platform has them (needed for threads, harmless for one), else unshared
-  let made = options.sharedMemory !== false && canShareMemory() ? makeMemory(initial, true) : null;
-  const shared = made !== null;
-  if (!made) made = makeMemory(initial, false);
-  if (!made) throw new AutoencoderKLError("wasm backend", `cannot create a WebAssembly memory of ${mib} MiB`);
-  if (importsSharedMemory(bytes) !== shared) bytes = withSharedMemoryImport(bytes, shared);
-
-  let module: WebAssembly.Module;
-  let instance: WebAssembly.Instance;
-  try {
-    module = await WebAssembly.compile(bytes as BufferSource);
-    instance = await WebAssembly.instantiate(module, {
-      env: {
-        memory: made.memory,
-        abort: () => {
-          throw new Error("wasm kernel abort");
-        },
-      },
-    });
-  } catch (e) {
-    throw new AutoencoderKLError("wasm backend", `cannot instantiate the kernels: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-  }
+  const { module, instance, memory, maxPages, shared } = await loadKernels({
+    wasmModule: options.wasmModule,
+    wasmBytes: options.wasmBytes,
+    wasmUrl: options.wasmUrl,
+    relaxed: options.relaxed ?? "auto",
+    sharedMemory: options.sharedMemory,
+    initialPages: Math.min(MAX_PAGES, Math.ceil((mib * 1024 * 1024) / PAGE)),
+  });
 
   let pool: ThreadPool | null = null;
   let fallback: string | null = null;
@@ -636,13 +558,13 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
         : "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
     } else {
       try {
-        pool = await ThreadPool.create(wantThreads, module, made.memory);
+        pool = await ThreadPool.create(wantThreads, module, memory);
       } catch (e) {
         fallback = `worker threads failed to start: ${e instanceof Error ? e.message : String(e)}`;
       }
     }
   }
-  const k = new WasmKernels(made.memory, instance, pool, made.maxPages, fallback);
+  const k = new WasmKernels(memory, instance, pool, maxPages, fallback);
   if (options.parallelThresholdNs !== undefined) {
     if (!(options.parallelThresholdNs >= 0)) {
       throw new AutoencoderKLError("wasm backend: parallelThresholdNs", `must be a non-negative number, got ${options.parallelThresholdNs}`);

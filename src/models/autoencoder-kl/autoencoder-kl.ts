@@ -1,6 +1,7 @@
 import { AutoencoderKLError } from "../../errors.js";
 import type { BackendName, Kernels } from "../../backends/kernels.js";
 import { selectBackend, type BackendChoice } from "../../backends/select.js";
+import type { KernelSourceOptions } from "../../backends/wasm/loader.js";
 import { RunContext, type DeviceTensor, type RunOptions } from "../../nn/context.js";
 import { Conv2d } from "../../nn/conv2d.js";
 import { Decoder } from "../../nn/decoder.js";
@@ -15,7 +16,11 @@ import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type Atten
 import { runTiled, type TileGrid } from "./tiling.js";
 import { decoderOps, encoderOps, planExact, runExact, type Op } from "./exact-tiling.js";
 
-export interface BackendOptions {
+/**
+ * Which backend runs the model. The wasm backend's kernels come from build/ next to the package unless
+ * wasmModule (precompiled: Workers, Vercel Edge), wasmBytes or wasmUrl say otherwise.
+ */
+export interface BackendOptions extends KernelSourceOptions {
   backend?: BackendChoice;
   /** Worker threads for the wasm backend (default: available cores). */
   threads?: number;
@@ -136,7 +141,15 @@ export class AutoencoderKL {
   /** Builds an unloaded model from a config object (validated, diffusers defaults filled in). */
   static async fromConfig(config: unknown, options: BackendOptions = {}): Promise<AutoencoderKL> {
     const cfg = resolveConfig(config);
-    const kernels = options.kernels ?? (await selectBackend({ backend: options.backend, threads: options.threads }));
+    const kernels =
+      options.kernels ??
+      (await selectBackend({
+        backend: options.backend,
+        threads: options.threads,
+        wasmModule: options.wasmModule,
+        wasmBytes: options.wasmBytes,
+        wasmUrl: options.wasmUrl,
+      }));
     return new AutoencoderKL(cfg, kernels, !options.kernels);
   }
 
