@@ -31,7 +31,13 @@ function exportTargets(value: unknown): string[] {
 }
 
 const files = packedFiles();
-const shipped = (p: string) => files.has(posix.normalize(p.replace(/^\.\//, "")));
+/** A plain target must be shipped; a subpath pattern ("./assets/*") must match at least one shipped file. */
+const shipped = (p: string) => {
+  const path = posix.normalize(p.replace(/^\.\//, ""));
+  if (!path.includes("*")) return files.has(path);
+  const [prefix, suffix] = path.split("*");
+  return [...files].some((f) => f.startsWith(prefix) && f.endsWith(suffix) && f.length > prefix.length + suffix.length);
+};
 
 describe("npm package", () => {
   it("every export, main, types and bin target is in the tarball", () => {
