@@ -422,7 +422,7 @@ for (const build of builds) {
       const b = k.alloc(10);
       const other = ref.alloc(10);
       expect(() => k.add({ a: b, b: other, out: b, length: 10 })).toThrow(AutoencoderKLError);
-      expect(() => k.add({ a: b, b, out: b, length: 11 })).toThrow(/holds 10 values, needs 11/);
+      expect(() => k.add({ a: b, b, out: b, length: 11 })).toThrow(/a holds 10 elements, needs 11/);
       expect(() => k.write(b, new Float32Array(11))).toThrow(AutoencoderKLError);
       k.free(b);
       expect(() => k.free(b)).toThrow(/already freed/);

@@ -1,16 +1,12 @@
 /// <reference types="@webgpu/types" preserve="true" />
 import { AutoencoderKLError } from "../../errors.js";
-import type {
-  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer, GroupNormArgs, Kernels, LinearArgs,
-  MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
-} from "../kernels.js";
+import { validate, type Op } from "../../ops/op.js";
+import { installOps, OPS, type OpMethods } from "../../ops/registry.js";
+import type { Activation, DeviceBuffer, Kernels } from "../kernels.js";
 import { getWebGPU } from "./gpu.js";
 import { chunks, foldGrid, planChunks, type Constraint } from "./plan.js";
-import {
-  activationKernel, addKernel, attentionKernel, buildShader, castKernel, channelAffineKernel, convKernel, copyKernel, gemmKernel,
-  groupNormApplyKernel, groupNormFinalKernel, groupNormStatsKernel, softmaxKernel, transposeKernel, upsampleKernel,
-  type KernelDef,
-} from "./shaders.js";
+import type { Bind, WebGPURuntime } from "./runtime.js";
+import { buildShader, castKernel, type KernelDef } from "./shaders.js";
 
 // Numeric flag values from the WebGPU spec, so nothing depends on GPUBufferUsage & co. being global.
 const USAGE_MAP_READ = 0x1;
@@ -44,10 +40,8 @@ const SUBMIT_EVERY = 64;
 const UNIFORM_RING_BYTES = 64 * 1024;
 /** Pooled-but-free bytes kept before freed buffers are destroyed instead. */
 const POOL_BUDGET_BYTES = 1 << 30;
-/** Group-norm reduction slice per workgroup. */
-const GN_SLICE = 4096;
 
-class GpuBuffer implements DeviceBuffer {
+export class GpuBuffer implements DeviceBuffer {
   constructor(
     readonly length: number,
     public gpu: GPUBuffer | null,
@@ -57,13 +51,6 @@ class GpuBuffer implements DeviceBuffer {
     readonly eb: 2 | 4,
     readonly owner: WebGPUKernels,
   ) {}
-}
-
-interface Bind {
-  buf: GpuBuffer;
-  /** Element range [lo, hi) the dispatch touches. */
-  lo: number;
-  hi: number;
 }
 
 interface Pipeline {
@@ -111,7 +98,10 @@ function nonNegInt(op: string, field: string, v: unknown): number {
  * SUBMIT_EVERY dispatches, or when the uniform ring fills. Queue order makes this safe: a freed buffer that
  * is reused later is only touched by commands submitted after the ones that used it before.
  */
-export class WebGPUKernels implements Kernels {
+// the op methods, installed below from the registry
+export interface WebGPUKernels extends OpMethods {}
+
+export class WebGPUKernels implements Kernels, WebGPURuntime {
   readonly name = "webgpu" as const;
   readonly description: string;
   readonly device: GPUDevice;
@@ -121,10 +111,12 @@ export class WebGPUKernels implements Kernels {
   readonly limits: Readonly<WebGPULimits>;
 
   private readonly ownsDevice: boolean;
-  private readonly eb: 2 | 4;
+  /** @internal WebGPURuntime: bytes per stored element. */
+  readonly eb: 2 | 4;
   private readonly storageAlign: number;
   private readonly uniformAlign: number;
-  private readonly maxGroups: number;
+  /** @internal WebGPURuntime */
+  readonly maxGroups: number;
   private readonly pipelines = new Map<string, Pipeline>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly readPool = new Map<number, GPUBuffer[]>();
@@ -295,313 +287,11 @@ export class WebGPUKernels implements Kernels {
     if (this.ownsDevice) this.device.destroy();
   }
 
-  // ---- ops ------------------------------------------------------------------------------------------
-
-  add(p: AddArgs): void {
-    const n = nonNegInt("add", "length", p.length);
-    const a = this.own("add", "a", p.a), b = this.own("add", "b", p.b), out = this.own("add", "out", p.out);
-    this.elementwise("add", n, [a.eb, b.eb, out.eb], (start, count) => {
-      const r = { lo: start, hi: start + count };
-      this.run(addKernel(), [{ buf: a, ...r }, { buf: b, ...r }, { buf: out, ...r }], { start, count }, cdiv(count, 256));
-    });
-  }
-
-  activation(p: ActivationArgs): void {
-    const n = nonNegInt("activation", "length", p.length);
-    const x = this.own("activation", "x", p.x), out = this.own("activation", "out", p.out);
-    const k = activationKernel(this.checkActivation("activation", p.activation));
-    this.elementwise("activation", n, [x.eb, out.eb], (start, count) => {
-      const r = { lo: start, hi: start + count };
-      this.run(k, [{ buf: x, ...r }, { buf: out, ...r }], { start, count }, cdiv(count, 256));
-    });
-  }
-
-  channelAffine(p: ChannelAffineArgs): void {
-    const op = "channelAffine";
-    const planes = nonNegInt(op, "batch", p.batch) * nonNegInt(op, "channels", p.channels);
-    const S = nonNegInt(op, "spatial", p.spatial);
-    const k = channelAffineKernel(this.checkActivation(op, p.activation));
-    const x = this.own(op, "x", p.x), scale = this.own(op, "scale", p.scale), shift = this.own(op, "shift", p.shift);
-    const out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["scale", scale], ["shift", shift]]);
-    this.elementwise(op, planes * S, [x.eb, out.eb], (start, count) => {
-      const r = { lo: start, hi: start + count };
-      const pr = { lo: Math.floor(start / S), hi: Math.floor((start + count - 1) / S) + 1 };
-      this.run(k, [{ buf: x, ...r }, { buf: scale, ...pr }, { buf: shift, ...pr }, { buf: out, ...r }], { start, count, spatial: S }, cdiv(count, 256));
-    }, [{ what: "scale/shift", size: (s) => cdiv(s[0], S) + 1, limit: this.cap(scale.eb) }]);
-  }
-
-  copy(p: CopyArgs): void {
-    const op = "copy";
-    const rows = nonNegInt(op, "rows", p.rows), cols = nonNegInt(op, "cols", p.cols);
-    const xOff = nonNegInt(op, "xOffset", p.xOffset), xs = nonNegInt(op, "xRowStride", p.xRowStride);
-    const oOff = nonNegInt(op, "outOffset", p.outOffset), os = nonNegInt(op, "outRowStride", p.outRowStride);
-    const x = this.own(op, "x", p.x), out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["x", x]]);
-    if (rows === 0 || cols === 0) return;
-    const sizes = planChunks(op, [rows, cols], [
-      { what: "x", size: (s) => (s[0] - 1) * xs + s[1], limit: this.cap(x.eb) },
-      { what: "out", size: (s) => (s[0] - 1) * os + s[1], limit: this.cap(out.eb) },
-      { what: "workgroups", size: (s) => cdiv(s[0] * s[1], 256), limit: this.maxGroups },
-    ]);
-    for (const { start: [r0, c0], count: [rc, cc] } of chunks([rows, cols], sizes)) {
-      this.run(copyKernel(), [
-        { buf: x, lo: xOff + r0 * xs + c0, hi: xOff + (r0 + rc - 1) * xs + c0 + cc },
-        { buf: out, lo: oOff + r0 * os + c0, hi: oOff + (r0 + rc - 1) * os + c0 + cc },
-      ], { r0, rc, c0, cc, x_off: xOff, x_stride: xs, o_off: oOff, o_stride: os }, cdiv(rc * cc, 256));
-    }
-  }
-
-  upsampleNearest2x(p: Upsample2xArgs): void {
-    const op = "upsampleNearest2x";
-    const rows = nonNegInt(op, "planes", p.planes) * nonNegInt(op, "height", p.height);
-    const w = nonNegInt(op, "width", p.width);
-    const x = this.own(op, "x", p.x), out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["x", x]]);
-    if (rows === 0 || w === 0) return;
-    // Input rows are independent: flattened row r feeds output rows 2r and 2r + 1.
-    const [size] = planChunks(op, [rows], [
-      { what: "x", size: (s) => s[0] * w, limit: this.cap(x.eb) },
-      { what: "out", size: (s) => s[0] * 4 * w, limit: this.cap(out.eb) },
-      { what: "workgroups", size: (s) => cdiv(s[0] * 4 * w, 256), limit: this.maxGroups },
-    ]);
-    for (const { start: [r0], count: [rc] } of chunks([rows], [size])) {
-      this.run(upsampleKernel(), [{ buf: x, lo: r0 * w, hi: (r0 + rc) * w }, { buf: out, lo: r0 * 4 * w, hi: (r0 + rc) * 4 * w }],
-        { r0, rc, w }, cdiv(rc * 4 * w, 256));
-    }
-  }
-
-  transpose(p: TransposeArgs): void {
-    const op = "transpose";
-    const B = nonNegInt(op, "batch", p.batch), R = nonNegInt(op, "rows", p.rows), C = nonNegInt(op, "cols", p.cols);
-    const x = this.own(op, "x", p.x), out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["x", x]]);
-    if (B * R * C === 0) return;
-    const ext = [B, R, C];
-    const sizes = planChunks(op, ext, [
-      { what: "x", size: (s) => ((s[0] - 1) * R + s[1] - 1) * C + s[2], limit: this.cap(x.eb) },
-      { what: "out", size: (s) => ((s[0] - 1) * C + s[2] - 1) * R + s[1], limit: this.cap(out.eb) },
-      { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 16) * cdiv(s[2], 16), limit: this.maxGroups },
-    ]);
-    for (const { start: [b0, r0, c0], count: [bc, rc, cc] } of chunks(ext, sizes)) {
-      const tiles_r = cdiv(rc, 16), tiles_c = cdiv(cc, 16);
-      this.run(transposeKernel(), [
-        { buf: x, lo: (b0 * R + r0) * C + c0, hi: ((b0 + bc - 1) * R + r0 + rc - 1) * C + c0 + cc },
-        { buf: out, lo: (b0 * C + c0) * R + r0, hi: ((b0 + bc - 1) * C + c0 + cc - 1) * R + r0 + rc },
-      ], { b0, bc, r0, rc, c0, cc, rows: R, cols: C, tiles_r, tiles_c }, bc * tiles_r * tiles_c);
-    }
-  }
-
-  softmax(p: SoftmaxArgs): void {
-    const op = "softmax";
-    const rows = nonNegInt(op, "rows", p.rows), cols = nonNegInt(op, "cols", p.cols);
-    const x = this.own(op, "x", p.x), out = this.own(op, "out", p.out);
-    if (rows === 0 || cols === 0) return;
-    const [size] = planChunks(op, [rows], [
-      { what: "x/out rows", size: (s) => s[0] * cols, limit: this.cap(this.eb) },
-      { what: "workgroups", size: (s) => s[0], limit: this.maxGroups },
-    ]);
-    for (const { start: [r0], count: [rc] } of chunks([rows], [size])) {
-      const r = { lo: r0 * cols, hi: (r0 + rc) * cols };
-      this.run(softmaxKernel(), [{ buf: x, ...r }, { buf: out, ...r }], { r0, rc, cols }, rc);
-    }
-  }
-
-  groupNorm(p: GroupNormArgs): void {
-    const op = "groupNorm";
-    const N = nonNegInt(op, "batch", p.batch), C = nonNegInt(op, "channels", p.channels);
-    const S = nonNegInt(op, "spatial", p.spatial), G = nonNegInt(op, "groups", p.groups);
-    if (G === 0 || C % G !== 0) throw new AutoencoderKLError(`webgpu ${op}`, `groups (${G}) must divide channels (${C})`);
-    if (!(typeof p.eps === "number" && p.eps >= 0)) throw new AutoencoderKLError(`webgpu ${op}`, `eps must be a non-negative number`);
-    const act = this.checkActivation(op, p.activation);
-    const x = this.own(op, "x", p.x), gamma = this.own(op, "gamma", p.gamma), beta = this.own(op, "beta", p.beta);
-    const out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["gamma", gamma], ["beta", beta]]);
-    if (N * C * S === 0) return;
-    const cpg = C / G, span = cpg * S, NG = N * G;
-    const slice = Math.min(span, GN_SLICE, this.cap(x.eb));
-    const parts = cdiv(span, slice);
-    const part = this.allocRaw(NG * parts * 3, 4);
-    const stat = this.allocRaw(NG * 2, 4);
-    const cap4 = this.cap(4);
-
-    // 1. per-slice (count, mean, M2)
-    const total = NG * parts;
-    const [ss] = planChunks(op, [total], [
-      { what: "x", size: (s) => s[0] * slice, limit: this.cap(x.eb) },
-      { what: "partials", size: (s) => s[0] * 3, limit: cap4 },
-      { what: "workgroups", size: (s) => s[0], limit: this.maxGroups },
-    ]);
-    const sliceLo = (s: number): number => Math.floor(s / parts) * span + (s % parts) * slice;
-    const sliceHi = (s: number): number => Math.floor(s / parts) * span + Math.min(span, ((s % parts) + 1) * slice);
-    for (const { start: [s0], count: [sc] } of chunks([total], [ss])) {
-      this.run(groupNormStatsKernel(), [{ buf: x, lo: sliceLo(s0), hi: sliceHi(s0 + sc - 1) }, { buf: part, lo: s0 * 3, hi: (s0 + sc) * 3 }],
-        { s0, sc, span, slice, parts }, sc);
-    }
-    // 2. per-group mean and 1/std
-    const [gs] = planChunks(op, [NG], [
-      { what: "partials", size: (s) => s[0] * parts * 3, limit: cap4 },
-      { what: "workgroups", size: (s) => cdiv(s[0], 64), limit: this.maxGroups },
-    ]);
-    for (const { start: [g0], count: [gc] } of chunks([NG], [gs])) {
-      this.run(groupNormFinalKernel(), [{ buf: part, lo: g0 * parts * 3, hi: (g0 + gc) * parts * 3 }, { buf: stat, lo: g0 * 2, hi: (g0 + gc) * 2 }],
-        { g0, gc, parts, eps: p.eps }, cdiv(gc, 64));
-    }
-    // 3. normalise + affine + activation
-    const gIndex = (e: number): number => Math.floor(e / (C * S)) * G + Math.floor((Math.floor(e / S) % C) / cpg);
-    this.elementwise(op, N * C * S, [x.eb, out.eb], (start, count) => {
-      const end = start + count;
-      const n0 = Math.floor(start / (C * S)), n1 = Math.floor((end - 1) / (C * S));
-      const ch = n0 === n1 ? { lo: Math.floor(start / S) % C, hi: (Math.floor((end - 1) / S) % C) + 1 } : { lo: 0, hi: C };
-      const r = { lo: start, hi: end };
-      this.run(groupNormApplyKernel(act), [
-        { buf: x, ...r }, { buf: gamma, ...ch }, { buf: beta, ...ch },
-        { buf: stat, lo: gIndex(start) * 2, hi: gIndex(end - 1) * 2 + 2 }, { buf: out, ...r },
-      ], { start, count, spatial: S, channels: C, cpg, groups: G }, cdiv(count, 256));
-    }, [{ what: "statistics", size: (s) => (cdiv(s[0], span) + 1) * 2, limit: cap4 }, { what: "gamma/beta", size: (s) => Math.min(C, cdiv(s[0], S) + 1), limit: this.cap(gamma.eb) }]);
-    this.freeRaw(part);
-    this.freeRaw(stat);
-  }
-
-  linear(p: LinearArgs): void {
-    const op = "linear";
-    const rows = nonNegInt(op, "rows", p.rows), inF = nonNegInt(op, "inFeatures", p.inFeatures), outF = nonNegInt(op, "outFeatures", p.outFeatures);
-    this.gemm(op, {
-      a: this.own(op, "x", p.x), b: this.own(op, "weight", p.weight), bias: p.bias ? this.own(op, "bias", p.bias) : null,
-      out: this.own(op, "out", p.out), batch: 1, M: rows, N: outF, K: inF, transB: true, alpha: 1,
-    });
-  }
-
-  matmul(p: MatmulArgs): void {
-    const op = "matmul";
-    if (typeof p.alpha !== "number" || !Number.isFinite(p.alpha)) throw new AutoencoderKLError(`webgpu ${op}`, "alpha must be a finite number");
-    this.gemm(op, {
-      a: this.own(op, "a", p.a), b: this.own(op, "b", p.b), bias: null, out: this.own(op, "out", p.out),
-      batch: nonNegInt(op, "batch", p.batch), M: nonNegInt(op, "m", p.m), N: nonNegInt(op, "n", p.n),
-      K: nonNegInt(op, "k", p.k), transB: !!p.transposeB, alpha: p.alpha,
-    });
-  }
-
-  conv2d(p: Conv2dArgs): void {
-    const op = "conv2d";
-    const N = nonNegInt(op, "batch", p.batch), C = nonNegInt(op, "inChannels", p.inChannels);
-    const H = nonNegInt(op, "inHeight", p.inHeight), W = nonNegInt(op, "inWidth", p.inWidth);
-    const O = nonNegInt(op, "outChannels", p.outChannels), KH = nonNegInt(op, "kernelH", p.kernelH), KW = nonNegInt(op, "kernelW", p.kernelW);
-    const S = nonNegInt(op, "stride", p.stride);
-    const pt = nonNegInt(op, "padTop", p.padTop), pb = nonNegInt(op, "padBottom", p.padBottom);
-    const pl = nonNegInt(op, "padLeft", p.padLeft), pr = nonNegInt(op, "padRight", p.padRight);
-    const OH = nonNegInt(op, "outHeight", p.outHeight), OW = nonNegInt(op, "outWidth", p.outWidth);
-    if (S === 0 || KH === 0 || KW === 0) throw new AutoencoderKLError(`webgpu ${op}`, "stride and kernel sizes must be positive");
-    const eh = Math.floor((H + pt + pb - KH) / S) + 1, ew = Math.floor((W + pl + pr - KW) / S) + 1;
-    if (OH !== eh || OW !== ew) {
-      throw new AutoencoderKLError(`webgpu ${op}`, `output ${OH}x${OW} does not match the input, kernel, stride and padding (expected ${eh}x${ew})`);
-    }
-    const x = this.own(op, "x", p.x), w = this.own(op, "weight", p.weight), out = this.own(op, "out", p.out);
-    const bias = p.bias ? this.own(op, "bias", p.bias) : null;
-    let res = p.residual ? this.own(op, "residual", p.residual) : null;
-    this.noAlias(op, out, [["x", x], ["weight", w], ...(bias ? [["bias", bias] as [string, GpuBuffer]] : [])]);
-    // residual == out: accumulate onto out from the first chunk instead of adding at the end.
-    const resIsOut = res !== null && res.gpu === out.gpu;
-    if (resIsOut) res = null;
-    if (N * O * OH * OW === 0) return;
-    if (C * H * W === 0) throw new AutoencoderKLError(`webgpu ${op}`, "inChannels, inHeight and inWidth must be positive for a non-empty output");
-    const KA = KH * KW;
-    const inRows = (rc: number): number => Math.min(H, (rc - 1) * S + KH);
-    const ext = [N, O, OH, C];
-    const sizes = planChunks(op, ext, [
-      { what: "x", size: (s) => ((s[0] - 1) * C + s[3] - 1) * H * W + inRows(s[2]) * W, limit: this.cap(x.eb) },
-      { what: "weight", size: (s) => ((s[1] - 1) * C + s[3]) * KA, limit: this.cap(w.eb) },
-      { what: "out", size: (s) => ((s[0] - 1) * O + s[1] - 1) * OH * OW + s[2] * OW, limit: this.cap(out.eb) },
-      { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 64) * cdiv(s[2] * OW, 64), limit: this.maxGroups },
-    ]);
-    for (const { start: [n0, o0, oy0, c0], count: [bc, oc, rc, cc] } of chunks(ext, sizes)) {
-      const iyLo = Math.min(Math.max(oy0 * S - pt, 0), H - 1);
-      const iyHi = Math.max(Math.min((oy0 + rc - 1) * S - pt + KH, H), iyLo + 1);
-      const outR = { lo: ((n0 * O + o0) * OH + oy0) * OW, hi: (((n0 + bc - 1) * O + o0 + oc - 1) * OH + oy0 + rc) * OW };
-      const lastC = c0 + cc === C;
-      const tiles_p = cdiv(rc * OW, 64), tiles_o = cdiv(oc, 64);
-      const flags = (c0 > 0 || resIsOut ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
-      this.run(convKernel(KH, KW), [
-        { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
-        { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
-        bias && c0 === 0 ? { buf: bias, lo: o0, hi: o0 + oc } : null,
-        res && lastC ? { buf: res, ...outR } : null,
-        { buf: out, ...outR },
-      ], {
-        n0, bc, o0, oc, oy0, rc, c0, cc, C, H, W, O, OH, OW, KH, KW, sy: S, pad_t: pt, pad_l: pl, tiles_p, tiles_o, flags,
-      }, bc * tiles_p * tiles_o);
-    }
-  }
-
-  attention(p: AttentionArgs): void {
-    const op = "attention";
-    const B = nonNegInt(op, "batch", p.batch), NQ = nonNegInt(op, "queries", p.queries);
-    const NK = nonNegInt(op, "keys", p.keys), D = nonNegInt(op, "dim", p.dim);
-    if (typeof p.scale !== "number" || !Number.isFinite(p.scale)) throw new AutoencoderKLError(`webgpu ${op}`, "scale must be a finite number");
-    const q = this.own(op, "q", p.q), k = this.own(op, "k", p.k), v = this.own(op, "v", p.v), out = this.own(op, "out", p.out);
-    this.noAlias(op, out, [["q", q], ["k", k], ["v", v]]);
-    if (B * NQ * D === 0) return;
-    if (NK === 0) throw new AutoencoderKLError(`webgpu ${op}`, "keys must be positive (softmax over no keys)");
-    const ext = [B, NQ, NK];
-    const sizes = planChunks(op, ext, [
-      { what: "q/out", size: (s) => ((s[0] - 1) * NQ + s[1]) * D, limit: this.cap(this.eb) },
-      { what: "k/v", size: (s) => ((s[0] - 1) * NK + s[2]) * D, limit: this.cap(this.eb) },
-      { what: "row statistics", size: (s) => ((s[0] - 1) * NQ + s[1]) * 2, limit: this.cap(4) },
-      { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 16), limit: this.maxGroups },
-    ]);
-    // Running max/sum per query row only need to survive between dispatches when keys are split.
-    const ml = sizes[2] < NK ? this.allocRaw(B * NQ * 2, 4) : null;
-    for (const { start: [b0, q0, k0], count: [bc, qc, kc] } of chunks(ext, sizes)) {
-      const qr = { lo: (b0 * NQ + q0) * D, hi: ((b0 + bc - 1) * NQ + q0 + qc) * D };
-      const kr = { lo: (b0 * NK + k0) * D, hi: ((b0 + bc - 1) * NK + k0 + kc) * D };
-      const tiles_q = cdiv(qc, 16);
-      const flags = (k0 === 0 ? 1 : 0) | (k0 + kc === NK ? 2 : 0);
-      this.run(attentionKernel(), [
-        { buf: q, ...qr }, { buf: k, ...kr }, { buf: v, ...kr }, { buf: out, ...qr },
-        ml ? { buf: ml, lo: (b0 * NQ + q0) * 2, hi: ((b0 + bc - 1) * NQ + q0 + qc) * 2 } : null,
-      ], { b0, bc, q0, qc, k0, kc, NQ, NK, D, tiles_q, scale: p.scale, flags }, bc * tiles_q);
-    }
-    if (ml) this.freeRaw(ml);
-  }
-
   // ---- internals ------------------------------------------------------------------------------------
 
-  private gemm(op: string, g: {
-    a: GpuBuffer; b: GpuBuffer; bias: GpuBuffer | null; out: GpuBuffer;
-    batch: number; M: number; N: number; K: number; transB: boolean; alpha: number;
-  }): void {
-    const { a, b, bias, out, batch, M, N, K, transB, alpha } = g;
-    this.noAlias(op, out, [["a", a], ["b", b], ...(bias ? [["bias", bias] as [string, GpuBuffer]] : [])]);
-    if (batch * M * N === 0) return;
-    const ext = [batch, M, N, Math.max(K, 1)];
-    const sizes = planChunks(op, ext, [
-      { what: "a", size: (s) => ((s[0] - 1) * M + s[1] - 1) * K + s[3], limit: this.cap(a.eb) },
-      transB
-        ? { what: "b", size: (s) => ((s[0] - 1) * N + s[2] - 1) * K + s[3], limit: this.cap(b.eb) }
-        : { what: "b", size: (s) => ((s[0] - 1) * K + s[3] - 1) * N + s[2], limit: this.cap(b.eb) },
-      { what: "out", size: (s) => ((s[0] - 1) * M + s[1] - 1) * N + s[2], limit: this.cap(out.eb) },
-      { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 64) * cdiv(s[2], 64), limit: this.maxGroups },
-    ]);
-    for (const { start: [b0, m0, n0, k0], count: [bc, mc, nc, kc0] } of chunks(ext, sizes)) {
-      const kc = K === 0 ? 0 : kc0;
-      const bLast = b0 + bc - 1;
-      // K = 0 reads nothing from a and b; bind one element so the ranges stay valid.
-      const aR = K === 0 ? { lo: 0, hi: 1 } : { lo: (b0 * M + m0) * K + k0, hi: (bLast * M + m0 + mc - 1) * K + k0 + kc };
-      const bR = K === 0 ? { lo: 0, hi: 1 } : transB
-        ? { lo: (b0 * N + n0) * K + k0, hi: (bLast * N + n0 + nc - 1) * K + k0 + kc }
-        : { lo: (b0 * K + k0) * N + n0, hi: (bLast * K + k0 + kc - 1) * N + n0 + nc };
-      const tiles_m = cdiv(mc, 64), tiles_n = cdiv(nc, 64);
-      const flags = (k0 > 0 ? 1 : 0) | (k0 === 0 && bias ? 2 : 0);
-      this.run(gemmKernel(transB), [
-        K === 0 ? null : { buf: a, ...aR }, K === 0 ? null : { buf: b, ...bR },
-        bias && k0 === 0 ? { buf: bias, lo: n0, hi: n0 + nc } : null,
-        { buf: out, lo: (b0 * M + m0) * N + n0, hi: (bLast * M + m0 + mc - 1) * N + n0 + nc },
-      ], { b0, bc, m0, mc, n0, nc, k0, kc, M, N, K, tiles_m, tiles_n, alpha, flags }, bc * tiles_m * tiles_n);
-    }
-  }
-
   /** Splits a flat elementwise range so every binding and the grid fit, then calls `body` per chunk. */
-  private elementwise(op: string, length: number, ebs: readonly number[], body: (start: number, count: number) => void, extra: Constraint[] = []): void {
+  /** @internal WebGPURuntime */
+  elementwise(op: string, length: number, ebs: readonly number[], body: (start: number, count: number) => void, extra: Constraint[] = []): void {
     if (length === 0) return;
     const [size] = planChunks(op, [length], [
       { what: "elements", size: (s) => s[0], limit: Math.min(...ebs.map((e) => this.cap(e))) },
@@ -612,26 +302,17 @@ export class WebGPUKernels implements Kernels {
   }
 
   /** Largest element span one binding may cover once its offset is aligned down. */
-  private cap(eb: number): number {
+  /** @internal WebGPURuntime */
+  cap(eb: number): number {
     return Math.floor((this.limits.maxStorageBufferBindingSize - this.storageAlign - 4) / eb);
   }
 
-  private checkActivation(op: string, a: unknown): Parameters<typeof activationKernel>[0] {
-    if (a === "none" || a === "silu" || a === "mish" || a === "gelu" || a === "relu") return a;
-    throw new AutoencoderKLError(`webgpu ${op}`, `activation must be one of none, silu, mish, gelu, relu; got ${String(a)}`);
-  }
-
-  private own(op: string, field: string, b: DeviceBuffer): GpuBuffer {
+  /** @internal WebGPURuntime */
+  own(op: string, field: string, b: DeviceBuffer): GpuBuffer {
     if (this.disposed) throw new AutoencoderKLError(`webgpu ${op}`, "the backend was disposed");
     if (!(b instanceof GpuBuffer) || b.owner !== this) throw new AutoencoderKLError(`webgpu ${op}`, `${field} was not allocated by this backend`);
     if (!b.gpu) throw new AutoencoderKLError(`webgpu ${op}`, `${field} was already freed`);
     return b;
-  }
-
-  private noAlias(op: string, out: GpuBuffer, inputs: [string, GpuBuffer][]): void {
-    for (const [name, b] of inputs) {
-      if (b.gpu === out.gpu) throw new AutoencoderKLError(`webgpu ${op}`, `out must not alias ${name}`);
-    }
   }
 
   private track(g: GPUBuffer): GPUBuffer {
@@ -644,7 +325,8 @@ export class WebGPUKernels implements Kernels {
     g.destroy();
   }
 
-  private allocRaw(length: number, eb: 2 | 4, zero = false): GpuBuffer {
+  /** @internal WebGPURuntime */
+  allocRaw(length: number, eb: 2 | 4, zero = false): GpuBuffer {
     if (this.disposed) throw new AutoencoderKLError("webgpu alloc", "the backend was disposed");
     const bytes = Math.max(16, roundUp(length * eb, 16));
     if (bytes > this.limits.maxBufferSize) {
@@ -668,7 +350,8 @@ export class WebGPUKernels implements Kernels {
     return new GpuBuffer(length, g, cls, eb, this);
   }
 
-  private freeRaw(b: GpuBuffer): void {
+  /** @internal WebGPURuntime */
+  freeRaw(b: GpuBuffer): void {
     this.release(b.gpu!, b.size, this.pool);
     b.gpu = null;
   }
@@ -732,17 +415,11 @@ export class WebGPUKernels implements Kernels {
    * with createComputePipelineAsync, so the first encode/decode does not stall on shader compilation.
    */
   async warmup(activations: readonly Activation[] = ["silu"]): Promise<void> {
-    const defs: [KernelDef, number[]][] = [];
     const plain = (d: KernelDef): number[] => d.bindings.map((_, i) => i);
-    for (const d of [convKernel(3, 3), convKernel(1, 1), gemmKernel(true), gemmKernel(false), attentionKernel(), softmaxKernel(), addKernel(),
-      groupNormStatsKernel(), groupNormFinalKernel(), upsampleKernel(), transposeKernel(), copyKernel()]) defs.push([d, plain(d)]);
-    for (const a of activations) {
-      defs.push([groupNormApplyKernel(a), plain(groupNormApplyKernel(a))], [groupNormApplyKernel(a), [0, 1, 2, 3, 0]]);
-      defs.push([activationKernel(a), plain(activationKernel(a))], [activationKernel(a), [0, 0]]);
-      defs.push([channelAffineKernel(a), plain(channelAffineKernel(a))], [channelAffineKernel(a), [0, 1, 2, 0]]);
+    const defs: [KernelDef, number[]][] = [];
+    for (const op of Object.values(OPS) as Op<unknown>[]) {
+      for (const w of op.warmup?.(activations) ?? []) defs.push([w.def, w.roots ?? plain(w.def)]);
     }
-    // in-place variants: run() roots every alias of a written buffer at its first binding
-    defs.push([addKernel(), [0, 1, 0]], [addKernel(), [0, 1, 1]]);
     if (this.f16) defs.push([castKernel(), plain(castKernel())]);
     const dev = this.device;
     await Promise.all(defs.map(async ([d, roots]) => {
@@ -770,7 +447,8 @@ export class WebGPUKernels implements Kernels {
    * ranges; each range is bound from its start aligned down to minStorageBufferOffsetAlignment, and the
    * kernel subtracts that base from its global indices.
    */
-  private run(def: KernelDef, binds: (Bind | null)[], params: Record<string, number>, groups: number): void {
+  /** @internal WebGPURuntime */
+  run(def: KernelDef, binds: (Bind | null)[], params: Record<string, number>, groups: number): void {
     if (groups <= 0) return;
     const n = def.bindings.length;
     const roots = def.bindings.map((_, i) => i);
@@ -855,6 +533,13 @@ export class WebGPUKernels implements Kernels {
     }
   }
 }
+
+installOps(WebGPUKernels.prototype, (op: Op<unknown>) =>
+  function (this: WebGPUKernels, args: unknown): void {
+    validate("webgpu", op, args);
+    op.webgpu(this, args);
+  },
+);
 
 /**
  * Creates the WebGPU backend. Without `device`, takes the adapter (or finds one through getWebGPU) and
