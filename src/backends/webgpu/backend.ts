@@ -462,7 +462,7 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     for (let i = 0; i < n; i++) {
       const b = binds[i];
       if (!b || roots[i] !== i) continue;
-      const same = [];
+      const same: number[] = [];
       for (let j = i + 1; j < n; j++) if (binds[j]?.buf.gpu === b.buf.gpu) same.push(j);
       if (same.length === 0 || !(writable[i] || same.some((j) => writable[j]))) continue;
       writable[i] = true;
