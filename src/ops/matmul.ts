@@ -1,6 +1,6 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_MAC } from "../backends/wasm/runtime.js";
-import type { GpuBuffer } from "../backends/webgpu/backend.js";
+import type { GpuBuffer } from "../backends/webgpu/buffers.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
 import type { WebGPURuntime } from "../backends/webgpu/runtime.js";
 import { defineOp } from "./op.js";

@@ -1,5 +1,5 @@
 import type { DeviceBuffer } from "../kernels.js";
-import type { GpuBuffer } from "./backend.js";
+import type { GpuBuffer } from "./buffers.js";
 import type { Constraint } from "./plan.js";
 import type { KernelDef } from "./shaders.js";
 
