@@ -292,8 +292,11 @@ async function expected(c: Case): Promise<Float32Array> {
   return w;
 }
 
-it("every op in the registry has cases", () => {
-  for (const op of Object.keys(OPS)) expect(cases.some((c) => c.op === op), op).toBe(true);
+it("every op in the registry has cases and contract rules", () => {
+  for (const op of Object.keys(OPS)) {
+    expect(cases.some((c) => c.op === op), `${op} cases`).toBe(true);
+    expect(rules.some((r) => r.op === op), `${op} rules`).toBe(true);
+  }
 });
 
 for (const be of backends) {
@@ -363,6 +366,18 @@ const rules: Rule[] = [
   { op: "transpose", rule: "out aliasing x", message: /out must not alias x/, args: (a) => { const x = a(4); return { x, out: x, batch: 1, rows: 2, cols: 2 }; } },
   { op: "channelAffine", rule: "out aliasing scale", message: /out must not alias scale/, args: (a) => { const s = a(8); return { x: a(8), scale: s, shift: a(8), out: s, batch: 2, channels: 4, spatial: 1, activation: "none" }; } },
   { op: "copy", rule: "out aliasing x", message: /out must not alias x/, args: (a) => { const x = a(10); return { x, out: x, rows: 1, cols: 2, xOffset: 0, xRowStride: 2, outOffset: 4, outRowStride: 2 }; } },
+  { op: "groupNorm", rule: "spatial 0", message: /spatial must be a positive integer, got 0/, args: (a) => gnArgs(a, { spatial: 0 }) },
+  { op: "linear", rule: "short bias", message: /bias holds 2 elements, needs 3/, args: (a) => ({ x: a(12), weight: a(12), bias: a(2), out: a(9), rows: 3, inFeatures: 4, outFeatures: 3 }) },
+  { op: "matmul", rule: "short a", message: /a holds 5 elements, needs 6/, args: (a) => ({ a: a(5), b: a(6), out: a(4), batch: 1, m: 2, n: 2, k: 3, transposeB: true, alpha: 1 }) },
+  { op: "softmax", rule: "short out", message: /out holds 7 elements, needs 8/, args: (a) => ({ x: a(8), out: a(7), rows: 2, cols: 4 }) },
+  { op: "attention", rule: "keys 0", message: /keys must be a positive integer, got 0/, args: (a) => ({ q: a(8), k: a(8), v: a(8), out: a(8), batch: 1, queries: 2, keys: 0, dim: 4, scale: 1 }) },
+  { op: "attention", rule: "short v", message: /v holds 7 elements, needs 8/, args: (a) => ({ q: a(8), k: a(8), v: a(7), out: a(8), batch: 1, queries: 2, keys: 2, dim: 4, scale: 1 }) },
+  { op: "activation", rule: "short x", message: /x holds 3 elements, needs 4/, args: (a) => ({ x: a(3), out: a(4), length: 4, activation: "relu" }) },
+  { op: "upsampleNearest2x", rule: "planes 0", message: /planes must be a positive integer, got 0/, args: (a) => ({ x: a(4), out: a(16), planes: 0, height: 2, width: 2 }) },
+  { op: "transpose", rule: "short out", message: /out holds 5 elements, needs 6/, args: (a) => ({ x: a(6), out: a(5), batch: 1, rows: 2, cols: 3 }) },
+  { op: "channelAffine", rule: "unknown activation", message: /activation must be one of/, args: (a) => ({ x: a(8), scale: a(8), shift: a(8), out: a(8), batch: 2, channels: 4, spatial: 1, activation: "elu" }) },
+  { op: "channelAffine", rule: "short shift", message: /shift holds 7 elements, needs 8/, args: (a) => ({ x: a(8), scale: a(8), shift: a(7), out: a(8), batch: 2, channels: 4, spatial: 1, activation: "none" }) },
+  { op: "copy", rule: "negative offset", message: /xOffset must be a non-negative integer, got -1/, args: (a) => ({ x: a(10), out: a(10), rows: 1, cols: 2, xOffset: -1, xRowStride: 2, outOffset: 0, outRowStride: 2 }) },
   { op: "copy", rule: "rows past the end", message: /x holds 10 elements, needs 11/, args: (a) => ({ x: a(10), out: a(20), rows: 2, cols: 3, xOffset: 0, xRowStride: 8, outOffset: 0, outRowStride: 3 }) },
 ];
 
