@@ -90,13 +90,13 @@ export const conv2d = defineOp<Conv2dArgs>({
     const { outHeight: OH, outWidth: OW, padTop, padLeft } = p;
     const outN = batch * O * OH * OW;
     const w = rt.ptr("weight", p.weight);
-    const io = { x: rt.ptr("x", p.x), bias: rt.ptr("bias", p.bias), res: rt.ptr("residual", p.residual), out: rt.ptr("out", p.out) };
+    const x = rt.ptr("x", p.x), bias = rt.ptr("bias", p.bias), res = rt.ptr("residual", p.residual), out = rt.ptr("out", p.out);
     const ex = rt.ex;
-    const pads = [p.padTop, p.padBottom, p.padLeft, p.padRight];
-    if (KH === 3 && KW === 3 && s === 1 && pads.every((v) => v === 1) && Math.min(C, O) >= rt.winogradMinChannels) {
+    const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
+    if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
       return rt.run(
-        [{ kernel: "winogradPack", args: { w, O, C, W } }, { kernel: "winograd", args: { ...io, batch, C, H, W, O } }],
+        [{ kernel: "winogradPack", args: { w, O, C, W } }, { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } }],
         outN * C * 4 * NS_PER_MAC,
         (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
       );
@@ -105,7 +105,7 @@ export const conv2d = defineOp<Conv2dArgs>({
     return rt.run(
       [
         { kernel: "conv2dPack", args: { w, O, C, KH, KW } },
-        { kernel: "conv2d", args: { ...io, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW } },
+        { kernel: "conv2d", args: { x, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW } },
       ],
       outN * C * KH * KW * NS_PER_MAC,
       (nt) => ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, nt),
