@@ -475,9 +475,10 @@ async function runOps(
 }
 
 /**
- * Where a program is cut for exact tiling: the steps at its lowest resolution (the mid block with its
- * attention, and whatever else runs at latent size) run once, untiled; the higher-resolution steps before
- * and after them are tiled. Cuts fall where no resnet skip is pending.
+ * Where a program is cut for exact tiling: the steps that read and write the program's lowest resolution
+ * (the mid block with its attention, and whatever else runs at latent size) run once, untiled; the
+ * higher-resolution steps before and after them — the upsample leaving that level included — are tiled.
+ * Cuts fall where no resnet skip is pending.
  */
 export function splitForTiling(program: Program): { before: Program; middle: Program; after: Program; middleLevel: number } {
   const level: number[] = [];
@@ -491,18 +492,24 @@ export function splitForTiling(program: Program): { before: Program; middle: Pro
     if (s.kind === "push") d++;
     else if (s.kind === "residualConv") d--;
   }
+  level.push(l);
   depth.push(d);
   const min = Math.min(...level);
-  const first = level.indexOf(min), last = level.lastIndexOf(min);
-  for (let i = first; i <= last; i++) {
-    if (level[i] !== min) throw new AutoencoderKLError("exact tiling", "the program visits its lowest resolution twice; cannot cut it");
+  // step i stays at the lowest level when its input (level[i]) and output (level[i + 1]) are both there
+  const inMiddle = (i: number): boolean => level[i] === min && level[i + 1] === min;
+  let first = 0;
+  while (first < program.length && !inMiddle(first)) first++;
+  let end = first;
+  while (end < program.length && inMiddle(end)) end++;
+  for (let i = end; i < program.length; i++) {
+    if (inMiddle(i)) throw new AutoencoderKLError("exact tiling", "the program visits its lowest resolution twice; cannot cut it");
   }
-  if (depth[first] !== 0 || depth[last + 1] !== 0) throw new AutoencoderKLError("exact tiling", "internal: cut inside a resnet");
-  const before = program.slice(0, first), after = program.slice(last + 1);
+  if (depth[first] !== 0 || depth[end] !== 0) throw new AutoencoderKLError("exact tiling", "internal: cut inside a resnet");
+  const before = program.slice(0, first), after = program.slice(end);
   for (const s of [...before, ...after]) {
     if (s.kind === "global") throw new AutoencoderKLError("exact tiling", `${s.name} needs the whole tensor but runs above the lowest resolution`);
   }
-  return { before, middle: program.slice(first, last + 1), after, middleLevel: min };
+  return { before, middle: program.slice(first, end), after, middleLevel: min };
 }
 
 /** [B, C, H, W] of the tensor after `steps` on an input of `shape`. */
@@ -527,7 +534,7 @@ export function exactSteps(program: Program, inputShape: readonly number[], opti
   const count = (steps: Program, shape: readonly number[], level: number) =>
     steps.length ? planExact(steps, shape, { ...options, tileSize: sideAt(options.tileSize, level) }).reduce((a, p) => a + p.tiles, 0) : 0;
   const afterShape = shapeAfter([...before, ...middle], inputShape);
-  return count(before, inputShape, 0) + (middle.length ? 1 : 0) + count(after, afterShape, middleLevel + (middle.some((s) => s.kind === "up") ? 1 : 0));
+  return count(before, inputShape, 0) + (middle.length ? 1 : 0) + count(after, afterShape, middleLevel);
 }
 
 /**
@@ -548,7 +555,6 @@ export async function runExactProgram(ctx: RunContext, program: Program, input: 
     ctx.free(t, m);
     await onStep();
   }
-  const afterLevel = middleLevel + (middle.some((s) => s.kind === "up") ? 1 : 0);
-  if (after.length) h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, afterLevel) }, onStep);
+  if (after.length) h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
   return h;
 }
