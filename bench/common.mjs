@@ -157,7 +157,8 @@ export function maxRssMb() {
 /** VmHWM in MB (Linux), or null. */
 export function vmHwmMb() {
   try {
-    return +/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))[1] / 1024;
+    const m = /VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? +m[1] / 1024 : null;
   } catch {
     return null;
   }
@@ -180,6 +181,12 @@ export const RELAXED_FLAG = "--experimental-wasm-relaxed-simd";
 /**
  * Runs `node [flags] script args` and resolves with the object the child printed as `RESULT {json}`
  * (its other output is passed through, prefixed). Rejects with the tail of stderr if there is none.
+ */
+/**
+ * @param {string} script
+ * @param {string[]} args
+ * @param {{ flags?: string[], env?: NodeJS.ProcessEnv, quiet?: boolean }} [options]
+ * @returns {Promise<any>} the child's JSON result
  */
 export function runChild(script, args, { flags = [], env = process.env, quiet = false } = {}) {
   return new Promise((resolve, reject) => {
@@ -221,7 +228,13 @@ export function machineInfo() {
 }
 
 /** Minimal flag parser: --key value, --key=value, --flag. */
+/**
+ * @param {string[]} argv
+ * @param {string[]} [booleans]
+ * @returns {{ _: string[], [flag: string]: any }}
+ */
 export function parseArgs(argv, booleans = []) {
+  /** @type {{ _: string[], [flag: string]: any }} */
   const out = { _: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

@@ -70,6 +70,7 @@ async function main() {
   console.log(`machine: ${machine.cpu}, ${machine.logicalCores} cores, node ${machine.node}, load average ${machine.loadavg.join(" ")}`);
   console.log(`decode 1×4×${size / 8}×${size / 8} → ${size}², ${gflop.toFixed(0)} GFLOP untiled; tile ${tile}, wasm ${isa}, ${threads} threads`);
   const dir = mkdtempSync(path.join(os.tmpdir(), "aekl-exact-"));
+  /** @type {any[]} */
   const results = [];
   try {
     for (const mode of modes) {

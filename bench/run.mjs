@@ -141,7 +141,7 @@ async function childKernels(spec) {
         maxAbs = Math.max(maxAbs, Math.abs(first[i]));
       }
       const outputOk = maxAbs > 0 && maxDiff <= 1e-5 * maxAbs;
-      const r = bench.tasks[0].result;
+      const r = /** @type {any} */ (bench.tasks[0].result); // tinybench 6 types the result as a union
       const ms = r.latency.p50;
       const row = {
         kernel: c.name, isa: kn.instructionSet, threads: kn.threads, unit: c.unit, work: c.work,
@@ -221,6 +221,7 @@ async function childE2E(spec) {
   }
   const med = median(times);
   const gflop = workloadGflop(w);
+  /** @type {Record<string, any>} */
   const res = {
     workload: w.name, backend: vae.backend, description: vae.backendDescription, threads: spec.threads, isa: spec.isa ?? null,
     in_dims: w.dims, out_dims: y.shape, weights, load_s: loadS, warmup_s: warmS, runs: times, median_s: med,
@@ -265,6 +266,7 @@ async function main() {
   const machine = machineInfo();
   console.log(`machine: ${machine.cpu}, ${machine.logicalCores} logical cores, ${machine.memGiB} GiB, node ${machine.node}, load average ${machine.loadavg.join(" ")}`);
   if (machine.loadavg[0] > 0.5) console.log(`note: the load average is ${machine.loadavg[0]} — other processes are running, timings are noisy`);
+  /** @type {{ machine: unknown, command: string, kernels: any[], workloads: any[], [k: string]: any }} */
   const out = { machine, command: process.argv.slice(1).join(" "), kernels: [], workloads: [] };
 
   if (doKernels) {

@@ -1,7 +1,8 @@
 // Exact tiling: tiled encode/decode whose output equals the untiled one, with tiles smaller than the image.
 import { describe, expect, it } from "vitest";
 import { AutoencoderKL } from "../src/index.js";
-import { planExact, decoderOps } from "../src/models/autoencoder-kl/exact-tiling.js";
+import { planExact, splitForTiling } from "../src/models/autoencoder-kl/exact-tiling.js";
+import type { Program } from "../src/nn/program.js";
 import { FIXTURES, compare, loadCase, manifest } from "./helpers/fixtures.js";
 
 /** Budgets: everything stored, only the low-resolution tensors stored, nothing stored (all recomputed). */
@@ -53,7 +54,12 @@ for (const [backend, budgets] of Object.entries(PLANS) as [keyof typeof PLANS, r
 describe("exact tiling schedule", () => {
   it("stores checkpoints that fit the budget and recomputes the rest", async () => {
     const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend: "reference" });
-    const ops = decoderOps((vae as unknown as { modules: { decoder: Parameters<typeof decoderOps>[0] } }).modules.decoder);
+    const program = (vae as unknown as { modules: { decodeProgram(): Program } }).modules.decodeProgram();
+    // decode: post_quant_conv, conv_in, the mid block and the first up block's resnets run once at latent size;
+    // from the first upsample on, tiles
+    const { middle, after: ops } = splitForTiling(program);
+    expect(middle.filter((s) => s.kind === "global")).toHaveLength(1);
+    expect(ops[0].kind).toBe("up");
     const all = planExact(ops, [1, 64, 12, 10], { tileSize: 4, checkpointBytes: 2 ** 30 });
     const none = planExact(ops, [1, 64, 12, 10], { tileSize: 4, checkpointBytes: 0 });
     const norms = ops.filter((o) => o.kind === "norm").length;

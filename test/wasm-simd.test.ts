@@ -152,7 +152,7 @@ async function load(name: string): Promise<Uint8Array> {
 describe("shipped wasm kernels use SIMD", () => {
   it("kernels-simd.wasm: f32x4 mul/add and v128 loads throughout, no relaxed opcodes", async () => {
     const bytes = await load("kernels-simd.wasm");
-    expect(WebAssembly.validate(bytes)).toBe(true);
+    expect(WebAssembly.validate(bytes as BufferSource)).toBe(true);
     const c = analyse(bytes);
     expect(c.functions).toBeGreaterThan(10);
     expect(total(c)).toBeGreaterThan(1000);
@@ -180,6 +180,6 @@ describe("shipped wasm kernels use SIMD", () => {
     expect(count(c, OP.f32x4_mul)).toBeLessThan(count(plain, OP.f32x4_mul) - madds / 2);
     expect(importsSharedMemory(bytes)).toBe(true);
     // validation agrees with the engine's support (true here when run with the relaxed-SIMD flag)
-    expect(WebAssembly.validate(bytes)).toBe(wasmRelaxedSimdSupported());
+    expect(WebAssembly.validate(bytes as BufferSource)).toBe(wasmRelaxedSimdSupported());
   });
 });

@@ -7,7 +7,7 @@ import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { inferVaeConfig } from "./infer-config.js";
 import { convertVaeTensor, planVaeKeys } from "./original-keys.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchZipRanged, type TorchCheckpoint } from "./pickle.js";
+import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchZipRanged, type TorchCheckpoint } from "./torch-checkpoint.js";
 import { parseSafetensorsHeader, readSafetensorsHeader, readSafetensorsTensor, safetensorsHeaderLength } from "./safetensors.js";
 import { describeSource, openRandomAccess, readSource, type ByteSource, type RandomAccessSource } from "./source.js";
 import { isZip } from "./zip.js";

@@ -4,6 +4,7 @@
  * sits in memory twice.
  */
 import { AutoencoderKLError } from "../errors.js";
+import { isNode } from "../platform.js";
 
 export type ByteSource = string | URL | Uint8Array | ArrayBuffer | Blob;
 
@@ -16,11 +17,6 @@ export interface ReadSourceOptions {
 const FS_MODULE = "node:fs/promises";
 
 const CHUNK = 16 * 1024 * 1024;
-
-export function isNode(): boolean {
-  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  return typeof p?.versions?.node === "string";
-}
 
 /** How errors name a source. */
 export function describeSource(source: ByteSource): string {

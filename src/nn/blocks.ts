@@ -3,21 +3,11 @@ import { Attention } from "./attention.js";
 import type { DeviceTensor, RunContext } from "./context.js";
 import { Module } from "./module.js";
 import { ResnetBlock2D } from "./resnet.js";
+import { runProgram, type Program, type Step } from "./program.js";
 import { Downsample2D, Upsample2D } from "./sampling.js";
 
-/** Runs resnets in sequence, freeing each intermediate; the caller keeps ownership of `x`. */
-async function runResnets(ctx: RunContext, resnets: ResnetBlock2D[], x: DeviceTensor): Promise<DeviceTensor> {
-  let h = x;
-  for (const r of resnets) {
-    const next = await r.forward(ctx, h);
-    if (h !== x) ctx.free(h);
-    h = next;
-  }
-  return h;
-}
-
 interface Sampler extends Module {
-  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor>;
+  program(): Program;
 }
 
 /** Resnets, then an optional resampler: the shape of both VAE block types. */
@@ -33,12 +23,12 @@ class ResnetSamplerBlock<S extends Sampler> extends Module {
     this.sampler = sampler ? this.child(sampler(this.key(samplerKey))) : null;
   }
 
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    const h = await runResnets(ctx, this.resnets, x);
-    if (!this.sampler) return h;
-    const out = await this.sampler.forward(ctx, h);
-    if (h !== x) ctx.free(h);
-    return out;
+  program(): Program {
+    return [...this.resnets.flatMap((r) => r.program()), ...(this.sampler?.program() ?? [])];
+  }
+
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), x);
   }
 }
 
@@ -74,15 +64,15 @@ export class UNetMidBlock2D extends Module {
     this.resnets.push(this.child(new ResnetBlock2D(this.key("resnets.1"), channels, channels, groups, act)));
   }
 
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    let h = await this.resnets[0].forward(ctx, x);
-    for (const attn of this.attentions) {
-      const a = await attn.forward(ctx, h);
-      ctx.free(h);
-      h = a;
-    }
-    const out = await this.resnets[1].forward(ctx, h);
-    ctx.free(h);
-    return out;
+  program(): Program {
+    return [
+      ...this.resnets[0].program(),
+      ...this.attentions.map((a): Step => ({ kind: "global", name: a.prefix, run: (ctx, x) => a.forward(ctx, x) })),
+      ...this.resnets[1].program(),
+    ];
+  }
+
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), x);
   }
 }

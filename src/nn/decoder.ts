@@ -4,6 +4,7 @@ import { Conv2d } from "./conv2d.js";
 import type { CoderShape } from "./encoder.js";
 import { GroupNorm } from "./group-norm.js";
 import { Module } from "./module.js";
+import { runProgram, type Program } from "./program.js";
 
 /** diffusers Decoder: conv_in, mid block, up blocks (channels reversed, layers+1 each), GroupNorm + SiLU, conv_out. */
 export class Decoder extends Module {
@@ -28,27 +29,21 @@ export class Decoder extends Module {
     this.convOut = this.child(new Conv2d(this.key("conv_out"), bottom, outChannels, 3, 1, 1));
   }
 
+  /** Progress steps one forward pass reports (the program's progress markers). */
   get steps(): number {
-    return this.upBlocks.length + 3;
+    return this.program().filter((s) => s.kind === "progress").length;
   }
 
-  async forward(ctx: RunContext, z: DeviceTensor): Promise<DeviceTensor> {
-    const h0 = await this.convIn.forward(ctx, z);
-    await ctx.step();
-    let h = await this.midBlock.forward(ctx, h0);
-    ctx.free(h0);
-    await ctx.step();
-    for (const block of this.upBlocks) {
-      const next = await block.forward(ctx, h);
-      ctx.free(h);
-      h = next;
-      await ctx.step();
-    }
-    const normed = await this.convNormOut.forward(ctx, h, "silu");
-    ctx.free(h);
-    const out = await this.convOut.forward(ctx, normed);
-    ctx.free(normed);
-    await ctx.step();
-    return out;
+  program(): Program {
+    return [
+      { kind: "conv", conv: this.convIn }, { kind: "boundary" }, { kind: "progress" },
+      ...this.midBlock.program(), { kind: "progress" },
+      ...this.upBlocks.flatMap((b) => [...b.program(), { kind: "progress" } as const]),
+      { kind: "norm", norm: this.convNormOut, act: "silu" }, { kind: "conv", conv: this.convOut }, { kind: "progress" },
+    ];
+  }
+
+  forward(ctx: RunContext, z: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), z);
   }
 }

@@ -4,6 +4,7 @@ import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { GroupNorm } from "./group-norm.js";
 import { Module } from "./module.js";
+import { runProgram, type Program } from "./program.js";
 
 export interface CoderShape {
   blockOutChannels: number[];
@@ -36,28 +37,21 @@ export class Encoder extends Module {
     this.convOut = this.child(new Conv2d(this.key("conv_out"), top, outChannels, 3, 1, 1));
   }
 
-  /** Progress steps one forward pass reports: conv_in + each block + mid + out. */
+  /** Progress steps one forward pass reports (the program's progress markers). */
   get steps(): number {
-    return this.downBlocks.length + 3;
+    return this.program().filter((s) => s.kind === "progress").length;
   }
 
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    let h = await this.convIn.forward(ctx, x);
-    await ctx.step();
-    for (const block of this.downBlocks) {
-      const next = await block.forward(ctx, h);
-      ctx.free(h);
-      h = next;
-      await ctx.step();
-    }
-    const mid = await this.midBlock.forward(ctx, h);
-    ctx.free(h);
-    await ctx.step();
-    const normed = await this.convNormOut.forward(ctx, mid, "silu");
-    ctx.free(mid);
-    const out = await this.convOut.forward(ctx, normed);
-    ctx.free(normed);
-    await ctx.step();
-    return out;
+  program(): Program {
+    return [
+      { kind: "conv", conv: this.convIn }, { kind: "boundary" }, { kind: "progress" },
+      ...this.downBlocks.flatMap((b) => [...b.program(), { kind: "progress" } as const]),
+      ...this.midBlock.program(), { kind: "progress" },
+      { kind: "norm", norm: this.convNormOut, act: "silu" }, { kind: "conv", conv: this.convOut }, { kind: "progress" },
+    ];
+  }
+
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), x);
   }
 }

@@ -14,8 +14,9 @@ export class GroupNorm extends Module {
     readonly eps = 1e-6,
   ) {
     super(prefix);
-    this.weight = this.param("weight", [channels]);
-    this.bias = this.param("bias", [channels]);
+    // host copies too: exact tiling turns group statistics into a per-channel affine on the host
+    this.weight = this.param("weight", [channels], true);
+    this.bias = this.param("bias", [channels], true);
   }
 
   /** Normalises over [C/groups, spatial] of an [N, C, ...] tensor; returns a new tensor. */

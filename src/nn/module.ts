@@ -5,9 +5,13 @@ import { shapeSize } from "../tensor/tensor.js";
 /** A named weight: `key` is its diffusers state-dict key. Lives in backend memory once loaded. */
 export class Parameter {
   buf: DeviceBuffer | null = null;
+  /** The loaded values on the host too, for parameters that host code reads (GroupNorm's γ/β in exact tiling). */
+  host: Float32Array | null = null;
   constructor(
     readonly key: string,
     readonly shape: number[],
+    /** Keep a host copy when loading (small parameters only). */
+    readonly retainHost = false,
   ) {}
   get size(): number {
     return shapeSize(this.shape, this.key);
@@ -16,6 +20,11 @@ export class Parameter {
   get value(): DeviceBuffer {
     if (!this.buf) throw new AutoencoderKLError(this.key, "parameter used before weights were loaded");
     return this.buf;
+  }
+  /** The host copy (retainHost parameters). */
+  get hostValue(): Float32Array {
+    if (!this.host) throw new AutoencoderKLError(this.key, "parameter has no host copy (not loaded, or not retainHost)");
+    return this.host;
   }
 }
 
@@ -33,8 +42,8 @@ export abstract class Module {
     return this.prefix ? `${this.prefix}.${name}` : name;
   }
 
-  protected param(name: string, shape: number[]): Parameter {
-    const p = new Parameter(this.key(name), shape);
+  protected param(name: string, shape: number[], retainHost = false): Parameter {
+    const p = new Parameter(this.key(name), shape, retainHost);
     this.params.push(p);
     return p;
   }
@@ -65,6 +74,7 @@ export abstract class Module {
     for (const p of this.parameters()) {
       if (p.buf) k.free(p.buf);
       p.buf = null;
+      p.host = null;
     }
   }
 }

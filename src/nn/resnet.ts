@@ -3,6 +3,7 @@ import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { GroupNorm } from "./group-norm.js";
 import { Module } from "./module.js";
+import { runProgram, type Program } from "./program.js";
 
 /**
  * diffusers ResnetBlock2D as the VAE uses it (no time embedding, no dropout at inference, output scale 1):
@@ -31,17 +32,19 @@ export class ResnetBlock2D extends Module {
     this.convShortcut = inChannels !== outChannels ? this.child(new Conv2d(this.key("conv_shortcut"), inChannels, outChannels, 1)) : null;
   }
 
+  program(): Program {
+    return [
+      { kind: "push" },
+      { kind: "norm", norm: this.norm1, act: this.act },
+      { kind: "conv", conv: this.conv1 },
+      { kind: "norm", norm: this.norm2, act: this.act },
+      { kind: "residualConv", conv: this.conv2, shortcut: this.convShortcut },
+      { kind: "boundary" },
+    ];
+  }
+
   /** Consumes nothing: the caller still owns and frees `x`. */
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    let h = await this.norm1.forward(ctx, x, this.act);
-    let t = await this.conv1.forward(ctx, h);
-    ctx.free(h);
-    h = await this.norm2.forward(ctx, t, this.act);
-    ctx.free(t);
-    const shortcut = this.convShortcut ? await this.convShortcut.forward(ctx, x) : x;
-    t = await this.conv2.forward(ctx, h, shortcut);
-    ctx.free(h);
-    if (shortcut !== x) ctx.free(shortcut);
-    return t;
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), x);
   }
 }

@@ -1,6 +1,7 @@
 import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { Module } from "./module.js";
+import { runProgram, type Program } from "./program.js";
 
 /** diffusers Downsample2D with padding 0: zero pad (left 0, right 1, top 0, bottom 1), 3×3 conv stride 2. */
 export class Downsample2D extends Module {
@@ -9,8 +10,11 @@ export class Downsample2D extends Module {
     super(prefix);
     this.conv = this.child(new Conv2d(this.key("conv"), channels, channels, 3, 2, { top: 0, bottom: 1, left: 0, right: 1 }));
   }
+  program(): Program {
+    return [{ kind: "conv", conv: this.conv }, { kind: "boundary" }];
+  }
   forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    return this.conv.forward(ctx, x);
+    return runProgram(ctx, this.program(), x);
   }
 }
 
@@ -21,12 +25,10 @@ export class Upsample2D extends Module {
     super(prefix);
     this.conv = this.child(new Conv2d(this.key("conv"), channels, channels, 3, 1, 1));
   }
-  async forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
-    const [n, c, h, w] = x.shape;
-    const up = ctx.alloc([n, c, 2 * h, 2 * w]);
-    await ctx.k.upsampleNearest2x({ x: x.buf, out: up.buf, planes: n * c, height: h, width: w });
-    const out = await this.conv.forward(ctx, up);
-    ctx.free(up);
-    return out;
+  program(): Program {
+    return [{ kind: "up" }, { kind: "conv", conv: this.conv }, { kind: "boundary" }];
+  }
+  forward(ctx: RunContext, x: DeviceTensor): Promise<DeviceTensor> {
+    return runProgram(ctx, this.program(), x);
   }
 }

@@ -4,7 +4,7 @@ import { describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
 import { readFlaxStateDict } from "../../src/io/flax.js";
 import { decodeMsgpack } from "../../src/io/msgpack.js";
-import { readTorchCheckpoint } from "../../src/io/pickle.js";
+import { readTorchCheckpoint } from "../../src/io/torch-checkpoint.js";
 import { openZip } from "../../src/io/zip.js";
 
 const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, readTorchZipRanged, Unpickler } from "../../src/io/pickle.js";
+import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, readTorchZipRanged, Unpickler } from "../../src/io/torch-checkpoint.js";
 import { entryBytes, openZip } from "../../src/io/zip.js";
 
 const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));

@@ -1,11 +1,12 @@
 import { AutoencoderKLError } from "../../errors.js";
-import type {
-  Activation, ActivationArgs, AddArgs, AttentionArgs, ChannelAffineArgs, Conv2dArgs, CopyArgs, DeviceBuffer,
-  GroupNormArgs, Kernels, LinearArgs, MatmulArgs, SoftmaxArgs, TransposeArgs, Upsample2xArgs,
-} from "../kernels.js";
+import { WINOGRAD_MIN_CHANNELS } from "../../ops/conv2d.js";
+import { validate, type Op } from "../../ops/op.js";
+import { installOps, type OpMethods } from "../../ops/registry.js";
+import type { DeviceBuffer, Kernels, MaybePromise } from "../kernels.js";
 import { FreeListAllocator } from "./allocator.js";
 import { loadKernels, type KernelSourceOptions } from "./loader.js";
 import { ThreadPool } from "./pool.js";
+import { pack, type KernelExports, type WasmRuntime, type WasmStep } from "./runtime.js";
 
 export { wasmRelaxedSimdSupported, wasmSimdSupported } from "./binary.js";
 export { isWasmModule, type KernelSourceOptions, type WasmModuleOption } from "./loader.js";
@@ -38,43 +39,10 @@ export interface WasmBackendOptions extends KernelSourceOptions {
   winogradMinChannels?: number;
 }
 
-/** Below this many channels the transforms cost more than the multiplies they save (measured). */
-const WINOGRAD_MIN_CHANNELS = 16;
-
 const PAGE = 65536;
 const MAX_PAGES = 65536; // wasm32: 4 GiB
 /** Bytes kept unallocated at the top of memory: kernels may read up to 64 bytes past an input's end. */
 const GUARD = 256;
-
-/** The kernels' exports (see assembly/index.ts); every pointer is a byte offset. */
-interface KernelExports {
-  heapBase(): number;
-  add(a: number, b: number, out: number, length: number, tid: number, nt: number): void;
-  activation(x: number, out: number, length: number, act: number, tid: number, nt: number): void;
-  upsampleNearest2x(x: number, out: number, planes: number, h: number, w: number, tid: number, nt: number): void;
-  transpose(x: number, out: number, batch: number, rows: number, cols: number, tid: number, nt: number): void;
-  groupNorm(...args: number[]): void;
-  linear(...args: number[]): void;
-  matmul(...args: number[]): void;
-  softmax(x: number, out: number, rows: number, cols: number, tid: number, nt: number): void;
-  attention(...args: number[]): void;
-  attentionScratchBytes(dim: number): number;
-  matmulScratchBytes(n: number, k: number): number;
-  conv2d(...args: number[]): void;
-  conv2dPack(...args: number[]): void;
-  conv2dScratchBytes(...args: number[]): number;
-  winograd(...args: number[]): void;
-  winogradPack(...args: number[]): void;
-  winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
-  channelAffine(...args: number[]): void;
-  copy2d(...args: number[]): void;
-}
-type KernelName = Exclude<
-  keyof KernelExports,
-  "heapBase" | "attentionScratchBytes" | "conv2dScratchBytes" | "matmulScratchBytes" | "winogradScratchBytes"
->;
-
-const ACTIVATION_CODE: Record<Activation, number> = { none: 0, silu: 1, mish: 2, gelu: 3, relu: 4 };
 
 /** A block of the backend's linear memory holding `length` f32 values. */
 class WasmBuffer implements DeviceBuffer {
@@ -87,15 +55,11 @@ class WasmBuffer implements DeviceBuffer {
   ) {}
 }
 
-/**
- * Rough single-thread cost of an op, in nanoseconds, from counts (measured on a 2.x GHz x86 core): ops
- * estimated below PARALLEL_THRESHOLD_NS run on the calling thread alone, since handing work to the workers and
- * hearing back costs ~50 µs.
- */
-const NS_PER_MAC = 0.05;
-const NS_PER_ELEMENT = 0.5; // memory-bound passes
-const NS_PER_TRANSCENDENTAL = 2.5; // exp-based activations, softmax
+/** Ops estimated to run shorter than this on one thread stay on it: handing work to the workers costs ~50 µs. */
 const PARALLEL_THRESHOLD_NS = 150_000;
+
+// the op methods, installed below from the registry
+export interface WasmKernels extends OpMethods {}
 
 /**
  * The WASM SIMD backend. JS owns the WebAssembly memory: a first-fit free list hands out 16-byte aligned
@@ -103,7 +67,7 @@ const PARALLEL_THRESHOLD_NS = 150_000;
  * memory, each on its slice of the output; ops then return promises and run one at a time in call order
  * (read() waits for them). Await an op before write() or free() on the buffers it uses.
  */
-export class WasmKernels implements Kernels {
+export class WasmKernels implements Kernels, WasmRuntime {
   readonly name = "wasm" as const;
   readonly description: string;
   /** "relaxed-simd" or "simd". */
@@ -112,7 +76,8 @@ export class WasmKernels implements Kernels {
   /** Why fewer threads than asked for run (no SharedArrayBuffer, workers failed to start), else null. */
   readonly threadFallback: string | null;
 
-  private readonly ex: KernelExports;
+  /** @internal WasmRuntime */
+  readonly ex: KernelExports;
   private readonly allocator: FreeListAllocator;
   private readonly maxPages: number;
   private scratch: WasmBuffer | null = null;
@@ -242,13 +207,9 @@ export class WasmKernels implements Kernels {
     return buffer;
   }
 
-  /** The buffer's pointer after checking it holds at least `need` values. */
-  private ptr(op: string, what: string, buffer: DeviceBuffer, need: number): number {
-    const b = this.own(buffer, `${op}: ${what}`);
-    if (b.length < need) {
-      throw new AutoencoderKLError(`wasm backend: ${op}`, `${what} holds ${b.length} values, needs ${need}`);
-    }
-    return b.ptr;
+  /** @internal WasmRuntime: the buffer's byte offset (0 for none); lengths were checked by the op's validate. */
+  ptr(what: string, buffer: DeviceBuffer | null | undefined): number {
+    return buffer ? this.own(buffer, what).ptr : 0;
   }
 
   /** The kernels' scratch, at least `bytes` long, with its first 16 bytes (conv2d's work counter) zeroed. */
@@ -269,226 +230,34 @@ export class WasmKernels implements Kernels {
   // ---- dispatch -------------------------------------------------------------------------------------
 
   /**
-   * Runs kernel `name` with `args`, then the `then` steps, each with the scratch pointer (when `scratch`
-   * gives its size for nt threads) and the thread index and count appended; every step uses the same
-   * thread count and scratch. Single-threaded: now, synchronously. Threaded: queued behind earlier ops;
-   * ops estimated to take less than parallelThresholdNs run on this thread alone.
+   * @internal WasmRuntime. Runs the steps, each with its arguments packed in the kernel's parameter order and
+   * the scratch pointer (when `scratch` gives its size for nt threads), thread index and count appended; every
+   * step uses the same thread count and scratch. Single-threaded: now, synchronously. Threaded: queued behind
+   * earlier ops; ops estimated to take less than parallelThresholdNs run on this thread alone.
    */
-  private run(
-    name: KernelName, args: number[], costNs: number, scratch?: (nt: number) => number,
-    then: Array<[KernelName, number[]]> = [],
-  ): void | Promise<void> {
-    const steps: Array<[KernelName, number[]]> = [[name, args], ...then];
-    const call = (step: [KernelName, number[]], extra: number[], tid: number, nt: number) =>
-      (this.ex[step[0]] as (...a: number[]) => void)(...step[1], ...extra, tid, nt);
+  run(steps: readonly WasmStep[], costNs: number, scratch?: (nt: number) => number): MaybePromise {
+    const packed = steps.map((s) => [s.kernel, pack(s)] as const);
+    const call = (name: string, args: number[], extra: number[], tid: number, nt: number) =>
+      (this.ex[name as keyof KernelExports] as (...a: number[]) => void)(...args, ...extra, tid, nt);
     const pool = this.pool;
     if (!pool) {
       const extra = scratch ? [this.scratchPtr(scratch(1))] : [];
-      for (const step of steps) call(step, extra, 0, 1);
+      for (const [name, args] of packed) call(name, args, extra, 0, 1);
       return;
     }
     const go = async (): Promise<void> => {
       const nt = costNs >= this.parallelThresholdNs ? pool.size : 1;
       const extra = scratch ? [this.scratchPtr(scratch(nt))] : [];
       if (nt === 1) {
-        for (const step of steps) call(step, extra, 0, 1);
+        for (const [name, args] of packed) call(name, args, extra, 0, 1);
         return;
       }
       this.parallelOps++;
-      for (const step of steps) await pool.run(step[0], [...step[1], ...extra], (tid, n) => call(step, extra, tid, n));
+      for (const [name, args] of packed) await pool.run(name, [...args, ...extra], (tid, n) => call(name, args, extra, tid, n));
     };
     const p = this.queue.then(go);
     this.queue = p.catch(() => undefined);
     return p;
-  }
-
-  // ---- ops ------------------------------------------------------------------------------------------
-
-  conv2d(p: Conv2dArgs): void | Promise<void> {
-    const op = "conv2d";
-    const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
-    positive(op, { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s });
-    nonNegative(op, { padTop: p.padTop, padBottom: p.padBottom, padLeft: p.padLeft, padRight: p.padRight });
-    const OH = Math.floor((H + p.padTop + p.padBottom - KH) / s) + 1;
-    const OW = Math.floor((W + p.padLeft + p.padRight - KW) / s) + 1;
-    if (p.outHeight !== OH || p.outWidth !== OW || OH < 1 || OW < 1) {
-      throw new AutoencoderKLError(
-        "wasm backend: conv2d",
-        `output ${p.outHeight}x${p.outWidth} does not match input ${H}x${W}, kernel ${KH}x${KW}, stride ${s} ` +
-          `and padding (${p.padTop}, ${p.padBottom}, ${p.padLeft}, ${p.padRight}): expected ${OH}x${OW}`,
-      );
-    }
-    noAlias(op, p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
-    const outN = batch * O * OH * OW;
-    const weight = this.ptr(op, "weight", p.weight, O * C * KH * KW);
-    const args = [
-      this.ptr(op, "x", p.x, batch * C * H * W),
-      p.bias ? this.ptr(op, "bias", p.bias, O) : 0,
-      p.residual ? this.ptr(op, "residual", p.residual, outN) : 0,
-      this.ptr(op, "out", p.out, outN),
-      batch, C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW,
-    ];
-    const ex = this.ex;
-    const pads = [p.padTop, p.padBottom, p.padLeft, p.padRight];
-    if (KH === 3 && KW === 3 && s === 1 && pads.every((v) => v === 1) && Math.min(C, O) >= this.winogradMinChannels) {
-      // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
-      const wargs = [args[0], args[1], args[2], args[3], batch, C, H, W, O];
-      return this.run(
-        "winogradPack", [weight, O, C, W], (outN * C * 4 * NS_PER_MAC),
-        (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
-        [["winograd", wargs]],
-      );
-    }
-    // two steps on one scratch: pack the weights (threads split output channels), then convolve
-    return this.run(
-      "conv2dPack", [weight, O, C, KH, KW], outN * C * KH * KW * NS_PER_MAC,
-      (nt) => ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, p.padTop, p.padLeft, OH, OW, nt),
-      [["conv2d", args]],
-    );
-  }
-
-  groupNorm(p: GroupNormArgs): void | Promise<void> {
-    const op = "groupNorm";
-    positive(op, { batch: p.batch, channels: p.channels, spatial: p.spatial, groups: p.groups });
-    if (p.channels % p.groups !== 0) {
-      throw new AutoencoderKLError("wasm backend: groupNorm", `groups (${p.groups}) must divide channels (${p.channels})`);
-    }
-    const n = p.batch * p.channels * p.spatial;
-    noAlias(op, p.out, { gamma: p.gamma, beta: p.beta });
-    const args = [
-      this.ptr(op, "x", p.x, n),
-      this.ptr(op, "gamma", p.gamma, p.channels),
-      this.ptr(op, "beta", p.beta, p.channels),
-      this.ptr(op, "out", p.out, n),
-      p.batch, p.channels, p.spatial, p.groups, p.eps, activationCode(op, p.activation),
-    ];
-    return this.run("groupNorm", args, n * (p.activation === "none" || p.activation === "relu" ? 2 * NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
-  }
-
-  linear(p: LinearArgs): void | Promise<void> {
-    const op = "linear";
-    positive(op, { rows: p.rows, inFeatures: p.inFeatures, outFeatures: p.outFeatures });
-    noAlias(op, p.out, { x: p.x, weight: p.weight, bias: p.bias });
-    const args = [
-      this.ptr(op, "x", p.x, p.rows * p.inFeatures),
-      this.ptr(op, "weight", p.weight, p.outFeatures * p.inFeatures),
-      p.bias ? this.ptr(op, "bias", p.bias, p.outFeatures) : 0,
-      this.ptr(op, "out", p.out, p.rows * p.outFeatures),
-      p.rows, p.inFeatures, p.outFeatures,
-    ];
-    const per = this.ex.matmulScratchBytes(p.outFeatures, p.inFeatures);
-    return this.run("linear", args, p.rows * p.inFeatures * p.outFeatures * NS_PER_MAC, (nt) => nt * per);
-  }
-
-  matmul(p: MatmulArgs): void | Promise<void> {
-    const op = "matmul";
-    positive(op, { batch: p.batch, m: p.m, n: p.n, k: p.k });
-    noAlias(op, p.out, { a: p.a, b: p.b });
-    const args = [
-      this.ptr(op, "a", p.a, p.batch * p.m * p.k),
-      this.ptr(op, "b", p.b, p.batch * p.k * p.n),
-      this.ptr(op, "out", p.out, p.batch * p.m * p.n),
-      p.batch, p.m, p.n, p.k, p.transposeB ? 1 : 0, p.alpha,
-    ];
-    const per = this.ex.matmulScratchBytes(p.n, p.k);
-    return this.run("matmul", args, p.batch * p.m * p.n * p.k * NS_PER_MAC, (nt) => nt * per);
-  }
-
-  softmax(p: SoftmaxArgs): void | Promise<void> {
-    const op = "softmax";
-    positive(op, { rows: p.rows, cols: p.cols });
-    const n = p.rows * p.cols;
-    return this.run("softmax", [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.rows, p.cols], n * NS_PER_TRANSCENDENTAL);
-  }
-
-  attention(p: AttentionArgs): void | Promise<void> {
-    const op = "attention";
-    positive(op, { batch: p.batch, queries: p.queries, keys: p.keys, dim: p.dim });
-    noAlias(op, p.out, { q: p.q, k: p.k, v: p.v });
-    const args = [
-      this.ptr(op, "q", p.q, p.batch * p.queries * p.dim),
-      this.ptr(op, "k", p.k, p.batch * p.keys * p.dim),
-      this.ptr(op, "v", p.v, p.batch * p.keys * p.dim),
-      this.ptr(op, "out", p.out, p.batch * p.queries * p.dim),
-      p.batch, p.queries, p.keys, p.dim, p.scale,
-    ];
-    const per = this.ex.attentionScratchBytes(p.dim);
-    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => nt * per);
-  }
-
-  add(p: AddArgs): void | Promise<void> {
-    const op = "add";
-    nonNegative(op, { length: p.length });
-    if (p.length === 0) return;
-    const args = [
-      this.ptr(op, "a", p.a, p.length),
-      this.ptr(op, "b", p.b, p.length),
-      this.ptr(op, "out", p.out, p.length),
-      p.length,
-    ];
-    return this.run("add", args, p.length * NS_PER_ELEMENT);
-  }
-
-  activation(p: ActivationArgs): void | Promise<void> {
-    const op = "activation";
-    nonNegative(op, { length: p.length });
-    const code = activationCode(op, p.activation);
-    if (p.length === 0) return;
-    const args = [this.ptr(op, "x", p.x, p.length), this.ptr(op, "out", p.out, p.length), p.length, code];
-    return this.run("activation", args, p.length * (code === 0 || code === 4 ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
-  }
-
-  upsampleNearest2x(p: Upsample2xArgs): void | Promise<void> {
-    const op = "upsampleNearest2x";
-    positive(op, { planes: p.planes, height: p.height, width: p.width });
-    noAlias(op, p.out, { x: p.x });
-    const n = p.planes * p.height * p.width;
-    const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, 4 * n), p.planes, p.height, p.width];
-    return this.run("upsampleNearest2x", args, 4 * n * NS_PER_ELEMENT);
-  }
-
-  transpose(p: TransposeArgs): void | Promise<void> {
-    const op = "transpose";
-    positive(op, { batch: p.batch, rows: p.rows, cols: p.cols });
-    noAlias(op, p.out, { x: p.x });
-    const n = p.batch * p.rows * p.cols;
-    const args = [this.ptr(op, "x", p.x, n), this.ptr(op, "out", p.out, n), p.batch, p.rows, p.cols];
-    return this.run("transpose", args, n * NS_PER_ELEMENT);
-  }
-
-  channelAffine(p: ChannelAffineArgs): void | Promise<void> {
-    const op = "channelAffine";
-    positive(op, { batch: p.batch, channels: p.channels, spatial: p.spatial });
-    const planes = p.batch * p.channels;
-    const n = planes * p.spatial;
-    const code = activationCode(op, p.activation);
-    noAlias(op, p.out, { scale: p.scale, shift: p.shift });
-    const args = [
-      this.ptr(op, "x", p.x, n),
-      this.ptr(op, "scale", p.scale, planes),
-      this.ptr(op, "shift", p.shift, planes),
-      this.ptr(op, "out", p.out, n),
-      planes, p.spatial, code,
-    ];
-    return this.run("channelAffine", args, n * (code === 0 || code === 4 ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
-  }
-
-  copy(p: CopyArgs): void | Promise<void> {
-    const op = "copy";
-    nonNegative(op, {
-      rows: p.rows, cols: p.cols, xOffset: p.xOffset, xRowStride: p.xRowStride, outOffset: p.outOffset,
-      outRowStride: p.outRowStride,
-    });
-    noAlias(op, p.out, { x: p.x });
-    if (p.rows === 0 || p.cols === 0) {
-      this.own(p.x, "copy: x");
-      this.own(p.out, "copy: out");
-      return;
-    }
-    const x = this.ptr(op, "x", p.x, p.xOffset + (p.rows - 1) * p.xRowStride + p.cols);
-    const out = this.ptr(op, "out", p.out, p.outOffset + (p.rows - 1) * p.outRowStride + p.cols);
-    const args = [x + 4 * p.xOffset, out + 4 * p.outOffset, p.rows, p.cols, p.xRowStride, p.outRowStride];
-    return this.run("copy2d", args, p.rows * p.cols * NS_PER_ELEMENT);
   }
 
   dispose(): void {
@@ -501,29 +270,12 @@ export class WasmKernels implements Kernels {
   }
 }
 
-function positive(op: string, values: Record<string, number>): void {
-  for (const [k, v] of Object.entries(values)) {
-    if (!Number.isInteger(v) || v < 1) throw new AutoencoderKLError(`wasm backend: ${op}`, `${k} must be a positive integer, got ${v}`);
-  }
-}
-
-function nonNegative(op: string, values: Record<string, number>): void {
-  for (const [k, v] of Object.entries(values)) {
-    if (!Number.isInteger(v) || v < 0) throw new AutoencoderKLError(`wasm backend: ${op}`, `${k} must be a non-negative integer, got ${v}`);
-  }
-}
-
-function noAlias(op: string, out: DeviceBuffer, inputs: Record<string, DeviceBuffer | null | undefined>): void {
-  for (const [k, v] of Object.entries(inputs)) {
-    if (v === out) throw new AutoencoderKLError(`wasm backend: ${op}`, `out must not alias ${k}`);
-  }
-}
-
-function activationCode(op: string, a: Activation): number {
-  const code = ACTIVATION_CODE[a];
-  if (code === undefined) throw new AutoencoderKLError(`wasm backend: ${op}`, `unknown activation ${JSON.stringify(a)}`);
-  return code;
-}
+installOps(WasmKernels.prototype, (op: Op<unknown>) =>
+  function (this: WasmKernels, args: unknown): MaybePromise {
+    validate("wasm", op, args);
+    return op.wasm(this, args);
+  },
+);
 
 // ---- creation --------------------------------------------------------------------------------------------
 

@@ -1,3 +1,4 @@
+import { isNode } from "../../platform.js";
 import { BROWSER_WORKER_SOURCE, NODE_WORKER_SOURCE } from "./worker-source.js";
 
 /** What the pool needs from a Node worker_threads Worker or a browser Web Worker. */
@@ -11,10 +12,8 @@ interface Port {
 
 type Message = { type: "ready" } | { type: "done"; id: number } | { type: "error"; id?: number; message: string };
 
-const isNode = typeof process === "object" && process !== null && typeof process.versions?.node === "string";
-
 async function spawn(onMessage: (m: Message) => void, onError: (e: unknown) => void): Promise<Port> {
-  if (isNode) {
+  if (isNode()) {
     const spec = "node:worker_threads"; // held in a variable so browser bundlers leave it alone
     const wt = (await import(spec)) as typeof import("node:worker_threads");
     const w = new wt.Worker(new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER_SOURCE)}`));

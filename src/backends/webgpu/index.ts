@@ -1,2 +1,3 @@
-export { createWebGPUBackend, WebGPUKernels, type WebGPUBackendOptions, type WebGPULimits } from "./backend.js";
+export { WebGPUKernels } from "./backend.js";
+export { createWebGPUBackend, type WebGPUBackendOptions, type WebGPULimits } from "./device.js";
 export { getWebGPU, isSoftwareAdapter } from "./gpu.js";

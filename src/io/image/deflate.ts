@@ -1,5 +1,10 @@
 // zlib compression for the PNG writer: one fixed-Huffman DEFLATE block (RFC 1951 §3.2.6) fed by a greedy
 // LZ77 matcher with short hash chains. Far simpler than zlib, and PNG-filtered pixels still shrink well.
+//
+// Why not CompressionStream: it is async, and writePng stays sync for its callers (CLI, examples).
+// Measured (Node 20, 2.x GHz x86, one core, a smooth filtered RGB image): 54 ms / 160 ms here vs 11 / 21 ms
+// with CompressionStream at 512² / 1024², and files 2.5× larger (27 kB vs 11 kB at 512²). The time is small
+// next to a decode at those sizes; moving to the stream (async writePng) is the fix when size matters.
 import { adler32 } from "./checksums.js";
 
 const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];

@@ -1,5 +1,10 @@
 // zlib/DEFLATE decompression (RFC 1950, RFC 1951), written for the PNG decoder. Output goes into a buffer
 // of the exact size the image header implies, so a stream can never make us allocate more than that.
+//
+// Why not DecompressionStream: it is async (readImage would become async for every caller) and unbounded
+// (a bomb must be cut off by hand). Measured (Node 20, 2.x GHz x86, one core): inflating a filtered RGB PNG
+// stream takes 11–23 ms here vs 5–10 ms with DecompressionStream at 512²–1024² (zlib-6 input: 14–17 ms vs
+// 9–13 ms) — milliseconds next to the seconds a VAE pass takes at those sizes, so the sync API stays.
 import { adler32 } from "./checksums.js";
 
 /** Corrupt or truncated compressed data; the image reader turns it into an AutoencoderKLError. */

@@ -7,6 +7,7 @@ import { Conv2d } from "../../nn/conv2d.js";
 import { Decoder } from "../../nn/decoder.js";
 import { Encoder, type CoderShape } from "../../nn/encoder.js";
 import { Module, type Parameter } from "../../nn/module.js";
+import { runProgram, type Program } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
 import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
@@ -14,7 +15,7 @@ import { folderLocation, readPretrained, type PretrainedOptions } from "../../io
 import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
 import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
 import { runTiled, type TileGrid } from "./tiling.js";
-import { decoderOps, encoderOps, planExact, runExact, type Op } from "./exact-tiling.js";
+import { exactSteps, runExactProgram } from "./exact-tiling.js";
 
 /**
  * Which backend runs the model. The wasm backend's kernels come from build/ next to the package unless
@@ -96,6 +97,16 @@ class AutoencoderKLModules extends Module {
     this.decoder = this.child(new Decoder("decoder", lc, cfg.out_channels, shape));
     this.quantConv = cfg.use_quant_conv ? this.child(new Conv2d("quant_conv", 2 * lc, 2 * lc, 1)) : null;
     this.postQuantConv = cfg.use_post_quant_conv ? this.child(new Conv2d("post_quant_conv", lc, lc, 1)) : null;
+  }
+
+  /** Image → moments: the encoder, then quant_conv. Run eagerly (runProgram) or in exact tiles. */
+  encodeProgram(): Program {
+    return [...this.encoder.program(), ...(this.quantConv ? [{ kind: "conv", conv: this.quantConv } as const] : [])];
+  }
+
+  /** Latent → image: post_quant_conv, then the decoder. */
+  decodeProgram(): Program {
+    return [...(this.postQuantConv ? [{ kind: "conv", conv: this.postQuantConv } as const] : []), ...this.decoder.program()];
   }
 }
 
@@ -263,6 +274,7 @@ export class AutoencoderKL {
       const t = stateDict.get(p.key)!;
       p.buf = this.kernels.alloc(t.size);
       this.kernels.write(p.buf, t.data);
+      if (p.retainHost) p.host = Float32Array.from(t.data);
     }
   }
 
@@ -382,57 +394,26 @@ export class AutoencoderKL {
     return { sample };
   }
 
-  /** Exact tiled encode: conv_in and the down blocks in tiles, the mid block and after once at latent size. */
+  /** Exact tiled encode: the encode program with its full-resolution part in tiles (exact-tiling.ts). */
   private async exactEncode(x: Tensor, options: RunOptions): Promise<{ latentDist: DiagonalGaussianDistribution }> {
-    const enc = this.modules.encoder;
-    const ops = encoderOps(enc);
+    const program = this.modules.encodeProgram();
     const tiling = { tileSize: this.tileSampleMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
-    const tiles = planExact(ops, x.shape, tiling).reduce((a, p) => a + p.tiles, 0);
-    const ctx = new RunContext(this.kernels, "encode", tiles + 1, options);
+    const ctx = new RunContext(this.kernels, "encode", exactSteps(program, x.shape, tiling), options);
     try {
-      const h = await runExact(ctx, ops, x, tiling, () => ctx.step());
-      let t = this.upload(ctx, h);
-      const mid = await enc.midBlock.forward(ctx, t);
-      ctx.free(t);
-      const normed = await enc.convNormOut.forward(ctx, mid, "silu");
-      ctx.free(mid);
-      t = await enc.convOut.forward(ctx, normed);
-      ctx.free(normed);
-      if (this.modules.quantConv) {
-        const q = await this.modules.quantConv.forward(ctx, t);
-        ctx.free(t);
-        t = q;
-      }
-      const moments = await this.download(ctx, t);
-      await ctx.step();
+      const moments = await runExactProgram(ctx, program, x, tiling, () => ctx.step());
       return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
     } finally {
       ctx.releaseAll();
     }
   }
 
-  /** Exact tiled decode: post_quant_conv, conv_in and the mid block once at latent size, the up blocks in tiles. */
+  /** Exact tiled decode: the decode program with its full-resolution part in tiles (exact-tiling.ts). */
   private async exactDecode(z: Tensor, options: RunOptions): Promise<{ sample: Tensor }> {
-    const dec = this.modules.decoder;
-    const ops: Op[] = decoderOps(dec);
+    const program = this.modules.decodeProgram();
     const tiling = { tileSize: this.tileLatentMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
-    const midShape = [z.shape[0], this.config.block_out_channels.at(-1)!, z.shape[2], z.shape[3]];
-    const tiles = planExact(ops, midShape, tiling).reduce((a, p) => a + p.tiles, 0);
-    const ctx = new RunContext(this.kernels, "decode", tiles + 1, options);
+    const ctx = new RunContext(this.kernels, "decode", exactSteps(program, z.shape, tiling), options);
     try {
-      let h = this.upload(ctx, z);
-      if (this.modules.postQuantConv) {
-        const q = await this.modules.postQuantConv.forward(ctx, h);
-        ctx.free(h);
-        h = q;
-      }
-      const c = await dec.convIn.forward(ctx, h);
-      ctx.free(h);
-      const mid = await dec.midBlock.forward(ctx, c);
-      ctx.free(c);
-      const m = await this.download(ctx, mid);
-      await ctx.step();
-      return { sample: await runExact(ctx, ops, m, tiling, () => ctx.step()) };
+      return { sample: await runExactProgram(ctx, program, z, tiling, () => ctx.step()) };
     } finally {
       ctx.releaseAll();
     }
@@ -577,25 +558,15 @@ export class AutoencoderKL {
 
   private async encodeMoments(x: Tensor, ctx: RunContext): Promise<Tensor> {
     const input = this.upload(ctx, x);
-    let h = await this.modules.encoder.forward(ctx, input);
+    const h = await runProgram(ctx, this.modules.encodeProgram(), input);
     ctx.free(input);
-    if (this.modules.quantConv) {
-      const q = await this.modules.quantConv.forward(ctx, h);
-      ctx.free(h);
-      h = q;
-    }
     return this.download(ctx, h);
   }
 
   private async decodeSample(z: Tensor, ctx: RunContext): Promise<Tensor> {
-    let h = this.upload(ctx, z);
-    if (this.modules.postQuantConv) {
-      const q = await this.modules.postQuantConv.forward(ctx, h);
-      ctx.free(h);
-      h = q;
-    }
-    const out = await this.modules.decoder.forward(ctx, h);
-    ctx.free(h);
+    const input = this.upload(ctx, z);
+    const out = await runProgram(ctx, this.modules.decodeProgram(), input);
+    ctx.free(input);
     return this.download(ctx, out);
   }
 }

@@ -11,38 +11,14 @@
  * with the distance between checkpoints (tensors larger than the budget are never stored; they are recomputed).
  */
 import { AutoencoderKLError } from "../../errors.js";
-import type { Activation } from "../../backends/kernels.js";
 import type { RunContext, DeviceTensor } from "../../nn/context.js";
 import type { Conv2d } from "../../nn/conv2d.js";
 import type { GroupNorm } from "../../nn/group-norm.js";
-import type { ResnetBlock2D } from "../../nn/resnet.js";
-import type { Decoder } from "../../nn/decoder.js";
-import type { Encoder } from "../../nn/encoder.js";
+import { convOutSize, runProgram, type Program, type Step } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
 
-/** One step of the tiled program. */
-export type Op =
-  | { kind: "conv"; conv: Conv2d }
-  | { kind: "norm"; norm: GroupNorm; act: Activation }
-  | { kind: "up" }
-  /** Keep the current tensor as a resnet's skip input. */
-  | { kind: "push" }
-  /** conv(current) + shortcut(skip), the skip popped. */
-  | { kind: "residualConv"; conv: Conv2d; shortcut: Conv2d | null }
-  /** The tensor here may be stored as a checkpoint. */
-  | { kind: "boundary" };
-
-/** A resnet as flat ops. */
-export function resnetOps(r: ResnetBlock2D): Op[] {
-  return [
-    { kind: "push" },
-    { kind: "norm", norm: r.norm1, act: r.act },
-    { kind: "conv", conv: r.conv1 },
-    { kind: "norm", norm: r.norm2, act: r.act },
-    { kind: "residualConv", conv: r.conv2, shortcut: r.convShortcut },
-    { kind: "boundary" },
-  ];
-}
+/** The tiler runs the same steps as the eager pass (src/nn/program.ts). */
+type Op = Step;
 
 /** A row or column range of a tensor at one level, with the part whose values are exact. */
 interface Span {
@@ -97,13 +73,12 @@ function needBeforeConv(a: number, b: number, g: ConvGeometry, fullIn: number): 
 }
 
 /** Full size of each axis before each op (index i: the size of op i's input; index ops.length: the output). */
-function levelSizes(ops: Op[], h: number, w: number): [number, number][] {
+function levelSizes(ops: readonly Op[], h: number, w: number): [number, number][] {
   const sizes: [number, number][] = [[h, w]];
   for (const op of ops) {
     if (op.kind === "conv" || op.kind === "residualConv") {
-      const gy = convGeometry(op.conv, 0), gx = convGeometry(op.conv, 1);
-      h = Math.floor((h + gy.padBefore + gy.padAfter - gy.k) / gy.s) + 1;
-      w = Math.floor((w + gx.padBefore + gx.padAfter - gx.k) / gx.s) + 1;
+      h = convOutSize(op.conv, h, 0);
+      w = convOutSize(op.conv, w, 1);
     } else if (op.kind === "up") {
       h *= 2;
       w *= 2;
@@ -114,7 +89,7 @@ function levelSizes(ops: Op[], h: number, w: number): [number, number][] {
 }
 
 /** Scale between two program positions' resolutions: 2^(ups) / 2^(downs), as [num, den]. */
-function scaleBetween(ops: Op[], from: number, to: number): [number, number] {
+function scaleBetween(ops: readonly Op[], from: number, to: number): [number, number] {
   let num = 1, den = 1;
   for (let i = from; i < to; i++) {
     const op = ops[i];
@@ -213,9 +188,9 @@ class GroupStats {
   }
 }
 
-/** The per-(batch, channel) affine that GroupNorm with these statistics amounts to. */
-async function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): Promise<{ scale: DeviceTensor; shift: DeviceTensor }> {
-  const gamma = await ctx.k.read(norm.weight.value), beta = await ctx.k.read(norm.bias.value);
+/** The per-(batch, channel) affine that GroupNorm with these statistics amounts to (γ, β: the host copies). */
+function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): { scale: DeviceTensor; shift: DeviceTensor } {
+  const gamma = norm.weight.hostValue, beta = norm.bias.hostValue;
   const C = norm.channels, cpg = C / norm.groups, B = stats.batch;
   const scale = new Float32Array(B * C), shift = new Float32Array(B * C);
   for (let b = 0; b < B; b++) {
@@ -255,7 +230,7 @@ export interface Pass {
  * pass that forms that checkpoint. The next checkpoint is the first boundary whose tensor fits the budget
  * (the end of the program when none does).
  */
-export function planExact(ops: Op[], inputShape: number[], options: ExactTilingOptions): Pass[] {
+export function planExact(ops: readonly Op[], inputShape: readonly number[], options: ExactTilingOptions): Pass[] {
   const [B, C, H, W] = inputShape;
   const sizes = levelSizes(ops, H, W);
   const passes: Pass[] = [];
@@ -280,12 +255,12 @@ export function planExact(ops: Op[], inputShape: number[], options: ExactTilingO
 }
 
 /** Tile core side at the level entering op `to`: `tile` is measured at the program input's resolution. */
-function coreSide(ops: Op[], to: number, tile: number): number {
+function coreSide(ops: readonly Op[], to: number, tile: number): number {
   const [num, den] = scaleBetween(ops, 0, to);
   return Math.max(1, Math.floor((tile * num) / den));
 }
 
-function tileCount(ops: Op[], sizes: [number, number][], to: number, tile: number): number {
+function tileCount(ops: readonly Op[], sizes: [number, number][], to: number, tile: number): number {
   const side = coreSide(ops, to, tile);
   const [h, w] = sizes[to];
   return Math.ceil(h / side) * Math.ceil(w / side);
@@ -295,7 +270,7 @@ function tileCount(ops: Op[], sizes: [number, number][], to: number, tile: numbe
  * Runs `ops` over `input` (host, [B, C, H, W]) pass by pass as `planExact` schedules, and returns the exact
  * full output. `onTile` is called after every tile of every pass.
  */
-export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, options: ExactTilingOptions, onTile: () => Promise<void>): Promise<Tensor> {
+export async function runExact(ctx: RunContext, ops: readonly Op[], input: Tensor, options: ExactTilingOptions, onTile: () => Promise<void>): Promise<Tensor> {
   const [B, C, H, W] = input.shape;
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
@@ -310,7 +285,7 @@ export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, option
         await forEachTile(ctx, ops, sizes, checkpoint, from, to, side, affines, async (result, core) => {
           s.accumulate(result.data, result.shape[1], result.shape[2], result.shape[3], core.rows, core.cols);
         }, onTile);
-        affines.set(to, await affineFor(ctx, op.norm, s));
+        affines.set(to, affineFor(ctx, op.norm, s));
         continue;
       }
       const [nh, nw] = sizes[to];
@@ -341,7 +316,7 @@ export async function runExact(ctx: RunContext, ops: Op[], input: Tensor, option
 }
 
 /** Channel count of the tensor entering op `at` (ops.length: the output). */
-function channelsAt(ops: Op[], at: number, inChannels: number): number {
+function channelsAt(ops: readonly Op[], at: number, inChannels: number): number {
   let c = inChannels;
   for (let i = 0; i < at; i++) {
     const op = ops[i];
@@ -365,7 +340,7 @@ interface Core {
  */
 async function forEachTile(
   ctx: RunContext,
-  ops: Op[],
+  ops: readonly Op[],
   sizes: [number, number][],
   source: BandedTensor,
   from: number,
@@ -405,7 +380,7 @@ async function forEachTile(
 }
 
 /** Rows (axis 0) or columns (axis 1) of the source needed for target range [a, b), walking the ops backwards. */
-function needFor(ops: Op[], sizes: [number, number][], from: number, to: number, range: [number, number], axis: 0 | 1): [number, number] {
+function needFor(ops: readonly Op[], sizes: [number, number][], from: number, to: number, range: [number, number], axis: 0 | 1): [number, number] {
   let [a, b] = range;
   for (let i = to - 1; i >= from; i--) {
     const op = ops[i];
@@ -419,7 +394,7 @@ function needFor(ops: Op[], sizes: [number, number][], from: number, to: number,
 /** Runs ops [from, to) on a crop whose top-left is (r0, c0) at the source level; returns the result on the host. */
 async function runOps(
   ctx: RunContext,
-  ops: Op[],
+  ops: readonly Op[],
   sizes: [number, number][],
   from: number,
   to: number,
@@ -439,7 +414,10 @@ async function runOps(
     const op = ops[i];
     switch (op.kind) {
       case "boundary":
+      case "progress":
         break;
+      case "global":
+        throw new AutoencoderKLError("exact tiling", `internal: global step ${op.name} in a tiled segment`);
       case "push":
         skips.push({ t: x, rows, cols });
         break;
@@ -496,23 +474,87 @@ async function runOps(
   return { tensor: new Tensor(data, x.shape), rows, cols };
 }
 
-/** The decoder after its mid block, as a tiled program: up blocks, then GroupNorm + SiLU and conv_out. */
-export function decoderOps(decoder: Decoder): Op[] {
-  const ops: Op[] = [];
-  for (const block of decoder.upBlocks) {
-    for (const r of block.resnets) ops.push(...resnetOps(r));
-    if (block.upsampler) ops.push({ kind: "up" }, { kind: "conv", conv: block.upsampler.conv }, { kind: "boundary" });
+/**
+ * Where a program is cut for exact tiling: the steps that read and write the program's lowest resolution
+ * (the mid block with its attention, and whatever else runs at latent size) run once, untiled; the
+ * higher-resolution steps before and after them — the upsample leaving that level included — are tiled.
+ * Cuts fall where no resnet skip is pending.
+ */
+export function splitForTiling(program: Program): { before: Program; middle: Program; after: Program; middleLevel: number } {
+  const level: number[] = [];
+  const depth: number[] = [];
+  let l = 0, d = 0;
+  for (const s of program) {
+    level.push(l);
+    depth.push(d);
+    if (s.kind === "up") l++;
+    else if ((s.kind === "conv" || s.kind === "residualConv") && s.conv.stride > 1) l -= Math.log2(s.conv.stride);
+    if (s.kind === "push") d++;
+    else if (s.kind === "residualConv") d--;
   }
-  ops.push({ kind: "norm", norm: decoder.convNormOut, act: "silu" }, { kind: "conv", conv: decoder.convOut });
-  return ops;
+  level.push(l);
+  depth.push(d);
+  const min = Math.min(...level);
+  // step i stays at the lowest level when its input (level[i]) and output (level[i + 1]) are both there
+  const inMiddle = (i: number): boolean => level[i] === min && level[i + 1] === min;
+  let first = 0;
+  while (first < program.length && !inMiddle(first)) first++;
+  let end = first;
+  while (end < program.length && inMiddle(end)) end++;
+  for (let i = end; i < program.length; i++) {
+    if (inMiddle(i)) throw new AutoencoderKLError("exact tiling", "the program visits its lowest resolution twice; cannot cut it");
+  }
+  if (depth[first] !== 0 || depth[end] !== 0) throw new AutoencoderKLError("exact tiling", "internal: cut inside a resnet");
+  const before = program.slice(0, first), after = program.slice(end);
+  for (const s of [...before, ...after]) {
+    if (s.kind === "global") throw new AutoencoderKLError("exact tiling", `${s.name} needs the whole tensor but runs above the lowest resolution`);
+  }
+  return { before, middle: program.slice(first, end), after, middleLevel: min };
 }
 
-/** The encoder before its mid block, as a tiled program: conv_in, then the down blocks. */
-export function encoderOps(encoder: Encoder): Op[] {
-  const ops: Op[] = [{ kind: "conv", conv: encoder.convIn }, { kind: "boundary" }];
-  for (const block of encoder.downBlocks) {
-    for (const r of block.resnets) ops.push(...resnetOps(r));
-    if (block.downsampler) ops.push({ kind: "conv", conv: block.downsampler.conv }, { kind: "boundary" });
+/** [B, C, H, W] of the tensor after `steps` on an input of `shape`. */
+function shapeAfter(steps: Program, shape: readonly number[]): number[] {
+  let [b, c, h, w] = shape;
+  for (const s of steps) {
+    if (s.kind === "conv" || s.kind === "residualConv") {
+      [c, h, w] = [s.conv.outChannels, convOutSize(s.conv, h, 0), convOutSize(s.conv, w, 1)];
+    } else if (s.kind === "up") {
+      [h, w] = [2 * h, 2 * w];
+    }
   }
-  return ops;
+  return [b, c, h, w];
+}
+
+/** Tile side at a segment's input, from the side at the program input and the segment's level (log2 scale). */
+const sideAt = (tileSize: number, level: number): number => Math.max(1, Math.floor(tileSize * 2 ** level));
+
+/** Progress steps a tiled run of `program` reports: every tile of every pass, plus one for the untiled middle. */
+export function exactSteps(program: Program, inputShape: readonly number[], options: ExactTilingOptions): number {
+  const { before, middle, after, middleLevel } = splitForTiling(program);
+  const count = (steps: Program, shape: readonly number[], level: number) =>
+    steps.length ? planExact(steps, shape, { ...options, tileSize: sideAt(options.tileSize, level) }).reduce((a, p) => a + p.tiles, 0) : 0;
+  const afterShape = shapeAfter([...before, ...middle], inputShape);
+  return count(before, inputShape, 0) + (middle.length ? 1 : 0) + count(after, afterShape, middleLevel);
+}
+
+/**
+ * Runs the whole program exactly as the eager pass would, with memory bounded by tiles and checkpoints:
+ * the segments above the lowest resolution tile by tile (runExact), the lowest-resolution middle once.
+ * `onStep` is called after every tile and after the middle.
+ */
+export async function runExactProgram(ctx: RunContext, program: Program, input: Tensor, options: ExactTilingOptions, onStep: () => Promise<void>): Promise<Tensor> {
+  const { before, middle, after, middleLevel } = splitForTiling(program);
+  let h = input;
+  if (before.length) h = await runExact(ctx, before, h, options, onStep);
+  if (middle.length) {
+    const t = ctx.alloc(h.shape);
+    ctx.k.write(t.buf, h.data);
+    const m = await runProgram(ctx, middle, t, { progress: false });
+    const data = await ctx.k.read(m.buf);
+    h = new Tensor(data, m.shape);
+    ctx.free(t, m);
+    await onStep();
+  }
+  if (after.length) h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
+  return h;
 }

@@ -1,4 +1,4 @@
-import type { Activation } from "../kernels.js";
+import type { Activation } from "../backends/kernels.js";
 
 /** erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), enough for exact-form GELU in f32. */
 export function erf(x: number): number {

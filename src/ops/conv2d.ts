@@ -1,0 +1,243 @@
+import type { DeviceBuffer } from "../backends/kernels.js";
+import { NS_PER_MAC } from "../backends/wasm/runtime.js";
+import { chunks, planChunks } from "../backends/webgpu/plan.js";
+import { defineOp } from "./op.js";
+import { defineKernel, tileOuterProducts, type KernelDef } from "../backends/webgpu/shaders.js";
+
+export interface Conv2dArgs {
+  x: DeviceBuffer; // [batch, inChannels, inHeight, inWidth]
+  weight: DeviceBuffer; // [outChannels, inChannels, kernelH, kernelW] (PyTorch layout)
+  bias: DeviceBuffer | null; // [outChannels]
+  /** Added to the result after the bias (fused residual): same shape as out. */
+  residual?: DeviceBuffer | null;
+  out: DeviceBuffer; // [batch, outChannels, outHeight, outWidth]
+  batch: number;
+  inChannels: number;
+  inHeight: number;
+  inWidth: number;
+  outChannels: number;
+  kernelH: number;
+  kernelW: number;
+  stride: number;
+  /** Zero padding per side; asymmetric padding expresses Downsample2D's (0, 1, 0, 1) pad. */
+  padTop: number;
+  padBottom: number;
+  padLeft: number;
+  padRight: number;
+  outHeight: number; // = floor((inHeight + padTop + padBottom - kernelH) / stride) + 1
+  outWidth: number; // = floor((inWidth + padLeft + padRight - kernelW) / stride) + 1
+}
+
+const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+
+/** Below this many channels Winograd's transforms cost more than the multiplies they save (measured). */
+export const WINOGRAD_MIN_CHANNELS = 16;
+
+export const conv2d = defineOp<Conv2dArgs>({
+  name: "conv2d",
+
+  validate(r, p) {
+    const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
+    r.positive({ batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s });
+    r.nonNegative({ padTop: p.padTop, padBottom: p.padBottom, padLeft: p.padLeft, padRight: p.padRight });
+    const OH = Math.floor((H + p.padTop + p.padBottom - KH) / s) + 1;
+    const OW = Math.floor((W + p.padLeft + p.padRight - KW) / s) + 1;
+    if (p.outHeight !== OH || p.outWidth !== OW || OH < 1 || OW < 1) {
+      r.fail(
+        `output ${p.outHeight}x${p.outWidth} does not match input ${H}x${W}, kernel ${KH}x${KW}, stride ${s} ` +
+          `and padding (${p.padTop}, ${p.padBottom}, ${p.padLeft}, ${p.padRight}): expected ${OH}x${OW}`,
+      );
+    }
+    r.noAlias(p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
+    const outN = batch * O * OH * OW;
+    r.fits("x", p.x, batch * C * H * W);
+    r.fits("weight", p.weight, O * C * KH * KW);
+    if (p.bias) r.fits("bias", p.bias, O);
+    if (p.residual) r.fits("residual", p.residual, outN);
+    r.fits("out", p.out, outN);
+  },
+
+  reference(rt, p) {
+    const x = rt.data(p.x), w = rt.data(p.weight), out = rt.data(p.out);
+    const bias = p.bias ? rt.data(p.bias) : null, res = p.residual ? rt.data(p.residual) : null;
+    const { inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = p;
+    for (let n = 0; n < p.batch; n++) {
+      for (let o = 0; o < O; o++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            let acc = bias ? bias[o] : 0;
+            for (let c = 0; c < C; c++) {
+              for (let ky = 0; ky < KH; ky++) {
+                const iy = oy * p.stride + ky - p.padTop;
+                if (iy < 0 || iy >= H) continue;
+                for (let kx = 0; kx < KW; kx++) {
+                  const ix = ox * p.stride + kx - p.padLeft;
+                  if (ix < 0 || ix >= W) continue;
+                  acc += x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * KH + ky) * KW + kx];
+                }
+              }
+            }
+            const i = ((n * O + o) * OH + oy) * OW + ox;
+            out[i] = res ? acc + res[i] : acc;
+          }
+        }
+      }
+    }
+  },
+
+  wasm(rt, p) {
+    const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
+    const { outHeight: OH, outWidth: OW, padTop, padLeft } = p;
+    const outN = batch * O * OH * OW;
+    const w = rt.ptr("weight", p.weight);
+    const x = rt.ptr("x", p.x), bias = rt.ptr("bias", p.bias), res = rt.ptr("residual", p.residual), out = rt.ptr("out", p.out);
+    const ex = rt.ex;
+    const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
+    if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
+      // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
+      return rt.run(
+        [{ kernel: "winogradPack", args: { w, O, C, W } }, { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } }],
+        outN * C * 4 * NS_PER_MAC,
+        (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
+      );
+    }
+    // two steps on one scratch: pack the weights (threads split output channels), then convolve
+    return rt.run(
+      [
+        { kernel: "conv2dPack", args: { w, O, C, KH, KW } },
+        { kernel: "conv2d", args: { x, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW } },
+      ],
+      outN * C * KH * KW * NS_PER_MAC,
+      (nt) => ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, nt),
+    );
+  },
+
+  webgpu(rt, p) {
+    const op = "conv2d";
+    const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: S } = p;
+    const { padTop: pt, padLeft: pl, outHeight: OH, outWidth: OW } = p;
+    const x = rt.own(op, "x", p.x), w = rt.own(op, "weight", p.weight), out = rt.own(op, "out", p.out);
+    const bias = p.bias ? rt.own(op, "bias", p.bias) : null;
+    const res = p.residual ? rt.own(op, "residual", p.residual) : null;
+    const KA = KH * KW;
+    const inRows = (rc: number): number => Math.min(H, (rc - 1) * S + KH);
+    const ext = [N, O, OH, C];
+    const sizes = planChunks(op, ext, [
+      { what: "x", size: (s) => ((s[0] - 1) * C + s[3] - 1) * H * W + inRows(s[2]) * W, limit: rt.cap(x.eb) },
+      { what: "weight", size: (s) => ((s[1] - 1) * C + s[3]) * KA, limit: rt.cap(w.eb) },
+      { what: "out", size: (s) => ((s[0] - 1) * O + s[1] - 1) * OH * OW + s[2] * OW, limit: rt.cap(out.eb) },
+      { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 64) * cdiv(s[2] * OW, 64), limit: rt.maxGroups },
+    ]);
+    for (const { start: [n0, o0, oy0, c0], count: [bc, oc, rc, cc] } of chunks(ext, sizes)) {
+      const iyLo = Math.min(Math.max(oy0 * S - pt, 0), H - 1);
+      const iyHi = Math.max(Math.min((oy0 + rc - 1) * S - pt + KH, H), iyLo + 1);
+      const outR = { lo: ((n0 * O + o0) * OH + oy0) * OW, hi: (((n0 + bc - 1) * O + o0 + oc - 1) * OH + oy0 + rc) * OW };
+      const lastC = c0 + cc === C;
+      const tiles_p = cdiv(rc * OW, 64), tiles_o = cdiv(oc, 64);
+      // later reduction chunks accumulate onto out; the bias comes with the first, the residual with the last
+      const flags = (c0 > 0 ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
+      rt.run(convKernel(KH, KW), [
+        { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
+        { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
+        bias && c0 === 0 ? { buf: bias, lo: o0, hi: o0 + oc } : null,
+        res && lastC ? { buf: res, ...outR } : null,
+        { buf: out, ...outR },
+      ], {
+        n0, bc, o0, oc, oy0, rc, c0, cc, C, H, W, O, OH, OW, KH, KW, sy: S, pad_t: pt, pad_l: pl, tiles_p, tiles_o, flags,
+      }, bc * tiles_p * tiles_o);
+    }
+  },
+
+  warmup: () => [{ def: convKernel(3, 3) }, { def: convKernel(1, 1) }],
+});
+
+// ---- WGSL ----------------------------------------------------------------------------------------
+
+/**
+ * Direct convolution as an implicit GEMM (no im2col buffer): a workgroup computes 64 output channels x 64
+ * output pixels of one image; the reduction runs over (input channel, ky, kx) in steps of 16, gathering the
+ * input tile straight from x with zero padding. The chunk covers batch [n0, n0+bc), out channels
+ * [o0, o0+oc), output rows [oy0, oy0+rc), input channels [c0, c0+cc). Flags: 1 accumulate into out
+ * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual.
+ */
+const convKernel = (kh: number, kw: number): KernelDef => {
+  // 1x1 and 3x3 (every conv in the VAE) get the kernel size as constants, so the per-element index
+  // divisions in the input gather become multiply-shifts.
+  const fixed = (kh === 1 && kw === 1) || (kh === 3 && kw === 3);
+  const sizeFns = fixed
+    ? `fn k_h() -> u32 { return ${kh}u; }\nfn k_w() -> u32 { return ${kw}u; }\n`
+    : "fn k_h() -> u32 { return P.KH; }\nfn k_w() -> u32 { return P.KW; }\n";
+  return defineKernel(fixed ? `conv2d_${kh}x${kw}` : "conv2d", () => ({
+    bindings: [{ name: "x" }, { name: "w" }, { name: "bias" }, { name: "res" }, { name: "out", write: true }],
+    params: [
+      ["n0", "u32"], ["bc", "u32"], ["o0", "u32"], ["oc", "u32"], ["oy0", "u32"], ["rc", "u32"], ["c0", "u32"], ["cc", "u32"],
+      ["C", "u32"], ["H", "u32"], ["W", "u32"], ["O", "u32"], ["OH", "u32"], ["OW", "u32"], ["KH", "u32"], ["KW", "u32"],
+      ["sy", "u32"], ["pad_t", "i32"], ["pad_l", "i32"], ["tiles_p", "u32"], ["tiles_o", "u32"], ["flags", "u32"],
+    ],
+    body: sizeFns + `var<workgroup> ws: array<f32, 1024>;
+var<workgroup> xs: array<f32, 1024>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let wg = flat_wg(wid, nwg);
+  let per_b = P.tiles_p * P.tiles_o;
+  if (wg >= P.bc * per_b) { return; }
+  let n = P.n0 + wg / per_b;
+  let t = wg % per_b;
+  let o_base = (t / P.tiles_p) * 64u;
+  let p_base = (t % P.tiles_p) * 64u;
+  let ka = k_h() * k_w();
+  let kc = P.cc * ka;
+  let npix = P.rc * P.OW;
+  // The input-tile column (output pixel) and the weight-tile column (k offset) this thread loads never change.
+  let xp = p_base + li % 64u;
+  let xp_ok = xp < npix;
+  let iy0 = i32((P.oy0 + xp / P.OW) * P.sy) - P.pad_t;
+  let ix0 = i32((xp % P.OW) * P.sy) - P.pad_l;
+  let plane = P.H * P.W;
+  let x_base = (n * P.C + P.c0) * plane;
+  let wk = li % 16u;
+  var acc: array<vec4f, 4>;
+  for (var k0 = 0u; k0 < kc; k0 += 16u) {
+    for (var q = 0u; q < 4u; q++) {
+      let ol = li / 16u + 16u * q;
+      var v = 0.0;
+      if (o_base + ol < P.oc && k0 + wk < kc) { v = ld_w(((P.o0 + o_base + ol) * P.C + P.c0) * ka + k0 + wk); }
+      ws[wk * 64u + ol] = v;
+      let kk = li / 64u + 4u * q;
+      let k = k0 + kk;
+      var u = 0.0;
+      if (xp_ok && k < kc) {
+        let c = k / ka;
+        let kr = k % ka;
+        let iy = iy0 + i32(kr / k_w());
+        let ix = ix0 + i32(kr % k_w());
+        if (iy >= 0 && iy < i32(P.H) && ix >= 0 && ix < i32(P.W)) {
+          u = ld_x(x_base + c * plane + u32(iy) * P.W + u32(ix));
+        }
+      }
+      xs[kk * 64u + li % 64u] = u;
+    }
+    workgroupBarrier();
+${tileOuterProducts("ws", "xs")}
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let o = o_base + lid.y + 16u * i;
+    if (o >= P.oc) { continue; }
+    let ob = ((n * P.O + P.o0 + o) * P.OH + P.oy0) * P.OW;
+    var bv = 0.0;
+    if ((P.flags & 2u) != 0u) { bv = ld_bias(P.o0 + o); }
+    for (var j = 0u; j < 4u; j++) {
+      let p = p_base + lid.x + 16u * j;
+      if (p >= npix) { continue; }
+      var v = acc[i][j] + bv;
+      if ((P.flags & 1u) != 0u) { v += ld_out(ob + p); }
+      if ((P.flags & 4u) != 0u) { v += ld_res(ob + p); }
+      st_out(ob + p, v);
+    }
+  }
+}
+`,
+  }));
+};

@@ -1,0 +1,276 @@
+// The WASM backend as a runtime: builds and thread counts, buffer ownership, memory growth, worker threads
+// (bit-identical to one thread) and queue order. The kernels themselves are checked against the reference,
+// with every other backend, in kernel-ops.test.ts.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AutoencoderKLError } from "../src/errors.js";
+import type { DeviceBuffer, Kernels } from "../src/backends/kernels.js";
+import { ReferenceKernels } from "../src/backends/reference/index.js";
+import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
+import { FreeListAllocator } from "../src/backends/wasm/allocator.js";
+import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
+
+// Node 20 compiles relaxed SIMD only behind a V8 flag: switched on for this file's process (tests only).
+const relaxed = enableRelaxedSimd();
+const relaxedOk = relaxed.ok;
+if (!relaxedOk) console.warn(`wasm-backend: skipping the relaxed-SIMD build: ${relaxed.reason}`);
+
+// ---- helpers ------------------------------------------------------------------------------------------
+
+/** Deterministic uniform [lo, hi) values (xorshift32). */
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+  return {
+    next,
+    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
+    data: (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
+  };
+}
+
+const ref = new ReferenceKernels();
+
+interface ConvCase {
+  batch: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number;
+  pad: [top: number, bottom: number, left: number, right: number];
+}
+
+function convOut(c: ConvCase): [number, number] {
+  return [
+    Math.floor((c.H + c.pad[0] + c.pad[1] - c.KH) / c.stride) + 1,
+    Math.floor((c.W + c.pad[2] + c.pad[3] - c.KW) / c.stride) + 1,
+  ];
+}
+
+// ---- once per build ------------------------------------------------------------------------
+
+type MakeOptions = Parameters<typeof createWasmBackend>[0];
+const builds: Array<{ name: string; make: (o?: MakeOptions) => Promise<WasmKernels>; skip: boolean }> = [
+  { name: "simd", make: (o) => createWasmBackend({ relaxed: false, ...o }), skip: false },
+  { name: "relaxed-simd", make: (o) => createWasmBackend({ relaxed: true, ...o }), skip: !relaxedOk },
+  {
+    name: "simd, 2 threads",
+    make: (o) => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0, ...o }),
+    skip: false,
+  },
+  // the module's memory import patched to unshared (what runs where SharedArrayBuffer is unavailable)
+  { name: "simd, unshared memory", make: (o) => createWasmBackend({ relaxed: false, sharedMemory: false, ...o }), skip: false },
+];
+
+for (const build of builds) {
+  describe.skipIf(build.skip)(`wasm backend (${build.name})`, () => {
+    let k: WasmKernels;
+    beforeAll(async () => {
+      k = await build.make();
+    });
+    afterAll(() => k?.dispose());
+
+    it("reports its instruction set and threads", () => {
+      expect(k.name).toBe("wasm");
+      expect(k.memory.buffer instanceof SharedArrayBuffer).toBe(!build.name.includes("unshared"));
+      expect(k.description).toContain(build.name.startsWith("relaxed") ? "relaxed-simd" : "(simd");
+      expect(k.description).toMatch(build.name.includes("2 threads") ? /2 threads/ : /1 thread\b/);
+    });
+
+    it("rejects foreign, freed and too-small buffers with AutoencoderKLError", async () => {
+      const b = k.alloc(10);
+      const other = ref.alloc(10);
+      expect(() => k.add({ a: b, b: other, out: b, length: 10 })).toThrow(AutoencoderKLError);
+      expect(() => k.add({ a: b, b, out: b, length: 11 })).toThrow(/a holds 10 elements, needs 11/);
+      expect(() => k.write(b, new Float32Array(11))).toThrow(AutoencoderKLError);
+      k.free(b);
+      expect(() => k.free(b)).toThrow(/already freed/);
+      await expect(async () => k.read(b)).rejects.toThrow(AutoencoderKLError);
+    });
+  });
+}
+
+describe("wasm backend memory", () => {
+  it("allocator: first fit, 16-byte alignment, coalescing", () => {
+    const a = new FreeListAllocator(1000, 1000 + 4096);
+    const p1 = a.alloc(10), p2 = a.alloc(100), p3 = a.alloc(16);
+    expect([p1 % 16, p2 % 16, p3 % 16]).toEqual([0, 0, 0]);
+    expect(p2).toBe(p1 + 16);
+    expect(p3).toBe(p2 + 112);
+    a.free(p2, 100);
+    expect(a.alloc(64)).toBe(p2); // first fit reuses the hole
+    a.free(p1, 10);
+    a.free(p3, 16);
+    a.free(p2, 64);
+    expect(a.stats().blocks).toBe(1); // everything merged back
+    expect(a.stats().largest).toBe(a.stats().end - 1008);
+    expect(a.alloc(1 << 20)).toBe(-1);
+    const p4 = a.alloc(32);
+    a.free(p4, 32);
+    expect(() => a.free(p4, 32)).toThrow(/double free/);
+  });
+
+  it("grows the memory on demand and reuses freed blocks", async () => {
+    const k = await createWasmBackend({ relaxed: false, initialMemoryMiB: 1 });
+    try {
+      const before = k.memoryStats().bytes;
+      const big = k.alloc(3 << 20); // 12 MiB
+      expect(k.memoryStats().bytes).toBeGreaterThan(before);
+      const data = new Float32Array(3 << 20).fill(1.5);
+      k.write(big, data, 0);
+      const back = await k.read(big, 5);
+      expect(Array.from(back)).toEqual([1.5, 1.5, 1.5, 1.5, 1.5]);
+      k.free(big);
+      const grown = k.memoryStats().bytes;
+      const again = k.alloc(3 << 20);
+      expect(k.memoryStats().bytes).toBe(grown);
+      k.free(again);
+      expect(k.memoryStats().buffers).toBe(0);
+    } finally {
+      k.dispose();
+    }
+  });
+
+  it("fails with AutoencoderKLError naming the size when memory cannot grow", async () => {
+    const k = await createWasmBackend({ relaxed: false, initialMemoryMiB: 1 });
+    try {
+      expect(() => k.alloc(1.2e9)).toThrow(AutoencoderKLError); // 4.8 GB > wasm32's 4 GiB
+      expect(() => k.alloc(1.2e9)).toThrow(/4800000000 bytes/);
+      expect(() => k.alloc(-1)).toThrow(AutoencoderKLError);
+      expect(k.memoryStats().buffers).toBe(0);
+    } finally {
+      k.dispose();
+    }
+  });
+
+  it("is unusable after dispose", async () => {
+    const k = await createWasmBackend({ relaxed: false });
+    const b = k.alloc(4);
+    k.dispose();
+    expect(() => k.alloc(4)).toThrow(/after dispose/);
+    expect(() => k.write(b, new Float32Array(4))).toThrow(AutoencoderKLError);
+  });
+
+  it("relaxed: true fails clearly where the engine lacks relaxed SIMD; wasmBytes overrides loading", async () => {
+    if (!relaxedOk) {
+      await expect(createWasmBackend({ relaxed: true })).rejects.toThrow(/relaxed SIMD is not supported/);
+    }
+    const { readFile } = await import("node:fs/promises");
+    const bytes = await readFile(new URL("../build/kernels-simd.wasm", import.meta.url));
+    const k = await createWasmBackend({ wasmBytes: bytes });
+    expect(k.description).toContain("(simd");
+    k.dispose();
+    await expect(createWasmBackend({ wasmUrl: new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(AutoencoderKLError);
+  });
+});
+
+describe("wasm backend threads", () => {
+  // parallelThresholdNs: 0, so every op really is split across the workers; each output element is
+  // computed by the same code whichever thread owns it, so results match bit for bit.
+  let one: WasmKernels, two: WasmKernels;
+  beforeAll(async () => {
+    one = await createWasmBackend({ relaxed: false, threads: 1 });
+    two = await createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0 });
+  });
+  afterAll(() => {
+    one?.dispose();
+    two?.dispose();
+  });
+
+  async function same(
+    inputs: Record<string, Float32Array>,
+    outLength: number,
+    op: (kk: Kernels, b: Record<string, DeviceBuffer>, out: DeviceBuffer) => unknown,
+  ): Promise<void> {
+    const results: Float32Array[] = [];
+    for (const kk of [one, two]) {
+      const b: Record<string, DeviceBuffer> = {};
+      for (const [name, data] of Object.entries(inputs)) {
+        b[name] = kk.alloc(data.length);
+        kk.write(b[name], data);
+      }
+      const out = kk.alloc(outLength);
+      const before = two.parallelOps;
+      await op(kk, b, out);
+      if (kk === two) expect(two.parallelOps, "op was not split across the threads").toBe(before + 1);
+      results.push(await kk.read(out));
+      for (const v of Object.values(b)) kk.free(v);
+      kk.free(out);
+    }
+    // bit-for-bit, compared as bytes (toEqual on large typed arrays takes seconds)
+    const [x, y] = results.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+    expect(x.length).toBe(y.length);
+    expect(Buffer.compare(x, y), "2-thread result differs from 1-thread result").toBe(0);
+  }
+
+  it("starts workers and says so", () => {
+    expect(two.threadFallback).toBeNull();
+    expect(two.threads).toBe(2);
+    expect(two.description).toBe("wasm (simd, 2 threads)");
+  });
+
+  it("conv2d: split by output channels, by rows (few channels), and the 1x1 pixel split", async () => {
+    const r = rng(900);
+    const cases: ConvCase[] = [
+      { batch: 1, C: 16, H: 31, W: 29, O: 40, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, // channels
+      { batch: 2, C: 32, H: 30, W: 30, O: 3, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, // rows
+      { batch: 1, C: 24, H: 33, W: 35, O: 13, KH: 3, KW: 3, stride: 2, pad: [0, 1, 0, 1] },
+      { batch: 1, C: 64, H: 45, W: 45, O: 8, KH: 1, KW: 1, stride: 1, pad: [0, 0, 0, 0] }, // pixels
+      { batch: 1, C: 300, H: 9, W: 64, O: 14, KH: 3, KW: 3, stride: 1, pad: [1, 1, 1, 1] }, // channel chunks
+    ];
+    for (const c of cases) {
+      const [OH, OW] = convOut(c);
+      const outN = c.batch * c.O * OH * OW;
+      await same({ x: r.data(c.batch * c.C * c.H * c.W), w: r.data(c.O * c.C * c.KH * c.KW), b: r.data(c.O), res: r.data(outN) }, outN, (kk, b, out) =>
+        kk.conv2d({
+          x: b.x, weight: b.w, bias: b.b, residual: b.res, out, batch: c.batch, inChannels: c.C, inHeight: c.H, inWidth: c.W,
+          outChannels: c.O, kernelH: c.KH, kernelW: c.KW, stride: c.stride, padTop: c.pad[0], padBottom: c.pad[1],
+          padLeft: c.pad[2], padRight: c.pad[3], outHeight: OH, outWidth: OW,
+        }),
+      );
+    }
+  });
+
+  it("linear, matmul, attention, softmax", async () => {
+    const r = rng(901);
+    await same({ x: r.data(301 * 96), w: r.data(70 * 96), b: r.data(70) }, 301 * 70, (kk, b, out) =>
+      kk.linear({ x: b.x, weight: b.w, bias: b.b, out, rows: 301, inFeatures: 96, outFeatures: 70 }));
+    for (const transposeB of [false, true]) {
+      await same({ a: r.data(3 * 77 * 65), b: r.data(3 * 65 * 59) }, 3 * 77 * 59, (kk, b, out) =>
+        kk.matmul({ a: b.a, b: b.b, out, batch: 3, m: 77, n: 59, k: 65, transposeB, alpha: 0.5 }));
+    }
+    await same({ q: r.data(2 * 130 * 40), k: r.data(2 * 150 * 40), v: r.data(2 * 150 * 40) }, 2 * 130 * 40, (kk, b, out) =>
+      kk.attention({ q: b.q, k: b.k, v: b.v, out, batch: 2, queries: 130, keys: 150, dim: 40, scale: 0.3 }));
+    await same({ x: r.data(333 * 257, -5, 5) }, 333 * 257, (kk, b, out) => kk.softmax({ x: b.x, out, rows: 333, cols: 257 }));
+  });
+
+  it("groupNorm, channelAffine, activation, add, upsample, transpose, copy", async () => {
+    const r = rng(902);
+    const [C, S] = [64, 67 * 71];
+    await same({ x: r.data(2 * C * S, -2, 3), g: r.data(C), b: r.data(C) }, 2 * C * S, (kk, b, out) =>
+      kk.groupNorm({ x: b.x, gamma: b.g, beta: b.b, out, batch: 2, channels: C, spatial: S, groups: 16, eps: 1e-6, activation: "silu" }));
+    await same({ x: r.data(2 * C * S), s: r.data(2 * C), t: r.data(2 * C) }, 2 * C * S, (kk, b, out) =>
+      kk.channelAffine({ x: b.x, scale: b.s, shift: b.t, out, batch: 2, channels: C, spatial: S, activation: "gelu" }));
+    const n = 300_001;
+    await same({ x: r.data(n, -9, 9) }, n, (kk, b, out) => kk.activation({ x: b.x, out, length: n, activation: "mish" }));
+    await same({ a: r.data(n), b: r.data(n) }, n, (kk, b, out) => kk.add({ a: b.a, b: b.b, out, length: n }));
+    await same({ x: r.data(70 * 41 * 43) }, 4 * 70 * 41 * 43, (kk, b, out) => kk.upsampleNearest2x({ x: b.x, out, planes: 70, height: 41, width: 43 }));
+    await same({ x: r.data(3 * 301 * 299) }, 3 * 301 * 299, (kk, b, out) => kk.transpose({ x: b.x, out, batch: 3, rows: 301, cols: 299 }));
+    await same({ x: r.data(600 * 500) }, 700 * 520, (kk, b, out) =>
+      kk.copy({ x: b.x, out, rows: 599, cols: 450, xOffset: 7, xRowStride: 500, outOffset: 3, outRowStride: 520 }));
+  });
+
+  it("ops called without awaiting still run in order", async () => {
+    const n = 400_000;
+    const a = two.alloc(n), b = two.alloc(n);
+    two.write(a, new Float32Array(n).fill(1));
+    two.write(b, new Float32Array(n).fill(2));
+    const pending = [two.add({ a, b, out: a, length: n }), two.add({ a, b, out: a, length: n }), two.activation({ x: a, out: a, length: n, activation: "relu" })];
+    const got = await two.read(a, 3); // read waits for everything queued before it
+    expect(Array.from(got)).toEqual([5, 5, 5]);
+    await Promise.all(pending);
+    two.free(a);
+    two.free(b);
+  });
+});
