@@ -1,7 +1,7 @@
 import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { readSafetensors } from "./safetensors.js";
-import { isNode } from "./source.js";
+import { isNode } from "../platform.js";
 
 export interface PretrainedOptions {
   /** Folder inside the repo/dir holding config.json (e.g. "vae" in a Stable Diffusion pipeline folder). */

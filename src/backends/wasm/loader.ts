@@ -14,6 +14,7 @@
  * accepts.
  */
 import { AutoencoderKLError } from "../../errors.js";
+import { isNode } from "../../platform.js";
 import { importsSharedMemory, wasmRelaxedSimdSupported, wasmSimdSupported, withSharedMemoryImport } from "./binary.js";
 
 /** One precompiled module, or one per instruction set (relaxed is used where the engine validates it). */
@@ -93,8 +94,6 @@ function resolveUrl(wasmUrl: string | URL): URL {
   }
 }
 
-const isNode = typeof process === "object" && process !== null && typeof process.versions?.node === "string";
-
 async function loadBytes(relaxed: boolean, options: KernelSourceOptions): Promise<Uint8Array> {
   if (options.wasmBytes !== undefined) {
     // by tag, not instanceof: bytes may come from another realm (a vm context, an iframe)
@@ -106,7 +105,7 @@ async function loadBytes(relaxed: boolean, options: KernelSourceOptions): Promis
   }
   const url = options.wasmUrl !== undefined ? resolveUrl(options.wasmUrl) : defaultUrl(relaxed);
   try {
-    if (isNode && url.protocol === "file:") {
+    if (isNode() && url.protocol === "file:") {
       const spec = "node:fs/promises"; // held in a variable so browser bundlers leave it alone
       const fs = (await import(spec)) as typeof import("node:fs/promises");
       return new Uint8Array(await fs.readFile(url));
