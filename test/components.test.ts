@@ -170,6 +170,21 @@ describe("the other half's bytes are never read", () => {
     local.dispose();
   });
 
+  it("a server that ignores Range: one whole read, then the encoder is dropped before conversion", async () => {
+    const plain = await startStaticServer(resolve(DEMO, ".."));
+    try {
+      const vae = await AutoencoderKL.fromPretrained(`${plain.url}demo-vae/`, { backend: "reference", components: "decoder", strict: true });
+      expect([...vae.parameterShapes().keys()].every(isDecoderKey)).toBe(true);
+      const whole = plain.served.filter((s) => s.path.endsWith(WEIGHTS));
+      // The range probe, answered 200 and cancelled by the client, then the one whole read.
+      const size = readFileSync(join(DEMO, WEIGHTS)).length;
+      expect(whole.map((s) => s.end - s.start)).toEqual([size, size]);
+      vae.dispose();
+    } finally {
+      await plain.close();
+    }
+  });
+
   it("single files as Blobs: only the header and the decoder's slices; the config is the full one", async () => {
     const bytes = readFileSync(join(DEMO, WEIGHTS));
     const l = layout(join(DEMO, WEIGHTS));
