@@ -202,8 +202,12 @@ describe("the other half's bytes are never read", () => {
     expect(half.config).toEqual(full.config);
     const z = randomTensor([1, 16, 4, 4], 6);
     expect(Array.from((await half.decode(z)).sample.data)).toEqual(Array.from((await full.decode(z)).sample.data));
-    half.dispose();
-    full.dispose();
+    // Bytes in memory: the encoder is never converted, the result is the same.
+    const inMemory = await AutoencoderKL.fromSingleFile(new Uint8Array(bytes), { ...BACKEND, components: "decoder", strict: true });
+    expect(inMemory.config).toEqual(full.config);
+    expect([...inMemory.parameterShapes().keys()].every(isDecoderKey)).toBe(true);
+    expect(Array.from((await inMemory.decode(z)).sample.data)).toEqual(Array.from((await full.decode(z)).sample.data));
+    for (const v of [half, full, inMemory]) v.dispose();
   });
 
   it("a whole SD-style single file, decoder-only: same inferred config, only decoder tensors", async () => {

@@ -51,8 +51,8 @@ interface Loaded {
 }
 
 /**
- * Formats read whole (legacy pickles, bytes in memory, servers without ranges) are converted whole,
- * then the half left out by `components` is dropped before the model sees it.
+ * Pickles have no index to read by ranges: a legacy pickle (or one in memory) is converted whole, then
+ * the half left out by `components` is dropped before the model sees it.
  */
 function whole(stateDict: Map<string, Tensor>, components: Components = "both"): Loaded {
   const shapes = new Map(stateDict);
@@ -73,7 +73,8 @@ function withConfig({ stateDict, shapes }: Loaded, source: string, config: objec
   return { config: merged, stateDict };
 }
 
-function fromSafetensors(bytes: Uint8Array, source: string): Map<string, Tensor> {
+/** Safetensors in memory: the header's shapes infer the config; the half left out is never converted. */
+function fromSafetensors(bytes: Uint8Array, source: string, components: Components = "both"): Loaded {
   const header = readSafetensorsHeader(bytes, source);
   const plan = planVaeKeys(
     header.entries.map((e) => e.name),
@@ -81,12 +82,15 @@ function fromSafetensors(bytes: Uint8Array, source: string): Map<string, Tensor>
   );
   if (plan.rename.size === 0) noVae(source, plan.skipped);
   const stateDict = new Map<string, Tensor>();
+  const shapes = new Map<string, Shaped>();
   for (const entry of header.entries) {
     const target = plan.rename.get(entry.name);
     if (target === undefined) continue; // other models' tensors: validated by the header, never converted
+    shapes.set(target, entry);
+    if (isSkippedKey(target, components)) continue;
     stateDict.set(target, convertVaeTensor(target, readSafetensorsTensor(bytes, entry, source), source));
   }
-  return stateDict;
+  return { stateDict, shapes };
 }
 
 function fromTorch(ckpt: TorchCheckpoint, source: string): Map<string, Tensor> {
@@ -99,9 +103,11 @@ function fromTorch(ckpt: TorchCheckpoint, source: string): Map<string, Tensor> {
 
 /** Synchronous core for bytes already in memory (torch zips must be stored, as torch.save writes them). */
 export function convertSingleFile(bytes: Uint8Array, source = "single file", options: { config?: object; components?: Components } = {}): SingleFileResult {
-  const stateDict =
-    detectSingleFileFormat(bytes) === "torch" ? fromTorch(readTorchCheckpoint(bytes, source), source) : fromSafetensors(bytes, source);
-  return withConfig(whole(stateDict, options.components), source, options.config);
+  const loaded =
+    detectSingleFileFormat(bytes) === "torch"
+      ? whole(fromTorch(readTorchCheckpoint(bytes, source), source), options.components)
+      : fromSafetensors(bytes, source, options.components);
+  return withConfig(loaded, source, options.config);
 }
 
 /**
@@ -173,5 +179,5 @@ export async function readSingleFile(source: ByteSource, options: ReadSingleFile
     const ckpt = await readTorchCheckpointAsync(bytes, name);
     return withConfig(whole(fromTorch(ckpt, name), options.components), name, options.config);
   }
-  return withConfig(whole(fromSafetensors(bytes, name), options.components), name, options.config);
+  return withConfig(fromSafetensors(bytes, name, options.components), name, options.config);
 }
