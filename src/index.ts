@@ -18,3 +18,4 @@ export { readImage, writePng, decodeImage, padToMultiple, cropTo, DEFAULT_MAX_PI
 export type { ReadImageOptions, DecodedImage, ImageFormat } from "./io/image/index.js";
 export type { TilingOptions, FromSingleFileOptions, SavePretrainedOptions } from "./models/autoencoder-kl/autoencoder-kl.js";
 export { MemoryEfficientAttnProcessor, FusedAttnProcessor } from "./nn/attention.js";
+export type { Components, ComponentsOptions } from "./io/components.js";

@@ -13,7 +13,7 @@ import { readSafetensorsHeader } from "../io/safetensors.js";
 import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
 import { pixels8, psnr8, sideBySide } from "./compare.js";
 import { estimatePeakMemory, formatBytes } from "./memory.js";
-import { bundledImage, loadModel, locateModel, modelLine, parseIntOption, UsageError, type ModelOptions } from "./model.js";
+import { bundledImage, componentsOption, loadModel, locateModel, modelLine, parseIntOption, UsageError, type ModelOptions } from "./model.js";
 import { planOutput, writeOutput } from "./output.js";
 import { formatSeconds } from "./progress.js";
 
@@ -171,7 +171,7 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
   const x = await loadImage(imagePath, o);
   const output = planOutput(o.output as string | undefined, `${stem(imagePath)}.latents.safetensors`, o.force === true, [imagePath]);
   const [, , h, w] = x.shape;
-  const loaded = await loadModel(o, ctx.warn);
+  const loaded = await loadModel(o, ctx.warn, "encoder");
   const { vae, location } = loaded;
   log(modelLine(loaded));
   try {
@@ -239,7 +239,7 @@ export async function decode(ctx: CommandContext): Promise<CommandResult> {
   if (!z) throw new AutoencoderKLError(file, `has no tensor named "latents" (found ${[...tensors.keys()].slice(0, 5).join(", ") || "none"})`);
   if (z.shape.length === 3) z = z.reshape([1, ...z.shape]);
   if (z.shape.length !== 4) throw new AutoencoderKLError(file, `latents must have shape [B, C, h, w], got [${z.shape.join(", ")}]`);
-  const loaded = await loadModel(o, ctx.warn);
+  const loaded = await loadModel(o, ctx.warn, "decoder");
   const { vae, location } = loaded;
   log(modelLine(loaded));
   try {
@@ -302,6 +302,7 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
   const model = ctx.positionals[0] ?? (o.model as string | undefined);
   const [w, h] = parseSize(o.size as string | undefined, "size");
   const { location, kind } = locateModel(model);
+  const components = componentsOption(o, "both");
   let config: AutoencoderKLConfig;
   let parameters: number;
   let weightsFile: string | null = null;
@@ -317,7 +318,7 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
       if (e instanceof AutoencoderKLError) throw new AutoencoderKLError(location, `not a diffusers model folder: ${e.rule}`, { cause: e });
       throw new AutoencoderKLError(cfgPath, `is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
-    const vae = await AutoencoderKL.fromConfig(raw, { backend: "reference" });
+    const vae = await AutoencoderKL.fromConfig(raw, { backend: "reference", components });
     config = vae.config;
     parameters = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
     vae.dispose();
@@ -343,17 +344,17 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
       if (extname(location).toLowerCase() === ".safetensors") dtypes = dtypeCounts(await readUserFile(location, "weights"), location);
     }
   }
-  const mem = estimatePeakMemory(config, parameters, h, w);
+  const mem = estimatePeakMemory(config, parameters, h, w, components);
   const f = 2 ** (config.block_out_channels.length - 1);
   log(`model       ${location} (${kind})`);
   if (weightsFile) log(`weights     ${basename(weightsFile)}, ${formatBytes(fileBytes!)}${dtypes ? `, ${Object.entries(dtypes).map(([k, n]) => `${n} × ${k}`).join(", ")}` : ""}`);
-  log(`parameters  ${parameters.toLocaleString("en-US")}`);
+  log(`parameters  ${parameters.toLocaleString("en-US")}${components === "both" ? "" : ` (--components ${components}: ${components === "decoder" ? "post_quant_conv + decoder" : "encoder + quant_conv"} only)`}`);
   log(`structure   ${config.block_out_channels.length} levels (÷${f}), block_out_channels [${config.block_out_channels.join(", ")}], layers_per_block ${config.layers_per_block}, ${config.norm_num_groups} groups, act ${config.act_fn}${config.mid_block_add_attention ? ", mid-block attention" : ""}`);
   log(`channels    in ${config.in_channels}, out ${config.out_channels}, latent ${config.latent_channels}`);
   log(`scaling     scaling_factor ${config.scaling_factor}, shift_factor ${config.shift_factor ?? "none"}${config.latents_mean ? ", latents_mean/std per channel" : ""}`);
   log(`sample_size ${config.sample_size} (default tile)`);
   log(`memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`);
-  return { command: "info", model: location, kind, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem } };
+  return { command: "info", model: location, kind, components, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem } };
 }
 
 /** A deterministic test picture: smooth colour gradients plus texture, values in [-1, 1]. */

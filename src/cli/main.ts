@@ -27,6 +27,7 @@ const SHARED: Options = {
 const IMAGE_IN: Options = { "max-pixels": { type: "string" } };
 const OUTPUT: Options = { output: { type: "string", short: "o" }, force: { type: "boolean", short: "f" } };
 const POSTERIOR: Options = { sample: { type: "boolean" }, seed: { type: "string" } };
+const COMPONENTS: Options = { components: { type: "string" } };
 
 const SHARED_HELP = `Shared options:
   -m, --model <dir|file|url>  diffusers VAE folder (config.json + diffusion_pytorch_model.safetensors),
@@ -65,7 +66,7 @@ model the bundled photo comes back at 27.16 dB (PyTorch's figure with the same f
   },
   encode: {
     run: encode,
-    options: { ...SHARED, ...IMAGE_IN, ...POSTERIOR, ...OUTPUT, raw: { type: "boolean" } },
+    options: { ...SHARED, ...IMAGE_IN, ...POSTERIOR, ...OUTPUT, ...COMPONENTS, raw: { type: "boolean" } },
     usage: `Usage: autoencoderkl encode <image> [-o latents.safetensors] [options]
 
 Encodes an image to latents and stores them as the tensor "latents" [1, C, h, w] in a safetensors file.
@@ -78,11 +79,12 @@ when the config has them). The file's __metadata__ records what was done, so \`d
       --sample            store a sample of the posterior instead of its mean
       --seed <n>          seed for --sample (default 0)
       --raw               store the latents unscaled
-      --max-pixels <n>    refuse larger images (default 67108864)`,
+      --max-pixels <n>    refuse larger images (default 67108864)
+      --components <c>    model half to load: encoder (default: only what encoding uses), decoder or both`,
   },
   decode: {
     run: decode,
-    options: { ...SHARED, ...OUTPUT, raw: { type: "boolean" }, scaled: { type: "boolean" } },
+    options: { ...SHARED, ...OUTPUT, ...COMPONENTS, raw: { type: "boolean" }, scaled: { type: "boolean" } },
     usage: `Usage: autoencoderkl decode <latents.safetensors> [-o image.png] [options]
 
 Decodes the tensor "latents" (or the file's only tensor) to a PNG. Scaling is undone as the file's
@@ -91,15 +93,18 @@ metadata records (files written by \`encode\`); a file without that metadata is 
   -o, --output <file>     image file (default: <latents name>.decoded.png, never over an existing file)
   -f, --force             overwrite an existing file at the default output name
       --scaled            the latents are scaled: undo it with the model config's factors
-      --raw               decode the values as they are, whatever the metadata says`,
+      --raw               decode the values as they are, whatever the metadata says
+      --components <c>    model half to load: decoder (default: the encoder's weights are never read), encoder or both`,
   },
   info: {
     run: info,
-    options: { ...SHARED, size: { type: "string", short: "s" } },
+    options: { ...SHARED, ...COMPONENTS, size: { type: "string", short: "s" } },
     usage: `Usage: autoencoderkl info [model] [--size 512|WxH] [options]
 
 Prints the config, parameter count, weight dtypes, file size and an estimate of peak memory for one
-image of --size (default 512×512). The model is a positional argument or --model (default: the demo).`,
+image of --size (default 512×512). The model is a positional argument or --model (default: the demo).
+
+      --components <c>    count parameters and memory for one half: decoder, encoder or both (default)`,
   },
   bench: {
     run: bench,

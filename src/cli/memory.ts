@@ -1,4 +1,4 @@
-import type { AutoencoderKLConfig } from "../index.js";
+import type { AutoencoderKLConfig, Components } from "../index.js";
 
 export interface MemoryEstimate {
   /** float32 weights on the backend. */
@@ -6,7 +6,7 @@ export interface MemoryEstimate {
   /** Largest set of live activations during encode / decode of one image. */
   encode: number;
   decode: number;
-  /** weights + the larger of the two. */
+  /** weights + the larger of the two (or the one the loaded half runs). */
   peak: number;
 }
 
@@ -16,7 +16,7 @@ export interface MemoryEstimate {
  * and output at full resolution, or the mid-block attention's N×N score matrix (N = latent pixels).
  * It ignores allocator slack, so real use can be somewhat higher; it is meant for "will it fit".
  */
-export function estimatePeakMemory(config: AutoencoderKLConfig, parameters: number, height: number, width: number): MemoryEstimate {
+export function estimatePeakMemory(config: AutoencoderKLConfig, parameters: number, height: number, width: number, components: Components = "both"): MemoryEstimate {
   const ch = config.block_out_channels;
   const levels = ch.length;
   const f = 4; // bytes per float32
@@ -39,7 +39,8 @@ export function estimatePeakMemory(config: AutoencoderKLConfig, parameters: numb
     dec = Math.max(dec, attention(cMid, n));
   }
   const weights = parameters * f;
-  return { weights, encode: enc * f, decode: dec * f, peak: weights + Math.max(enc, dec) * f };
+  const active = components === "decoder" ? dec : components === "encoder" ? enc : Math.max(enc, dec);
+  return { weights, encode: enc * f, decode: dec * f, peak: weights + active * f };
 }
 
 export function formatBytes(n: number): string {

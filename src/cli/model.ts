@@ -2,7 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, basename, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AutoencoderKL, AutoencoderKLError, type BackendChoice } from "../index.js";
+import { AutoencoderKL, AutoencoderKLError, type BackendChoice, type Components } from "../index.js";
 
 /** A usage mistake (bad flag, missing argument): exit code 2, with the usage hint. */
 export class UsageError extends Error {
@@ -37,6 +37,7 @@ export interface ModelOptions {
   variant?: string;
   tile?: boolean;
   "tile-size"?: string;
+  components?: string;
 }
 
 const BACKENDS: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"];
@@ -56,6 +57,15 @@ export function backendOptions(o: ModelOptions): { backend: BackendChoice; threa
   // The library's default is one thread; a command-line run has the machine to itself.
   const threads = parseIntOption("threads", o.threads, 1, 256) ?? Math.min(availableParallelism(), 16);
   return { backend, threads };
+}
+
+const COMPONENTS: readonly Components[] = ["decoder", "encoder", "both"];
+
+/** --components, or what the command needs (decode loads only the decoder, encode only the encoder). */
+export function componentsOption(o: ModelOptions, needs: Components): Components {
+  const value = o.components ?? needs;
+  if (!COMPONENTS.includes(value as Components)) throw new UsageError(`--components must be one of ${COMPONENTS.join(", ")}, got ${JSON.stringify(o.components)}`);
+  return value as Components;
 }
 
 export type ModelKind = "diffusers folder" | "single file";
@@ -97,8 +107,9 @@ export function modelLine(m: LoadedModel): string {
   );
 }
 
-export async function loadModel(o: ModelOptions, onWarning?: (line: string) => void): Promise<LoadedModel> {
+export async function loadModel(o: ModelOptions, onWarning?: (line: string) => void, needs: Components = "both"): Promise<LoadedModel> {
   const { backend, threads } = backendOptions(o);
+  const components = componentsOption(o, needs);
   const tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16);
   const { location, kind, bundled } = locateModel(o.model);
   const t0 = performance.now();
@@ -108,9 +119,9 @@ export async function loadModel(o: ModelOptions, onWarning?: (line: string) => v
     if (typeof fromSingleFile !== "function") {
       throw new AutoencoderKLError(location, "single-file checkpoints are not supported by this build; pass a diffusers folder");
     }
-    vae = await fromSingleFile.call(AutoencoderKL, location, { backend, threads, onWarning });
+    vae = await fromSingleFile.call(AutoencoderKL, location, { backend, threads, onWarning, components });
   } else {
-    vae = await AutoencoderKL.fromPretrained(location, { backend, threads, variant: o.variant, onWarning });
+    vae = await AutoencoderKL.fromPretrained(location, { backend, threads, variant: o.variant, onWarning, components });
   }
   if (o.tile || tileSize !== undefined) {
     try {

@@ -8,6 +8,9 @@ const TERMS: ReadonlyArray<[RegExp, string]> = [
   [/\boptions\.backend\b/g, "--backend"],
   [/\boptions\.variant\b/g, "--variant"],
   [/\benableTiling: tileSampleMinSize\b/g, "--tile-size"],
+  [/\bcomponents: "(\w+)" or "(\w+)"/g, "--components $1 or $2"],
+  [/\b(?:options\.)?components: "(\w+)"/g, "--components $1"],
+  [/\boptions\.components\b/g, "--components"],
 ];
 
 export function inCliTerms(message: string): string {

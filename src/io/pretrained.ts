@@ -1,9 +1,12 @@
 import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { isSkippedKey, type Components, type ComponentsOptions } from "./components.js";
 import { readSafetensors } from "./safetensors.js";
 import { isNode } from "../platform.js";
+import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
+import { openRandomAccess } from "./source.js";
 
-export interface PretrainedOptions {
+export interface PretrainedOptions extends ComponentsOptions {
   /** Folder inside the repo/dir holding config.json (e.g. "vae" in a Stable Diffusion pipeline folder). */
   subfolder?: string;
   /** Weight file variant: diffusion_pytorch_model.<variant>.safetensors. */
@@ -69,6 +72,50 @@ async function readOptional(location: string): Promise<Uint8Array | null> {
   }
 }
 
+/** "No such file" from a local open or a 404 from a server: the caller then looks for another format. */
+function isNotFound(e: unknown): boolean {
+  if (!(e instanceof AutoencoderKLError)) return false;
+  return (e.cause as { code?: string } | undefined)?.code === "ENOENT" || /^HTTP 404\b/.test(e.rule);
+}
+
+/** Drops the half that `components` leaves out, for formats read whole. */
+function dropSkipped(tensors: Map<string, Tensor>, components: Components): Map<string, Tensor> {
+  for (const key of [...tensors.keys()]) if (isSkippedKey(key, components)) tensors.delete(key);
+  return tensors;
+}
+
+/**
+ * One half of a safetensors file by ranges: the header, then only that half's tensors (the other
+ * half's bytes are never requested). A server that ignores Range gets one whole read instead.
+ * Null when the file does not exist.
+ */
+async function readSafetensorsHalf(location: string, components: Components): Promise<Map<string, Tensor> | null> {
+  let ra: Awaited<ReturnType<typeof openRandomAccess>>;
+  try {
+    ra = await openRandomAccess(location);
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
+  }
+  if (!ra) {
+    const bytes = await readOptional(location);
+    return bytes && readSafetensors(bytes, location, { filter: (name) => !isSkippedKey(name, components) }).tensors;
+  }
+  try {
+    const ranged = await readSafetensorsHeaderRanged(ra);
+    const skip = (name: string) => isSkippedKey(name, components);
+    const entries = ranged.header.entries;
+    return await readSafetensorsEntriesRanged(
+      ra,
+      ranged,
+      entries.filter((e) => !skip(e.name)),
+      { exclude: entries.filter((e) => skip(e.name)) },
+    );
+  } finally {
+    await ra.close();
+  }
+}
+
 /** Finds and reads a diffusers model folder: config.json and the weights the options select. */
 export async function readPretrained(dirOrUrl: string | URL, options: PretrainedOptions = {}): Promise<PretrainedFiles> {
   const base = join(await folderLocation(dirOrUrl), options.subfolder ?? "");
@@ -87,7 +134,11 @@ export async function readPretrained(dirOrUrl: string | URL, options: Pretrained
   const suffix = options.variant ? `.${options.variant}` : "";
   const safetensorsPath = join(base, `diffusion_pytorch_model${suffix}.safetensors`);
   const flaxPath = join(base, `diffusion_flax_model${suffix}.msgpack`);
-  if (!options.fromFlax) {
+  const components = options.components ?? "both";
+  if (!options.fromFlax && components !== "both") {
+    const tensors = await readSafetensorsHalf(safetensorsPath, components);
+    if (tensors) return { config, stateDict: tensors, source: { config: configPath, weights: safetensorsPath } };
+  } else if (!options.fromFlax) {
     const bytes = await readOptional(safetensorsPath);
     if (bytes) {
       return { config, stateDict: readSafetensors(bytes, safetensorsPath).tensors, source: { config: configPath, weights: safetensorsPath } };
@@ -96,7 +147,8 @@ export async function readPretrained(dirOrUrl: string | URL, options: Pretrained
   const flax = await readOptional(flaxPath);
   if (flax) {
     const { readFlaxStateDict } = await import("./flax.js");
-    return { config, stateDict: readFlaxStateDict(flax, flaxPath), source: { config: configPath, weights: flaxPath } };
+    // msgpack has no index to read by ranges: the whole file is parsed, then the unused half dropped.
+    return { config, stateDict: dropSkipped(readFlaxStateDict(flax, flaxPath), components), source: { config: configPath, weights: flaxPath } };
   }
   const looked = options.fromFlax ? flaxPath : `${safetensorsPath} or ${flaxPath}`;
   throw new AutoencoderKLError(base, `no weights found: looked for ${looked}`);

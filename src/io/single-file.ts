@@ -5,10 +5,12 @@
  */
 import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { inferVaeConfig } from "./infer-config.js";
+import { isSkippedKey, type Components } from "./components.js";
+import { inferVaeConfig, type Shaped } from "./infer-config.js";
 import { convertVaeTensor, planVaeKeys } from "./original-keys.js";
 import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchZipRanged, type TorchCheckpoint } from "./torch-checkpoint.js";
-import { parseSafetensorsHeader, readSafetensorsHeader, readSafetensorsTensor, safetensorsHeaderLength } from "./safetensors.js";
+import { readSafetensorsHeader, readSafetensorsTensor, type SafetensorsEntry } from "./safetensors.js";
+import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
 import { describeSource, openRandomAccess, readSource, type ByteSource, type RandomAccessSource } from "./source.js";
 import { isZip } from "./zip.js";
 
@@ -17,6 +19,8 @@ export interface ReadSingleFileOptions {
   config?: object;
   onProgress?: (loaded: number, total?: number) => void;
   signal?: AbortSignal;
+  /** Which half of the VAE to read (default both); the other half is skipped unread where ranges allow. */
+  components?: Components;
 }
 
 export interface SingleFileResult {
@@ -40,11 +44,27 @@ function noVae(source: string, skipped: string[]): never {
   );
 }
 
-function withConfig(stateDict: Map<string, Tensor>, source: string, config: object | undefined): SingleFileResult {
+/** A reader's result: the tensors kept, and the shapes of every VAE tensor (the config is inferred from these). */
+interface Loaded {
+  stateDict: Map<string, Tensor>;
+  shapes: ReadonlyMap<string, Shaped>;
+}
+
+/**
+ * Pickles have no index to read by ranges: a legacy pickle (or one in memory) is converted whole, then
+ * the half left out by `components` is dropped before the model sees it.
+ */
+function whole(stateDict: Map<string, Tensor>, components: Components = "both"): Loaded {
+  const shapes = new Map(stateDict);
+  for (const key of shapes.keys()) if (isSkippedKey(key, components)) stateDict.delete(key);
+  return { stateDict, shapes };
+}
+
+function withConfig({ stateDict, shapes }: Loaded, source: string, config: object | undefined): SingleFileResult {
   if (config !== undefined && (config === null || typeof config !== "object" || Array.isArray(config))) {
     throw new AutoencoderKLError(source, "options.config must be an object");
   }
-  const inferred = inferVaeConfig(stateDict, source);
+  const inferred = inferVaeConfig(shapes, source);
   const merged: Record<string, unknown> = { ...inferred };
   for (const [k, v] of Object.entries(config ?? {})) {
     if (k === "__proto__" || v === undefined) continue;
@@ -53,7 +73,8 @@ function withConfig(stateDict: Map<string, Tensor>, source: string, config: obje
   return { config: merged, stateDict };
 }
 
-function fromSafetensors(bytes: Uint8Array, source: string): Map<string, Tensor> {
+/** Safetensors in memory: the header's shapes infer the config; the half left out is never converted. */
+function fromSafetensors(bytes: Uint8Array, source: string, components: Components = "both"): Loaded {
   const header = readSafetensorsHeader(bytes, source);
   const plan = planVaeKeys(
     header.entries.map((e) => e.name),
@@ -61,12 +82,15 @@ function fromSafetensors(bytes: Uint8Array, source: string): Map<string, Tensor>
   );
   if (plan.rename.size === 0) noVae(source, plan.skipped);
   const stateDict = new Map<string, Tensor>();
+  const shapes = new Map<string, Shaped>();
   for (const entry of header.entries) {
     const target = plan.rename.get(entry.name);
     if (target === undefined) continue; // other models' tensors: validated by the header, never converted
+    shapes.set(target, entry);
+    if (isSkippedKey(target, components)) continue;
     stateDict.set(target, convertVaeTensor(target, readSafetensorsTensor(bytes, entry, source), source));
   }
-  return stateDict;
+  return { stateDict, shapes };
 }
 
 function fromTorch(ckpt: TorchCheckpoint, source: string): Map<string, Tensor> {
@@ -78,69 +102,58 @@ function fromTorch(ckpt: TorchCheckpoint, source: string): Map<string, Tensor> {
 }
 
 /** Synchronous core for bytes already in memory (torch zips must be stored, as torch.save writes them). */
-export function convertSingleFile(bytes: Uint8Array, source = "single file", options: { config?: object } = {}): SingleFileResult {
-  const stateDict =
-    detectSingleFileFormat(bytes) === "torch" ? fromTorch(readTorchCheckpoint(bytes, source), source) : fromSafetensors(bytes, source);
-  return withConfig(stateDict, source, options.config);
+export function convertSingleFile(bytes: Uint8Array, source = "single file", options: { config?: object; components?: Components } = {}): SingleFileResult {
+  const loaded =
+    detectSingleFileFormat(bytes) === "torch"
+      ? whole(fromTorch(readTorchCheckpoint(bytes, source), source), options.components)
+      : fromSafetensors(bytes, source, options.components);
+  return withConfig(loaded, source, options.config);
 }
 
-/** Coalesced reads: neighbours closer than this share one request; no single read grows past the cap. */
-const MERGE_GAP = 1 << 20;
-const MAX_READ = 64 << 20;
-
 /**
- * Safetensors through ranged reads: the header, then only the VAE's byte ranges. A 7 GB SDXL
- * checkpoint costs its VAE's ~160 MB, and files past the 4 GiB typed-array limit still load.
+ * Safetensors through ranged reads: the header, then only the VAE's byte ranges (of the half that
+ * `components` keeps). A 7 GB SDXL checkpoint costs its VAE's ~160 MB, a decoder-only load its decoder's.
  */
-async function fromSafetensorsRanges(ra: RandomAccessSource, first8: Uint8Array, options: ReadSingleFileOptions): Promise<Map<string, Tensor>> {
+async function fromSafetensorsRanges(ra: RandomAccessSource, first8: Uint8Array, options: ReadSingleFileOptions): Promise<Loaded> {
   const source = ra.name;
-  const headerLength = safetensorsHeaderLength(first8, ra.size, source);
-  const header = parseSafetensorsHeader(await ra.read(0, 8 + headerLength), ra.size, source);
+  const ranged = await readSafetensorsHeaderRanged(ra, first8);
+  const { entries } = ranged.header;
   const plan = planVaeKeys(
-    header.entries.map((e) => e.name),
+    entries.map((e) => e.name),
     source,
   );
   if (plan.rename.size === 0) noVae(source, plan.skipped);
-  const wanted = header.entries.filter((e) => plan.rename.has(e.name)).sort((a, b) => a.start - b.start);
-  const total = 8 + headerLength + wanted.reduce((n, e) => n + e.end - e.start, 0);
-  let loaded = 8 + headerLength;
-  options.onProgress?.(loaded, total);
-
-  const byName = new Map<string, Tensor>();
-  for (let i = 0; i < wanted.length; ) {
-    let j = i + 1;
-    while (j < wanted.length && wanted[j].start - wanted[j - 1].end <= MERGE_GAP && wanted[j].end - wanted[i].start <= MAX_READ) j++;
-    options.signal?.throwIfAborted();
-    const base = wanted[i].start;
-    const buf = await ra.read(base, wanted[j - 1].end);
-    for (const e of wanted.slice(i, j)) {
-      const target = plan.rename.get(e.name)!;
-      const local = { ...e, start: e.start - base, end: e.end - base };
-      byName.set(e.name, convertVaeTensor(target, readSafetensorsTensor(buf, local, source), source));
-      loaded += e.end - e.start;
-    }
-    options.onProgress?.(loaded, total);
-    i = j;
-  }
-  // In the file's order, as the whole-file path gives it.
+  const components = options.components ?? "both";
+  const vae = entries.filter((e) => plan.rename.has(e.name));
+  const skip = (e: SafetensorsEntry) => isSkippedKey(plan.rename.get(e.name)!, components);
+  const byName = await readSafetensorsEntriesRanged(
+    ra,
+    ranged,
+    vae.filter((e) => !skip(e)),
+    { onProgress: options.onProgress, signal: options.signal, exclude: vae.filter(skip) },
+    (e, t) => convertVaeTensor(plan.rename.get(e.name)!, t, source),
+  );
   const stateDict = new Map<string, Tensor>();
-  for (const e of header.entries) {
-    const t = byName.get(e.name);
-    if (t) stateDict.set(plan.rename.get(e.name)!, t);
-  }
-  return stateDict;
+  for (const [name, t] of byName) stateDict.set(plan.rename.get(name)!, t);
+  // The config comes from the header's shapes of the whole VAE, so a half load infers the same one.
+  return { stateDict, shapes: new Map(vae.map((e) => [plan.rename.get(e.name)!, e])) };
 }
 
 /** torch zips by ranges too: directory, data.pkl, then only the VAE's storages (legacy pickles are read whole). */
-async function fromTorchZipRanges(ra: RandomAccessSource, options: ReadSingleFileOptions): Promise<Map<string, Tensor>> {
+async function fromTorchZipRanges(ra: RandomAccessSource, options: ReadSingleFileOptions): Promise<Loaded> {
   const ckpt = await readTorchZipRanged(ra, ra.name);
   const plan = planVaeKeys(ckpt.tensors.keys(), ra.name);
   if (plan.rename.size === 0) noVae(ra.name, plan.skipped);
   options.signal?.throwIfAborted();
-  await ckpt.prefetch(plan.rename.keys(), options.onProgress);
+  // Only the kept half's storages are requested (small neighbours may share a coalesced read).
+  const kept = [...plan.rename].filter(([, target]) => !isSkippedKey(target, options.components ?? "both"));
+  await ckpt.prefetch(
+    kept.map(([name]) => name),
+    options.onProgress,
+  );
   const stateDict = new Map<string, Tensor>();
-  for (const [name, target] of plan.rename) stateDict.set(target, convertVaeTensor(target, ckpt.load(name), ra.name));
-  return stateDict;
+  for (const [name, target] of kept) stateDict.set(target, convertVaeTensor(target, ckpt.load(name), ra.name));
+  return { stateDict, shapes: new Map([...plan.rename].map(([name, target]) => [target, ckpt.tensors.get(name)!])) };
 }
 
 /** Read a single-file checkpoint from a path, URL, Blob or bytes: diffusers-keyed VAE state dict + config. */
@@ -164,7 +177,7 @@ export async function readSingleFile(source: ByteSource, options: ReadSingleFile
   const bytes = await readSource(source, { onProgress: options.onProgress, signal: options.signal });
   if (detectSingleFileFormat(bytes) === "torch") {
     const ckpt = await readTorchCheckpointAsync(bytes, name);
-    return withConfig(fromTorch(ckpt, name), name, options.config);
+    return withConfig(whole(fromTorch(ckpt, name), options.components), name, options.config);
   }
-  return withConfig(fromSafetensors(bytes, name), name, options.config);
+  return withConfig(fromSafetensors(bytes, name, options.components), name, options.config);
 }

@@ -24,6 +24,8 @@ export interface StaticServerOptions {
   maxRequests?: number;
   /** Close after this long without a request (default 120 s). */
   idleMs?: number;
+  /** Answer single "Range: bytes=a-b" requests with 206 (default: whole files only, as before). */
+  ranges?: boolean;
 }
 
 export interface StaticServer {
@@ -31,6 +33,8 @@ export interface StaticServer {
   url: string;
   /** Paths requested so far, in order (for assertions and debugging). */
   requests: string[];
+  /** Every file response: path and the byte range [start, end) sent (whole files included). */
+  served: { path: string; start: number; end: number }[];
   close(): Promise<void>;
 }
 
@@ -39,6 +43,7 @@ export async function startStaticServer(root: string, options: StaticServerOptio
   const maxRequests = options.maxRequests ?? 1000;
   const idleMs = options.idleMs ?? 120_000;
   const requests: string[] = [];
+  const served: StaticServer["served"] = [];
   let idle: NodeJS.Timeout | undefined;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -72,9 +77,29 @@ export async function startStaticServer(root: string, options: StaticServerOptio
       res.writeHead(404, { "Content-Type": "text/plain" }).end("not found");
       return;
     }
-    res.writeHead(200, { "Content-Type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream", "Content-Length": size });
+    const type = TYPES[extname(file).toLowerCase()] ?? "application/octet-stream";
+    const range = options.ranges ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "") : null;
+    if (range) {
+      const start = Number(range[1]);
+      const end = Math.min(size, range[2] === "" ? size : Number(range[2]) + 1);
+      if (start >= end) {
+        res.writeHead(416, { "Content-Range": `bytes */${size}` }).end();
+        return;
+      }
+      res.writeHead(206, { "Content-Type": type, "Content-Length": end - start, "Content-Range": `bytes ${start}-${end - 1}/${size}` });
+      if (req.method === "HEAD") res.end();
+      else {
+        served.push({ path, start, end });
+        createReadStream(file, { start, end: end - 1 }).pipe(res);
+      }
+      return;
+    }
+    res.writeHead(200, { "Content-Type": type, "Content-Length": size });
     if (req.method === "HEAD") res.end();
-    else createReadStream(file).pipe(res);
+    else {
+      served.push({ path, start: 0, end: size });
+      createReadStream(file).pipe(res);
+    }
   };
 
   const server = createServer(handler);
@@ -96,5 +121,5 @@ export async function startStaticServer(root: string, options: StaticServerOptio
   armIdle();
   const addr = server.address();
   if (!addr || typeof addr === "string") throw new Error("static server: no port");
-  return { url: `http://127.0.0.1:${addr.port}/`, requests, close };
+  return { url: `http://127.0.0.1:${addr.port}/`, requests, served, close };
 }

@@ -12,6 +12,7 @@ import { Tensor } from "../../tensor/tensor.js";
 import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
 import { folderLocation, readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+import { checkComponents, isSkippedKey, type Components, type ComponentsOptions } from "../../io/components.js";
 import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
 import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
 import { runTiled, type TileGrid } from "./tiling.js";
@@ -56,7 +57,7 @@ export interface TilingOptions {
   checkpointMiB?: number;
 }
 
-export interface FromSingleFileOptions extends BackendOptions, LoadingOptions {
+export interface FromSingleFileOptions extends BackendOptions, LoadingOptions, ComponentsOptions {
   /** Config fields; without them the config is inferred from the tensor shapes. */
   config?: object;
   /** Download/read progress in bytes. */
@@ -76,14 +77,17 @@ export interface ForwardOptions extends RunOptions {
   noise?: Tensor;
 }
 
-/** The model's own modules; its parameter keys are the diffusers state-dict keys. */
+/**
+ * The model's own modules; its parameter keys are the diffusers state-dict keys. A half model builds
+ * only its half (null elsewhere), so its parameters, loading and memory are that half's.
+ */
 class AutoencoderKLModules extends Module {
-  readonly encoder: Encoder;
-  readonly decoder: Decoder;
-  readonly quantConv: Conv2d | null;
-  readonly postQuantConv: Conv2d | null;
+  readonly encoder: Encoder | null = null;
+  readonly decoder: Decoder | null = null;
+  readonly quantConv: Conv2d | null = null;
+  readonly postQuantConv: Conv2d | null = null;
 
-  constructor(cfg: AutoencoderKLConfig) {
+  constructor(cfg: AutoencoderKLConfig, components: Components) {
     super("");
     const shape: CoderShape = {
       blockOutChannels: cfg.block_out_channels,
@@ -93,19 +97,26 @@ class AutoencoderKLModules extends Module {
       midBlockAddAttention: cfg.mid_block_add_attention,
     };
     const lc = cfg.latent_channels;
-    this.encoder = this.child(new Encoder("encoder", cfg.in_channels, 2 * lc, shape));
-    this.decoder = this.child(new Decoder("decoder", lc, cfg.out_channels, shape));
-    this.quantConv = cfg.use_quant_conv ? this.child(new Conv2d("quant_conv", 2 * lc, 2 * lc, 1)) : null;
-    this.postQuantConv = cfg.use_post_quant_conv ? this.child(new Conv2d("post_quant_conv", lc, lc, 1)) : null;
+    if (components !== "decoder") {
+      this.encoder = this.child(new Encoder("encoder", cfg.in_channels, 2 * lc, shape));
+      this.quantConv = cfg.use_quant_conv ? this.child(new Conv2d("quant_conv", 2 * lc, 2 * lc, 1)) : null;
+    }
+    if (components !== "encoder") {
+      this.decoder = this.child(new Decoder("decoder", lc, cfg.out_channels, shape));
+      this.postQuantConv = cfg.use_post_quant_conv ? this.child(new Conv2d("post_quant_conv", lc, lc, 1)) : null;
+    }
   }
 
   /** Image → moments: the encoder, then quant_conv. Run eagerly (runProgram) or in exact tiles. */
   encodeProgram(): Program {
+    // encode/tiledEncode check the half first with the user-facing message; this guards internal callers
+    if (!this.encoder) throw new AutoencoderKLError("encoder", "not loaded (components: \"decoder\")");
     return [...this.encoder.program(), ...(this.quantConv ? [{ kind: "conv", conv: this.quantConv } as const] : [])];
   }
 
   /** Latent → image: post_quant_conv, then the decoder. */
   decodeProgram(): Program {
+    if (!this.decoder) throw new AutoencoderKLError("decoder", "not loaded (components: \"encoder\")");
     return [...(this.postQuantConv ? [{ kind: "conv", conv: this.postQuantConv } as const] : []), ...this.decoder.program()];
   }
 }
@@ -128,7 +139,10 @@ function describeShape(shape: readonly number[]): string {
  * to images. Same config.json, same state-dict keys, same numbers (float32).
  */
 export class AutoencoderKL {
+  /** The full config.json, whichever half is loaded. */
   readonly config: AutoencoderKLConfig;
+  /** Which half is loaded ("both" unless the `components` option said otherwise). */
+  readonly components: Components;
   private readonly kernels: Kernels;
   private readonly ownsKernels: boolean;
   private readonly modules: AutoencoderKLModules;
@@ -141,17 +155,19 @@ export class AutoencoderKL {
   checkpointMiB = 256;
   private disposed = false;
 
-  private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean) {
+  private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean, components: Components) {
     this.config = config;
+    this.components = components;
     this.kernels = kernels;
     this.ownsKernels = ownsKernels;
-    this.modules = new AutoencoderKLModules(config);
+    this.modules = new AutoencoderKLModules(config, components);
     this.tileSampleMinSize = config.sample_size;
   }
 
-  /** Builds an unloaded model from a config object (validated, diffusers defaults filled in). */
-  static async fromConfig(config: unknown, options: BackendOptions = {}): Promise<AutoencoderKL> {
+  /** Builds an unloaded model from a config object (validated, diffusers defaults filled in); `components` builds one half. */
+  static async fromConfig(config: unknown, options: BackendOptions & ComponentsOptions = {}): Promise<AutoencoderKL> {
     const cfg = resolveConfig(config);
+    const components = checkComponents(options.components);
     const kernels =
       options.kernels ??
       (await selectBackend({
@@ -161,7 +177,7 @@ export class AutoencoderKL {
         wasmBytes: options.wasmBytes,
         wasmUrl: options.wasmUrl,
       }));
-    return new AutoencoderKL(cfg, kernels, !options.kernels);
+    return new AutoencoderKL(cfg, kernels, !options.kernels, components);
   }
 
   /**
@@ -170,6 +186,7 @@ export class AutoencoderKL {
    */
   static async fromPretrained(dirOrUrl: string | URL, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
+    checkComponents(options.components);
     const { config, stateDict: raw, source } = await readPretrained(dirOrUrl, options);
     const cfg = resolveConfig(config, source.config);
     const { stateDict, renamed } = convertDeprecatedAttentionKeys(raw, source.weights);
@@ -193,9 +210,10 @@ export class AutoencoderKL {
    */
   static async fromSingleFile(source: string | URL | Uint8Array | ArrayBuffer | Blob, options: FromSingleFileOptions = {}): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
+    const components = checkComponents(options.components);
     const { readSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
-    const { config, stateDict } = await readSingleFile(source, { config: options.config, onProgress: options.onProgress, signal: options.signal });
+    const { config, stateDict } = await readSingleFile(source, { config: options.config, onProgress: options.onProgress, signal: options.signal, components });
     const vae = await AutoencoderKL.fromConfig(resolveConfig(config, `${name} (config)`), options);
     try {
       await vae.loadStateDict(stateDict, name, options);
@@ -212,6 +230,8 @@ export class AutoencoderKL {
    */
   async savePretrained(dirOrFileUrl: string | URL, options: SavePretrainedOptions = {}): Promise<void> {
     this.assertLive();
+    // A folder with one half would not load in diffusers (missing keys): refuse rather than write it.
+    if (this.components !== "both") this.missingHalf("savePretrained", `"both"`);
     const dir = await folderLocation(dirOrFileUrl);
     if (/^https?:/i.test(dir)) throw new AutoencoderKLError(dir, "savePretrained writes a local folder: pass a path or a file: URL");
     const variant = options.variant;
@@ -246,7 +266,8 @@ export class AutoencoderKL {
   /**
    * Loads weights: every key must be present with the right shape; tensors the model does not use are
    * skipped with a warning (`onWarning`), or rejected with `strict: true`. All problems are reported
-   * together, by key, before any device memory is touched.
+   * together, by key, before any device memory is touched. A half model skips the other half's
+   * tensors (expected, not "unexpected") and checks its own half only.
    */
   async loadStateDict(stateDict: Map<string, Tensor>, source = "state dict", options: LoadingOptions = {}): Promise<void> {
     this.assertLive();
@@ -260,7 +281,7 @@ export class AutoencoderKL {
         wrong.push(`${p.key}: expected ${describeShape(p.shape)}, got ${describeShape(t.shape)}`);
       }
     }
-    for (const [k, t] of stateDict) if (!expected.has(k)) unexpected.push(`${k} ${describeShape(t.shape)}`);
+    for (const [k, t] of stateDict) if (!expected.has(k) && !isSkippedKey(k, this.components)) unexpected.push(`${k} ${describeShape(t.shape)}`);
     const list = (title: string, items: string[]) =>
       items.length ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}` : "";
     const strict = options.strict === true;
@@ -334,18 +355,20 @@ export class AutoencoderKL {
   /** Encodes images [B, in_channels, H, W] (values in [-1, 1]) into the latent posterior. */
   async encode(x: Tensor, options: RunOptions = {}): Promise<{ latentDist: DiagonalGaussianDistribution }> {
     this.assertLive();
+    this.requireHalf("encoder", "encode");
     this.checkInput(x, "encode: x", this.config.in_channels, this.minEncodeSize());
     const t = this.tileSampleMinSize;
     if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactEncode(x, options) : this.tiledEncode(x, options);
     }
-    const moments = await this.perItem(x, (item, ctx) => this.encodeMoments(item, ctx), options, "encode", this.modules.encoder.steps);
+    const moments = await this.perItem(x, (item, ctx) => this.encodeMoments(item, ctx), options, "encode", this.modules.encoder!.steps);
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
 
   /** diffusers' tiled_encode: overlapping image tiles, moments blended at the seams. */
   async tiledEncode(x: Tensor, options: RunOptions = {}): Promise<{ latentDist: DiagonalGaussianDistribution }> {
     this.assertLive();
+    this.requireHalf("encoder", "tiledEncode");
     this.checkInput(x, "tiledEncode: x", this.config.in_channels, this.minEncodeSize());
     const grid: TileGrid = {
       tileIn: this.tileSampleMinSize,
@@ -364,25 +387,27 @@ export class AutoencoderKL {
         );
       }
     }
-    const moments = await this.withTiles(x, grid, "encode", this.modules.encoder.steps, options, (tile, ctx) => this.encodeMoments(tile, ctx));
+    const moments = await this.withTiles(x, grid, "encode", this.modules.encoder!.steps, options, (tile, ctx) => this.encodeMoments(tile, ctx));
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
 
   /** Decodes latents [B, latent_channels, h, w] into images [B, out_channels, h·2^(levels-1), w·2^(levels-1)]. */
   async decode(z: Tensor, options: RunOptions = {}): Promise<{ sample: Tensor }> {
     this.assertLive();
+    this.requireHalf("decoder", "decode");
     this.checkInput(z, "decode: z", this.config.latent_channels, 1);
     const t = this.tileLatentMinSize;
     if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactDecode(z, options) : this.tiledDecode(z, options);
     }
-    const sample = await this.perItem(z, (item, ctx) => this.decodeSample(item, ctx), options, "decode", this.modules.decoder.steps);
+    const sample = await this.perItem(z, (item, ctx) => this.decodeSample(item, ctx), options, "decode", this.modules.decoder!.steps);
     return { sample };
   }
 
   /** diffusers' tiled_decode: overlapping latent tiles, images blended at the seams. */
   async tiledDecode(z: Tensor, options: RunOptions = {}): Promise<{ sample: Tensor }> {
     this.assertLive();
+    this.requireHalf("decoder", "tiledDecode");
     this.checkInput(z, "tiledDecode: z", this.config.latent_channels, 1);
     const grid: TileGrid = {
       tileIn: this.tileLatentMinSize,
@@ -390,7 +415,7 @@ export class AutoencoderKL {
       blendExtent: Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
       rowLimit: this.tileSampleMinSize - Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
     };
-    const sample = await this.withTiles(z, grid, "decode", this.modules.decoder.steps, options, (tile, ctx) => this.decodeSample(tile, ctx));
+    const sample = await this.withTiles(z, grid, "decode", this.modules.decoder!.steps, options, (tile, ctx) => this.decodeSample(tile, ctx));
     return { sample };
   }
 
@@ -471,6 +496,8 @@ export class AutoencoderKL {
 
   /** encode → mode (or a sample) → decode, as diffusers' forward. */
   async forward(x: Tensor, options: ForwardOptions = {}): Promise<{ sample: Tensor }> {
+    this.assertLive();
+    if (this.components !== "both") this.missingHalf("forward", `"both"`);
     const { latentDist } = await this.encode(x, options);
     const z = options.samplePosterior ? latentDist.sample({ seed: options.seed, noise: options.noise }) : latentDist.mode();
     return this.decode(z, options);
@@ -488,6 +515,18 @@ export class AutoencoderKL {
 
   private assertLive(): void {
     if (this.disposed) throw new AutoencoderKLError("AutoencoderKL", "the model was disposed");
+  }
+
+  /** Calling a half this model did not load is a usage error that names the option to change. */
+  private requireHalf(half: "encoder" | "decoder", call: string): void {
+    if (this.components !== "both" && this.components !== half) this.missingHalf(call, `"${half}" or "both"`);
+  }
+
+  private missingHalf(call: string, needed: string): never {
+    throw new AutoencoderKLError(
+      call,
+      `this model was loaded with components: "${this.components}", so it has no ${this.components === "decoder" ? "encoder" : "decoder"}; load it with components: ${needed} to call ${call}`,
+    );
   }
 
   /** Smallest side the encoder accepts: each Downsample2D maps s to floor((s - 2) / 2) + 1, which must stay ≥ 1. */
