@@ -413,7 +413,8 @@ export class WasmKernels implements Kernels {
       p.batch, p.queries, p.keys, p.dim, p.scale,
     ];
     const per = this.ex.attentionScratchBytes(p.dim);
-    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => nt * per);
+    // a 16-byte work counter (zeroed by scratchPtr), then one block per thread
+    return this.run("attention", args, 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => 16 + nt * per);
   }
 
   add(p: AddArgs): void | Promise<void> {
