@@ -55,7 +55,10 @@ function scaleRow(p: usize, n: i32, s: f32): void {
 const BQ = 8 * MR;
 const BK = 16 * NR;
 
-/** Scratch bytes one thread needs for attention with head dimension `dim`. */
+/**
+ * Scratch bytes one thread needs for attention with head dimension `dim`; the whole scratch is a 16-byte
+ * header (the work counter, zeroed by the caller) and then nt of these.
+ */
 export function attentionScratchBytes(dim: i32): i32 {
   return TILE_BYTES +
     (BQ / MR) * dim * (MR << 2) + // Q panels
@@ -68,13 +71,16 @@ export function attentionScratchBytes(dim: i32): i32 {
 /**
  * out[b][i] = Σ_j softmax_j(scale · q[b][i]·k[b][j]) v[b][j]. Per block of BQ queries: S = scale·Q·Kᵀ for
  * one block of BK keys, rescale what was accumulated under the previous running max, O += P·V. Threads
- * split (batch, query block) pairs; thread tid uses scratch + tid · attentionScratchBytes(dim).
+ * take (batch, query block) pairs from the atomic counter at `scratch` (as conv.ts does), so a thread that
+ * is descheduled or slower does not leave the others idle at the end of a long call (16k tokens at
+ * 1024²: seconds); a block's result does not depend on which thread computes it. Thread tid uses
+ * scratch + 16 + tid · attentionScratchBytes(dim).
  */
 export function attention(
   q: usize, k: usize, v: usize, out: usize, batch: i32, NQ: i32, NK: i32, D: i32, scale: f32,
   scratch: usize, tid: i32, nt: i32,
 ): void {
-  const base = scratch + <usize>tid * <usize>attentionScratchBytes(D);
+  const base = scratch + 16 + <usize>tid * <usize>attentionScratchBytes(D);
   const acc = base;
   const Qp = acc + TILE_BYTES;
   const Kp = Qp + <usize>((BQ / MR) * D * (MR << 2));
@@ -88,8 +94,7 @@ export function attention(
   const qPanel = <usize>D * (MR << 2);
   const qb = (NQ + BQ - 1) / BQ;
   const total = batch * qb;
-  const t0 = sliceBegin(total, tid, nt), t1 = sliceBegin(total, tid + 1, nt);
-  for (let t = t0; t < t1; t++) {
+  for (let t = atomic.add<i32>(scratch, 1); t < total; t = atomic.add<i32>(scratch, 1)) {
     const b = t / qb, i0 = (t - b * qb) * BQ;
     const nq = min(BQ, NQ - i0);
     const pq = q + (<usize>b * <usize>NQ + <usize>i0) * ld;

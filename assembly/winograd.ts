@@ -32,6 +32,8 @@ const TILE_BYTES: i32 = OB * TB * 4;
 const PACK_C: i32 = 16;
 /** Target bytes of one unit's transformed input. */
 const VBUDGET: i32 = 768 << 10;
+/** Units per image at least, where it has that many tile rows (see winograd). */
+const MIN_UNITS: i32 = 8;
 
 // ---- unit geometry (a pure function of the shape, so the split does not depend on the thread count) -----
 
@@ -152,8 +154,13 @@ export function winograd(
   x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32,
   scratch: usize, tid: i32, nt: i32,
 ): void {
-  const cols = unitCols(C, W), rows = unitRows(C, W);
+  const cols = unitCols(C, W);
   const TH = tilesOf(H), TW = tilesOf(W);
+  // Small images would make only a few units (a 32×32 latent at 128 channels: 3), leaving threads idle
+  // for a third of the call: cap a unit's rows so an image has at least MIN_UNITS when it has the rows.
+  // Fewer rows only shrink a unit (the scratch is sized for unitRows) and leave each tile's sums as they
+  // were, so the output is the same.
+  const rows = min(unitRows(C, W), max(1, (TH + MIN_UNITS - 1) / MIN_UNITS));
   const perRow = (TW + cols - 1) / cols, perImage = perRow * ((TH + rows - 1) / rows);
   const units = batch * perImage;
   const u = scratch + 16;

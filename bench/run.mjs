@@ -214,18 +214,22 @@ async function childE2E(spec) {
   for (const v of y.data) { if (!Number.isFinite(v)) finite = false; else if (Math.abs(v) > absmax) absmax = Math.abs(v); }
   const n = warmS > spec.slowS ? 1 : spec.runs;
   const times = [];
+  const cpu0 = process.cpuUsage(), wall0 = performance.now();
   for (let i = 0; i < n; i++) {
     t = performance.now();
     await run();
     times.push((performance.now() - t) / 1e3);
   }
+  const cpu = process.cpuUsage(cpu0);
+  // cores busy over the timed runs: process CPU time (all threads) / wall time
+  const cpuCores = (cpu.user + cpu.system) / 1e3 / (performance.now() - wall0);
   const med = median(times);
   const gflop = workloadGflop(w);
   /** @type {Record<string, any>} */
   const res = {
     workload: w.name, backend: vae.backend, description: vae.backendDescription, threads: spec.threads, isa: spec.isa ?? null,
     in_dims: w.dims, out_dims: y.shape, weights, load_s: loadS, warmup_s: warmS, runs: times, median_s: med,
-    slow: n < spec.runs, gflop, gflops: gflop / med,
+    slow: n < spec.runs, gflop, gflops: gflop / med, cpu_cores: cpuCores,
     peak_rss_mb: hwmReset ? vmHwmMb() : null, peak_rss_process_mb: Math.max(loadPeak, maxRssMb(), vmHwmMb() ?? 0),
     out_absmax: absmax, out_finite: finite, node: process.version, ...info,
   };
@@ -259,7 +263,8 @@ async function main() {
   const workloads = String(args.workloads ?? (backend === "webgpu" ? "decode_64,decode_128" : "decode_32,decode_64,encode_256")).split(",");
   workloads.forEach(parseWorkload); // validate before starting anything
   const relaxedNative = wasmRelaxedSimdSupported();
-  const flagsFor = (isa) => ["--expose-gc", ...(isa === "relaxed" && !relaxedNative ? [RELAXED_FLAG] : [])];
+  // relaxed, and the backend's own choice (isa null: --backend auto|reference), get the flag as the CLI does
+  const flagsFor = (isa) => ["--expose-gc", ...(isa !== "simd" && !relaxedNative ? [RELAXED_FLAG] : [])];
   const env = { ...process.env };
   if (backend === "webgpu" && args.allowSoftware && !env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
 
@@ -303,7 +308,7 @@ async function main() {
         r.date = new Date().toISOString();
         out.workloads.push(r);
         console.log(`  ${wl.padEnd(10)} ${r.description.padEnd(28)} median ${fmt(r.median_s).padStart(7)} s  ${fmt(r.gflops, 1).padStart(6)} GFLOP/s` +
-          `  (runs ${r.runs.map((v) => v.toFixed(2)).join(", ")}; warm-up ${fmt(r.warmup_s)} s${r.slow ? ", slow: 1 run" : ""})` +
+          `  (runs ${r.runs.map((v) => v.toFixed(2)).join(", ")}; warm-up ${fmt(r.warmup_s)} s${r.slow ? ", slow: 1 run" : ""}; CPU use ${fmt(r.cpu_cores)} cores)` +
           `  peak RSS ${fmt(r.peak_rss_mb, 0)} MB (process ${fmt(r.peak_rss_process_mb, 0)} MB${r.wasm_memory_mb ? `, wasm memory ${fmt(r.wasm_memory_mb, 0)} MB` : ""})` +
           `${r.software_adapter ? "  [SOFTWARE adapter: " + r.adapter + "]" : r.adapter ? "  [" + r.adapter + "]" : ""}` +
           `${r.out_finite ? "" : "  OUTPUT NOT FINITE"}  [${((Date.now() - t0) / 1e3).toFixed(0)} s]`);

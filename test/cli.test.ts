@@ -279,8 +279,10 @@ describe("commands", () => {
   it("bench: times encode and decode at the sizes asked", async () => {
     const r = await cli(["bench", "--sizes", "16,32x24", "--json", ...FAST]);
     expect(r.code, r.stderr).toBe(0);
-    const results = r.json.results as { width: number; height: number; encodeMs: number; decodeMs: number }[];
+    const results = r.json.results as { width: number; height: number; encodeMs: number; decodeMs: number; cpuCores: number }[];
     expect(results.map((x) => [x.width, x.height])).toEqual([[16, 16], [32, 24]]);
+    expect(r.json).toMatchObject({ isa: "relaxed", threads: 2 });
+    for (const x of results) expect(x.cpuCores > 0 && x.cpuCores <= 2.5, String(x.cpuCores)).toBe(true);
     for (const x of results) {
       for (const ms of [x.encodeMs, x.decodeMs]) {
         expect(Number.isFinite(ms) && ms > 0, String(ms)).toBe(true);
@@ -345,6 +347,49 @@ describe("commands", () => {
       expect(Math.abs((r.json.psnrExact as number) - table.get(name)!), `${name}: ${r.json.psnrExact} vs PyTorch ${table.get(name)}`).toBeLessThan(0.05);
     }
   }, 300_000);
+});
+
+describe("instruction set: relaxed SIMD by default, --isa simd on request", () => {
+  // Node 20 validates relaxed SIMD only behind V8's flag (which NODE_OPTIONS refuses): the CLI sets it itself.
+  const major = Number(process.versions.node.split(".")[0]);
+  const how = major >= 22 ? "native" : "v8 flag";
+
+  it(`info reports relaxed SIMD (${how} on Node ${major}); --isa simd reports plain SIMD`, async () => {
+    const r = await cli(["info", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ isa: "relaxed", relaxedSimd: how, node: process.versions.node });
+    const text = await cli(["info"]);
+    expect(text.stdout).toMatch(/^wasm +relaxed SIMD \(/m);
+    const plain = await cli(["info", "--json", "--isa", "simd"]);
+    expect(plain.json).toMatchObject({ isa: "simd", relaxedSimd: "not asked" });
+  });
+
+  it("roundtrip runs the relaxed kernels on every thread by default, the plain ones with --isa simd; both report CPU use", async () => {
+    const relaxed = await cli(["roundtrip", "small.png", "-o", "isa-relaxed.png", "--json", ...FAST]);
+    expect(relaxed.code, relaxed.stderr).toBe(0);
+    expect(relaxed.json).toMatchObject({ isa: "relaxed", threads: 2 });
+    const plain = await cli(["roundtrip", "small.png", "-o", "isa-simd.png", "--json", "--isa", "simd", ...FAST]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.json).toMatchObject({ isa: "simd", threads: 2 });
+    // fused multiply-adds round differently, but the reconstruction is the same picture
+    expect(Math.abs((relaxed.json.psnrExact as number) - (plain.json.psnrExact as number))).toBeLessThan(0.01);
+    for (const r of [relaxed, plain]) {
+      const cores = r.json.cpuCores as number;
+      expect(cores > 0 && cores <= 2.5, String(cores)).toBe(true);
+    }
+    const text = await cli(["roundtrip", "small.png", "-o", "isa-text.png", "--isa", "relaxed", ...FAST]);
+    expect(text.stdout).toMatch(/^time: .*\(relaxed SIMD, 2 threads; CPU use \d+\.\d\d cores\)$/m);
+  });
+
+  it("--isa: bad values and non-wasm backends are usage errors", async () => {
+    const bad = await cli(["roundtrip", "small.png", "--isa", "avx512"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--isa must be one of auto, relaxed, simd, got "avx512"/);
+    const ref = await cli(["roundtrip", "small.png", "--isa", "simd", "--backend", "reference", "-o", "never-ref.png"]);
+    expect(ref.code).toBe(2);
+    expect(ref.stderr).toMatch(/--isa simd applies to the wasm backend, not --backend reference/);
+    expect(existsSync(join(dir, "never-ref.png"))).toBe(false);
+  });
 });
 
 describe("outputs: never over an existing file unless asked, never half-written", () => {

@@ -13,9 +13,10 @@ import { readSafetensorsHeader } from "../io/safetensors.js";
 import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
 import { pixels8, psnr8, sideBySide } from "./compare.js";
 import { estimatePeakMemory, formatBytes } from "./memory.js";
-import { bundledImage, componentsOption, loadModel, locateModel, modelLine, parseIntOption, UsageError, type ModelOptions } from "./model.js";
+import { bundledImage, componentsOption, loadModel, locateModel, modelLine, parseIntOption, UsageError, type LoadedModel, type ModelOptions } from "./model.js";
 import { planOutput, writeOutput } from "./output.js";
 import { formatSeconds } from "./progress.js";
+import { isaLine, type IsaState } from "./isa.js";
 
 /** What every command gets: parsed options, where to print, and how to report progress. */
 export interface CommandContext {
@@ -26,6 +27,8 @@ export interface CommandContext {
   /** Warnings while loading (one line each on stderr, also with --json). */
   warn: (line: string) => void;
   run: RunOptions;
+  /** The instruction set main() made available (before any WebAssembly was compiled). */
+  isa: IsaState;
 }
 
 /** The JSON document printed with --json; human output is printed along the way instead. */
@@ -81,6 +84,22 @@ async function encodeImage(vae: AutoencoderKL, x: Tensor, o: CommandContext["opt
 
 const round2 = (v: number) => Math.round(v * 100) / 100;
 
+/**
+ * CPU use of this process while `f` runs, in cores: (user + system time of every thread, the kernels'
+ * workers included) / wall time. About the thread count when every thread stays busy.
+ */
+async function withCpuUse<T>(f: () => Promise<T>): Promise<{ value: T; cpuMs: number; wallMs: number }> {
+  const c0 = process.cpuUsage(), t0 = performance.now();
+  const value = await f();
+  const c = process.cpuUsage(c0);
+  return { value, cpuMs: (c.user + c.system) / 1000, wallMs: performance.now() - t0 };
+}
+
+/** "relaxed SIMD, 2 threads" for the wasm backend, else the backend's own description. */
+function computeLine(m: LoadedModel): string {
+  return m.isa ? `${m.isa === "relaxed" ? "relaxed" : "plain"} SIMD, ${m.threads} thread${m.threads === 1 ? "" : "s"}` : m.vae.backendDescription;
+}
+
 export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
   if (ctx.positionals.length > 1) throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
@@ -95,10 +114,15 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   const { vae, location, loadMs } = loaded;
   log(modelLine(loaded));
   try {
-    const enc = await encodeImage(vae, x, o, ctx.run);
-    const t1 = performance.now();
-    const { sample } = await vae.decode(enc.z, ctx.run);
-    const decodeMs = performance.now() - t1;
+    let decodeMs = 0;
+    const { value: [enc, sample], cpuMs, wallMs } = await withCpuUse(async () => {
+      const enc = await encodeImage(vae, x, o, ctx.run);
+      const t1 = performance.now();
+      const { sample } = await vae.decode(enc.z, ctx.run);
+      decodeMs = performance.now() - t1;
+      return [enc, sample] as const;
+    });
+    const cpuCores = round2(cpuMs / wallMs);
     const y = cropTo(sample, h, w);
     const orig = pixels8(x), recon = pixels8(y);
     const p = psnr8(orig.pixels, recon.pixels);
@@ -109,13 +133,15 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
     }
     const psnrText = Number.isFinite(p) ? `${p.toFixed(2)} dB` : "inf (identical)";
     log(`PSNR ${psnrText}  (${w}×${h}, ${vae.backend} backend)`);
-    log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)}`);
+    log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)} (${computeLine(loaded)}; CPU use ${cpuCores.toFixed(2)} cores)`);
     log(`wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map: mean absolute error over RGB per pixel, black 0 → red → yellow → white ≥ 64 levels of 255)` : ""}`);
     return {
       command: "roundtrip",
       image: resolve(imagePath),
       model: location,
       backend: vae.backend,
+      isa: loaded.isa,
+      threads: loaded.threads,
       width: w,
       height: h,
       posterior: enc.posterior,
@@ -125,11 +151,12 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
       loadMs: Math.round(loadMs),
       encodeMs: Math.round(enc.ms),
       decodeMs: Math.round(decodeMs),
+      cpuCores,
       output: output.path,
       ...(compare ? { compare: compare.path } : {}),
     };
   } finally {
-    vae.dispose();
+    loaded.dispose();
   }
 }
 
@@ -199,9 +226,9 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
     await writeOutput(output, writeSafetensors({ latents }, metadata));
     log(`encoded ${w}×${h} → latents [${latents.shape.join(", ")}] (${enc.posterior}${raw ? ", raw" : `, scaled ×${s.scale}${s.shift !== null ? ` after −${s.shift}` : ""}`}) in ${formatSeconds(enc.ms / 1000)}`);
     log(`wrote ${output.path}`);
-    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output: output.path };
+    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, isa: loaded.isa, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output: output.path };
   } finally {
-    vae.dispose();
+    loaded.dispose();
   }
 }
 
@@ -273,9 +300,9 @@ export async function decode(ctx: CommandContext): Promise<CommandResult> {
     log(`decoded latents [${z.shape.join(", ")}] (${how}) → ${first.shape[3]}×${first.shape[2]} in ${formatSeconds(ms / 1000)}`);
     if (y.shape[0] > 1) log(`note: the file holds ${y.shape[0]} latents; wrote the first`);
     log(`wrote ${output.path}`);
-    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output: output.path };
+    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, isa: loaded.isa, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output: output.path };
   } finally {
-    vae.dispose();
+    loaded.dispose();
   }
 }
 
@@ -334,10 +361,10 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
     }
     if (!weightsFile) throw new AutoencoderKLError(location, `no weights found: looked for diffusion_pytorch_model${suffix}.safetensors and diffusion_flax_model${suffix}.msgpack`);
   } else {
-    const { vae } = await loadModel({ ...o, model: location, backend: "reference", threads: "1" }, ctx.warn);
-    config = vae.config;
-    parameters = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
-    vae.dispose();
+    const loaded = await loadModel({ ...o, model: location, backend: "reference", threads: "1", isa: "auto" }, ctx.warn);
+    config = loaded.vae.config;
+    parameters = [...loaded.vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+    loaded.dispose();
     if (!/^https?:/i.test(location)) {
       weightsFile = location;
       fileBytes = (await stat(location)).size;
@@ -353,8 +380,13 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
   log(`channels    in ${config.in_channels}, out ${config.out_channels}, latent ${config.latent_channels}`);
   log(`scaling     scaling_factor ${config.scaling_factor}, shift_factor ${config.shift_factor ?? "none"}${config.latents_mean ? ", latents_mean/std per channel" : ""}`);
   log(`sample_size ${config.sample_size} (default tile)`);
+  log(`wasm        ${isaLine(ctx.isa)}, Node ${process.versions.node}`);
   log(`memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`);
-  return { command: "info", model: location, kind, components, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem } };
+  return {
+    command: "info", model: location, kind, components, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem },
+    // what the wasm backend runs here: the instruction set, and whether relaxed SIMD is native or was turned on
+    isa: ctx.isa.isa, relaxedSimd: ctx.isa.relaxedSimd, node: process.versions.node,
+  };
 }
 
 /** A deterministic test picture: smooth colour gradients plus texture, values in [-1, 1]. */
@@ -379,29 +411,34 @@ export async function bench(ctx: CommandContext): Promise<CommandResult> {
   const { vae, location, loadMs } = loaded;
   log(modelLine(loaded));
   const f = vae.downscaleFactor;
-  const rows: { width: number; height: number; encodeMs: number; decodeMs: number }[] = [];
+  const rows: { width: number; height: number; encodeMs: number; decodeMs: number; cpuCores: number }[] = [];
   try {
-    log(`${vae.backend} backend (${vae.backendDescription}), model loaded in ${formatSeconds(loadMs / 1000)}`);
-    log(`${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)}`);
+    log(`${vae.backend} backend (${computeLine(loaded)}), model loaded in ${formatSeconds(loadMs / 1000)}`);
+    log(`${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)} ${"CPU use".padStart(11)}`);
     for (const [w0, h0] of sizes) {
       const w = Math.max(f, Math.ceil(w0 / f) * f), h = Math.max(f, Math.ceil(h0 / f) * f);
       const x = syntheticImage(h, w);
       let best = { encodeMs: Infinity, decodeMs: Infinity };
-      for (let r = 0; r < repeat; r++) {
-        const t0 = performance.now();
-        const { latentDist } = await vae.encode(x, ctx.run);
-        const t1 = performance.now();
-        await vae.decode(latentDist.mode(), ctx.run);
-        const t2 = performance.now();
-        best = { encodeMs: Math.min(best.encodeMs, t1 - t0), decodeMs: Math.min(best.decodeMs, t2 - t1) };
-      }
+      // CPU use over all the repeats (cores: process CPU time / wall time)
+      const { cpuMs, wallMs } = await withCpuUse(async () => {
+        for (let r = 0; r < repeat; r++) {
+          const t0 = performance.now();
+          const { latentDist } = await vae.encode(x, ctx.run);
+          const t1 = performance.now();
+          await vae.decode(latentDist.mode(), ctx.run);
+          const t2 = performance.now();
+          best = { encodeMs: Math.min(best.encodeMs, t1 - t0), decodeMs: Math.min(best.decodeMs, t2 - t1) };
+        }
+      });
+      const cpuCores = round2(cpuMs / wallMs);
       // Hundredths of a millisecond: a tiny size can take under 1 ms, which must not print as 0.
-      rows.push({ width: w, height: h, encodeMs: round2(best.encodeMs), decodeMs: round2(best.decodeMs) });
+      rows.push({ width: w, height: h, encodeMs: round2(best.encodeMs), decodeMs: round2(best.decodeMs), cpuCores });
       const mpx = (w * h) / 1e6 / ((best.encodeMs + best.decodeMs) / 1000);
-      log(`${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)}`);
+      log(`${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)} ${`${cpuCores.toFixed(2)} cores`.padStart(11)}`);
     }
-    return { command: "bench", model: location, backend: vae.backend, backendDescription: vae.backendDescription, repeat, loadMs: Math.round(loadMs), results: rows };
+    return { command: "bench", model: location, backend: vae.backend, backendDescription: vae.backendDescription, isa: loaded.isa, threads: loaded.threads, repeat, loadMs: Math.round(loadMs), results: rows };
   } finally {
-    vae.dispose();
+    loaded.dispose();
   }
 }
+

@@ -10,6 +10,7 @@ import { bench, decode, encode, info, roundtrip, type CommandContext, type Comma
 import { UsageError, packageRoot } from "./model.js";
 import { inCliTerms } from "./wording.js";
 import { ProgressBar } from "./progress.js";
+import { parseIsa, prepareIsa } from "./isa.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -17,6 +18,7 @@ const SHARED: Options = {
   model: { type: "string", short: "m" },
   backend: { type: "string", short: "b" },
   threads: { type: "string", short: "t" },
+  isa: { type: "string" },
   variant: { type: "string" },
   tile: { type: "boolean" },
   "tile-size": { type: "string" },
@@ -35,6 +37,8 @@ const SHARED_HELP = `Shared options:
       --variant <name>        weights variant in a folder, e.g. fp16 (diffusion_pytorch_model.fp16.safetensors)
   -b, --backend <name>        auto (default), wasm, webgpu or reference
   -t, --threads <n>           worker threads for the wasm backend (default: CPU cores, at most 16)
+      --isa <name>            wasm instruction set: auto (default: relaxed SIMD where the runtime has it;
+                              on Node 20 the CLI turns V8's flag on itself), relaxed or simd
       --tile                  encode/decode in overlapping tiles (diffusers' tiling; less memory)
       --tile-size <px>        tile side in image pixels (implies --tile; default: the config's sample_size)
       --json                  print one JSON result on stdout instead of text
@@ -195,9 +199,12 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
   // 130 in a shell — is what Ctrl-C should do, and it is safe: outputs are written to a temporary name and
   // renamed (output.ts, which removes the temporary file if Ctrl-C comes while it is being written).
   try {
+    // before anything compiles WebAssembly: V8 reads its relaxed-SIMD flag when a module is compiled
+    const isa = prepareIsa(parseIsa(options.isa as string | undefined));
     const result = await cmd.run({
       positionals: parsed.positionals,
       options,
+      isa,
       log: json ? () => {} : (line) => {
         bar.clear();
         out(line);

@@ -2,7 +2,9 @@ import { existsSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, basename, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AutoencoderKL, AutoencoderKLError, type BackendChoice, type Components } from "../index.js";
+import { AutoencoderKL, AutoencoderKLError, selectBackend, type BackendChoice, type Components, type Kernels } from "../index.js";
+import { createWasmBackend } from "../backends/wasm/index.js";
+import { isaOf, parseIsa } from "./isa.js";
 
 /** A usage mistake (bad flag, missing argument): exit code 2, with the usage hint. */
 export class UsageError extends Error {
@@ -38,6 +40,7 @@ export interface ModelOptions {
   tile?: boolean;
   "tile-size"?: string;
   components?: string;
+  isa?: string;
 }
 
 const BACKENDS: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"];
@@ -92,6 +95,24 @@ export interface LoadedModel {
   /** The demo model in assets/, used when --model is absent. */
   bundled: boolean;
   loadMs: number;
+  /** The wasm kernels' instruction set, null on the other backends. */
+  isa: "relaxed" | "simd" | null;
+  /** Threads the kernels run on (the wasm backend's pool; 1 elsewhere). */
+  threads: number;
+  /** Disposes the model and its kernels (the CLI makes the kernels, so it owns them). */
+  dispose(): void;
+}
+
+/**
+ * The kernels for --backend/--threads/--isa. --isa auto lets the library choose (relaxed SIMD whenever the
+ * runtime validates it: main() has turned V8's flag on by now where needed); --isa simd|relaxed insists on
+ * that build of the wasm kernels.
+ */
+async function makeKernels(backend: BackendChoice, threads: number, isaOption: string | undefined): Promise<Kernels> {
+  const isa = parseIsa(isaOption);
+  if (isa === "auto") return selectBackend({ backend, threads });
+  if (backend === "webgpu" || backend === "reference") throw new UsageError(`--isa ${isa} applies to the wasm backend, not --backend ${backend}`);
+  return createWasmBackend({ threads, relaxed: isa === "relaxed" });
 }
 
 /**
@@ -113,16 +134,18 @@ export async function loadModel(o: ModelOptions, onWarning?: (line: string) => v
   const tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16);
   const { location, kind, bundled } = locateModel(o.model);
   const t0 = performance.now();
+  const kernels = await makeKernels(backend, threads, o.isa);
   let vae: AutoencoderKL;
-  if (kind === "single file") {
-    const fromSingleFile = (AutoencoderKL as unknown as { fromSingleFile?: (src: string, opts: object) => Promise<AutoencoderKL> }).fromSingleFile;
-    if (typeof fromSingleFile !== "function") {
-      throw new AutoencoderKLError(location, "single-file checkpoints are not supported by this build; pass a diffusers folder");
-    }
-    vae = await fromSingleFile.call(AutoencoderKL, location, { backend, threads, onWarning, components });
-  } else {
-    vae = await AutoencoderKL.fromPretrained(location, { backend, threads, variant: o.variant, onWarning, components });
+  try {
+    vae = await loadWeights(location, kind, kernels, o.variant, components, onWarning);
+  } catch (e) {
+    kernels.dispose();
+    throw e;
   }
+  const dispose = () => {
+    vae.dispose();
+    kernels.dispose();
+  };
   if (o.tile || tileSize !== undefined) {
     try {
       // Tiles step by 3/4 of their side; a multiple of 4·2^(levels-1) keeps every edge tile (of a padded
@@ -131,9 +154,25 @@ export async function loadModel(o: ModelOptions, onWarning?: (line: string) => v
       if (tileSize !== undefined && tileSize % unit !== 0) throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
       vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
     } catch (e) {
-      vae.dispose();
+      dispose();
       throw e;
     }
   }
-  return { vae, location, kind, bundled, loadMs: performance.now() - t0 };
+  return { vae, location, kind, bundled, loadMs: performance.now() - t0, isa: isaOf(kernels), threads: (kernels as { threads?: number }).threads ?? 1, dispose };
+}
+
+async function loadWeights(
+  location: string, kind: ModelKind, kernels: Kernels, variant: string | undefined, components: Components, onWarning?: (line: string) => void,
+): Promise<AutoencoderKL> {
+  let vae: AutoencoderKL;
+  if (kind === "single file") {
+    const fromSingleFile = (AutoencoderKL as unknown as { fromSingleFile?: (src: string, opts: object) => Promise<AutoencoderKL> }).fromSingleFile;
+    if (typeof fromSingleFile !== "function") {
+      throw new AutoencoderKLError(location, "single-file checkpoints are not supported by this build; pass a diffusers folder");
+    }
+    vae = await fromSingleFile.call(AutoencoderKL, location, { kernels, onWarning, components });
+  } else {
+    vae = await AutoencoderKL.fromPretrained(location, { kernels, variant, onWarning, components });
+  }
+  return vae;
 }

@@ -63,7 +63,8 @@ export const attention = defineOp<AttentionArgs>({
       batch: p.batch, NQ: p.queries, NK: p.keys, D: p.dim, scale: p.scale,
     };
     const per = rt.ex.attentionScratchBytes(p.dim);
-    return rt.run([{ kernel: "attention", args }], 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => nt * per);
+    // a 16-byte work counter (zeroed by scratchPtr), then one block per thread
+    return rt.run([{ kernel: "attention", args }], 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => 16 + nt * per);
   },
 
   webgpu(rt, p) {
