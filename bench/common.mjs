@@ -39,7 +39,8 @@ export const PEER_GFLOP = { decode_32: 622.2, decode_64: 2514.5, encode_256: 272
 
 export function parseWorkload(name) {
   const m = /^(decode|encode)_(\d+)$/.exec(name);
-  if (!m) throw new Error(`unknown workload ${JSON.stringify(name)}: expected decode_<latent side> or encode_<image side>`);
+  if (!m)
+    throw new Error(`unknown workload ${JSON.stringify(name)}: expected decode_<latent side> or encode_<image side>`);
   const side = +m[2];
   if (m[1] === "decode") return { name, kind: "decode", dims: [1, 4, side, side], outSide: side * 8 };
   if (side % 8) throw new Error(`${name}: the image side must be a multiple of 8`);
@@ -51,39 +52,59 @@ export function parseWorkload(name) {
  * an H×W image: convolutions, attention projections, q·kᵀ and p·v. Norms, activations, softmax not counted.
  */
 export function countGflop(kind, h, w, cfg = SD_CONFIG) {
-  const ch = cfg.block_out_channels, L = cfg.layers_per_block, lc = cfg.latent_channels;
+  const ch = cfg.block_out_channels,
+    L = cfg.layers_per_block,
+    lc = cfg.latent_channels;
   let macs = 0;
-  const conv = (cin, cout, k, oh, ow) => { macs += cin * cout * k * k * oh * ow; };
+  const conv = (cin, cout, k, oh, ow) => {
+    macs += cin * cout * k * k * oh * ow;
+  };
   const resnet = (cin, cout, hh, ww) => {
     conv(cin, cout, 3, hh, ww);
     conv(cout, cout, 3, hh, ww);
     if (cin !== cout) conv(cin, cout, 1, hh, ww);
   };
-  const attention = (c, n) => { macs += 4 * n * c * c + 2 * n * n * c; };
+  const attention = (c, n) => {
+    macs += 4 * n * c * c + 2 * n * n * c;
+  };
   const top = ch[ch.length - 1];
   if (kind === "decode") {
-    let hh = h, ww = w;
+    let hh = h,
+      ww = w;
     conv(lc, lc, 1, hh, ww); // post_quant_conv
     conv(lc, top, 3, hh, ww); // conv_in
-    resnet(top, top, hh, ww); attention(top, hh * ww); resnet(top, top, hh, ww);
+    resnet(top, top, hh, ww);
+    attention(top, hh * ww);
+    resnet(top, top, hh, ww);
     const rev = [...ch].reverse();
     let prev = rev[0];
     rev.forEach((c, i) => {
       for (let j = 0; j <= L; j++) resnet(j === 0 ? prev : c, c, hh, ww);
-      if (i < rev.length - 1) { hh *= 2; ww *= 2; conv(c, c, 3, hh, ww); }
+      if (i < rev.length - 1) {
+        hh *= 2;
+        ww *= 2;
+        conv(c, c, 3, hh, ww);
+      }
       prev = c;
     });
     conv(ch[0], cfg.out_channels, 3, hh, ww); // conv_out
   } else {
-    let hh = h, ww = w;
+    let hh = h,
+      ww = w;
     conv(cfg.in_channels, ch[0], 3, hh, ww); // conv_in
     let prev = ch[0];
     ch.forEach((c, i) => {
       for (let j = 0; j < L; j++) resnet(j === 0 ? prev : c, c, hh, ww);
-      if (i < ch.length - 1) { hh = Math.floor((hh + 1 - 3) / 2) + 1; ww = Math.floor((ww + 1 - 3) / 2) + 1; conv(c, c, 3, hh, ww); }
+      if (i < ch.length - 1) {
+        hh = Math.floor((hh + 1 - 3) / 2) + 1;
+        ww = Math.floor((ww + 1 - 3) / 2) + 1;
+        conv(c, c, 3, hh, ww);
+      }
       prev = c;
     });
-    resnet(top, top, hh, ww); attention(top, hh * ww); resnet(top, top, hh, ww);
+    resnet(top, top, hh, ww);
+    attention(top, hh * ww);
+    resnet(top, top, hh, ww);
     conv(top, 2 * lc, 3, hh, ww); // conv_out
     conv(2 * lc, 2 * lc, 1, hh, ww); // quant_conv
   }
@@ -110,9 +131,11 @@ export function rng(seed) {
 
 /** n standard normals (Box–Muller) from a seeded generator, scaled by std and shifted by mean. */
 export function randn(n, seed, std = 1, mean = 0) {
-  const u = rng(seed), out = new Float32Array(n);
+  const u = rng(seed),
+    out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - u())), t = 2 * Math.PI * u();
+    const r = Math.sqrt(-2 * Math.log(1 - u())),
+      t = 2 * Math.PI * u();
     out[i] = mean + std * r * Math.cos(t);
     if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(t);
   }
@@ -140,7 +163,14 @@ export function randomStateDict(Tensor, shapes, seed = 0) {
  */
 export async function loadModel(api, backendOptions, { weights = "auto", seed = 0 } = {}) {
   const { AutoencoderKL, Tensor } = api;
-  const dir = weights === "auto" ? (existsSync(path.join(PEERS_WEIGHTS, "config.json")) ? PEERS_WEIGHTS : null) : weights === "random" ? null : weights;
+  const dir =
+    weights === "auto"
+      ? existsSync(path.join(PEERS_WEIGHTS, "config.json"))
+        ? PEERS_WEIGHTS
+        : null
+      : weights === "random"
+        ? null
+        : weights;
   if (dir) return { vae: await AutoencoderKL.fromPretrained(dir, backendOptions), weights: dir };
   const vae = await AutoencoderKL.fromConfig(SD_CONFIG, backendOptions);
   await vae.loadStateDict(randomStateDict(Tensor, vae.parameterShapes(), seed));
@@ -191,22 +221,33 @@ export const RELAXED_FLAG = "--experimental-wasm-relaxed-simd";
 export function runChild(script, args, { flags = [], env = process.env, quiet = false } = {}) {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [...flags, script, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "", err = "";
+    let out = "",
+      err = "";
     p.stdout.on("data", (d) => {
       out += d;
-      if (!quiet) for (const line of String(d).split("\n")) if (line && !line.startsWith("RESULT ")) process.stdout.write(`    ${line}\n`);
+      if (!quiet)
+        for (const line of String(d).split("\n"))
+          if (line && !line.startsWith("RESULT ")) process.stdout.write(`    ${line}\n`);
     });
-    p.stderr.on("data", (d) => { err += d; });
+    p.stderr.on("data", (d) => {
+      err += d;
+    });
     p.on("close", (code, signal) => {
       const line = out.split("\n").find((l) => l.startsWith("RESULT "));
       if (line) resolve(JSON.parse(line.slice(7)));
-      else reject(new Error(`child ${path.basename(script)} ${args.join(" ")} failed (code ${code}, signal ${signal}):\n${err.slice(-3000)}`));
+      else
+        reject(
+          new Error(
+            `child ${path.basename(script)} ${args.join(" ")} failed (code ${code}, signal ${signal}):\n${err.slice(-3000)}`,
+          ),
+        );
     });
   });
 }
 
 export function median(a) {
-  const s = [...a].sort((x, y) => x - y), m = s.length >> 1;
+  const s = [...a].sort((x, y) => x - y),
+    m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
@@ -214,7 +255,7 @@ export function median(a) {
 
 export function machineInfo() {
   const cpus = os.cpus();
-  let loadavg = os.loadavg().map((v) => +v.toFixed(2));
+  const loadavg = os.loadavg().map((v) => +v.toFixed(2));
   return {
     cpu: cpus[0]?.model ?? "unknown",
     logicalCores: os.availableParallelism?.() ?? cpus.length,
@@ -238,7 +279,10 @@ export function parseArgs(argv, booleans = []) {
   const out = { _: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith("--")) { out._.push(a); continue; }
+    if (!a.startsWith("--")) {
+      out._.push(a);
+      continue;
+    }
     const eq = a.indexOf("=");
     const key = (eq > 0 ? a.slice(2, eq) : a.slice(2)).replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     if (eq > 0) out[key] = a.slice(eq + 1);

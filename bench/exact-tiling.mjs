@@ -16,7 +16,19 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
-  DIST, RELAXED_FLAG, countGflop, fmt, loadModel, machineInfo, maxRssMb, median, parseArgs, randn, resetHwm, runChild, vmHwmMb,
+  countGflop,
+  DIST,
+  fmt,
+  loadModel,
+  machineInfo,
+  maxRssMb,
+  median,
+  parseArgs,
+  RELAXED_FLAG,
+  randn,
+  resetHwm,
+  runChild,
+  vmHwmMb,
 } from "./common.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -45,10 +57,19 @@ async function child(spec) {
   }
   writeFileSync(spec.out, new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength));
   const res = {
-    mode: spec.mode, size: spec.size, tile: spec.mode === "untiled" ? null : spec.tile, checkpoint_mib: spec.checkpointMiB,
-    description: vae.backendDescription, weights, load_s: loadS, runs: times, median_s: median(times),
-    peak_rss_mb: hwmReset ? vmHwmMb() : null, peak_rss_process_mb: Math.max(loadPeak, maxRssMb(), vmHwmMb() ?? 0),
-    wasm_memory_mb: kernels.memory.buffer.byteLength / 2 ** 20, out_dims: y.shape,
+    mode: spec.mode,
+    size: spec.size,
+    tile: spec.mode === "untiled" ? null : spec.tile,
+    checkpoint_mib: spec.checkpointMiB,
+    description: vae.backendDescription,
+    weights,
+    load_s: loadS,
+    runs: times,
+    median_s: median(times),
+    peak_rss_mb: hwmReset ? vmHwmMb() : null,
+    peak_rss_process_mb: Math.max(loadPeak, maxRssMb(), vmHwmMb() ?? 0),
+    wasm_memory_mb: kernels.memory.buffer.byteLength / 2 ** 20,
+    out_dims: y.shape,
   };
   vae.dispose();
   kernels.dispose();
@@ -58,7 +79,8 @@ async function child(spec) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const size = +(args.size ?? 512);
-  if (!Number.isInteger(size) || size < 64 || size % 64) throw new Error(`--size must be a multiple of 64, got ${args.size}`);
+  if (!Number.isInteger(size) || size < 64 || size % 64)
+    throw new Error(`--size must be a multiple of 64, got ${args.size}`);
   const tile = +(args.tile ?? Math.min(512, size / 2));
   const modes = String(args.modes ?? "untiled,exact").split(",");
   const threads = +(args.threads ?? os.availableParallelism());
@@ -67,23 +89,36 @@ async function main() {
   const flags = ["--expose-gc", ...(isa === "relaxed" && !wasmRelaxedSimdSupported() ? [RELAXED_FLAG] : [])];
   const machine = machineInfo();
   const gflop = countGflop("decode", size / 8, size / 8);
-  console.log(`machine: ${machine.cpu}, ${machine.logicalCores} cores, node ${machine.node}, load average ${machine.loadavg.join(" ")}`);
-  console.log(`decode 1×4×${size / 8}×${size / 8} → ${size}², ${gflop.toFixed(0)} GFLOP untiled; tile ${tile}, wasm ${isa}, ${threads} threads`);
+  console.log(
+    `machine: ${machine.cpu}, ${machine.logicalCores} cores, node ${machine.node}, load average ${machine.loadavg.join(" ")}`,
+  );
+  console.log(
+    `decode 1×4×${size / 8}×${size / 8} → ${size}², ${gflop.toFixed(0)} GFLOP untiled; tile ${tile}, wasm ${isa}, ${threads} threads`,
+  );
   const dir = mkdtempSync(path.join(os.tmpdir(), "aekl-exact-"));
   /** @type {any[]} */
   const results = [];
   try {
     for (const mode of modes) {
       const spec = {
-        mode, size, tile, threads, isa, runs: +(args.runs ?? 1), checkpointMiB: +(args.checkpointMib ?? 256),
-        weights: args.weights ?? "auto", out: path.join(dir, `${mode}.f32`),
+        mode,
+        size,
+        tile,
+        threads,
+        isa,
+        runs: +(args.runs ?? 1),
+        checkpointMiB: +(args.checkpointMib ?? 256),
+        weights: args.weights ?? "auto",
+        out: path.join(dir, `${mode}.f32`),
       };
       const t0 = Date.now();
       try {
         const r = await runChild(SELF, ["--child", JSON.stringify(spec)], { flags });
         results.push(r);
-        console.log(`  ${mode.padEnd(8)} ${fmt(r.median_s, 1).padStart(7)} s (${fmt(gflop / r.median_s, 1)} untiled-GFLOP/s)  peak RSS ${fmt(r.peak_rss_mb, 0)} MB` +
-          ` (process ${fmt(r.peak_rss_process_mb, 0)} MB, wasm memory ${fmt(r.wasm_memory_mb, 0)} MB)  [${((Date.now() - t0) / 1e3).toFixed(0)} s]`);
+        console.log(
+          `  ${mode.padEnd(8)} ${fmt(r.median_s, 1).padStart(7)} s (${fmt(gflop / r.median_s, 1)} untiled-GFLOP/s)  peak RSS ${fmt(r.peak_rss_mb, 0)} MB` +
+            ` (process ${fmt(r.peak_rss_process_mb, 0)} MB, wasm memory ${fmt(r.wasm_memory_mb, 0)} MB)  [${((Date.now() - t0) / 1e3).toFixed(0)} s]`,
+        );
       } catch (e) {
         console.log(`  ${mode}: FAILED ${e.message}`);
         results.push({ mode, size, error: e.message.slice(0, 2000) });
@@ -99,18 +134,26 @@ async function main() {
         for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
         r.max_abs_diff_vs_untiled = m;
         r.rss_ratio_untiled_over_mode = base.peak_rss_mb && r.peak_rss_mb ? base.peak_rss_mb / r.peak_rss_mb : null;
-        console.log(`  ${r.mode} vs untiled: max |diff| = ${m.toExponential(2)}, peak RSS untiled/${r.mode} = ${fmt(r.rss_ratio_untiled_over_mode)}×, time ${r.mode}/untiled = ${fmt(r.median_s / base.median_s)}×`);
+        console.log(
+          `  ${r.mode} vs untiled: max |diff| = ${m.toExponential(2)}, peak RSS untiled/${r.mode} = ${fmt(r.rss_ratio_untiled_over_mode)}×, time ${r.mode}/untiled = ${fmt(r.median_s / base.median_s)}×`,
+        );
       }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  console.log("\n| size | mode | tile | seconds | peak RSS MB (decode / process) | max abs diff vs untiled |\n|---|---|---|---|---|---|");
+  console.log(
+    "\n| size | mode | tile | seconds | peak RSS MB (decode / process) | max abs diff vs untiled |\n|---|---|---|---|---|---|",
+  );
   for (const r of results) {
-    console.log(r.error ? `| ${size}² | ${r.mode} | | failed: ${r.error.split("\n")[0].slice(0, 120)} | | |`
-      : `| ${size}² | ${r.mode} | ${r.tile ?? "—"} | ${fmt(r.median_s, 1)} | ${fmt(r.peak_rss_mb, 0)} / ${fmt(r.peak_rss_process_mb, 0)} | ${r.max_abs_diff_vs_untiled === undefined ? "—" : r.max_abs_diff_vs_untiled.toExponential(2)} |`);
+    console.log(
+      r.error
+        ? `| ${size}² | ${r.mode} | | failed: ${r.error.split("\n")[0].slice(0, 120)} | | |`
+        : `| ${size}² | ${r.mode} | ${r.tile ?? "—"} | ${fmt(r.median_s, 1)} | ${fmt(r.peak_rss_mb, 0)} / ${fmt(r.peak_rss_process_mb, 0)} | ${r.max_abs_diff_vs_untiled === undefined ? "—" : r.max_abs_diff_vs_untiled.toExponential(2)} |`,
+    );
   }
-  if (args.json) writeFileSync(args.json, JSON.stringify({ machine, command: process.argv.slice(1).join(" "), results }, null, 1));
+  if (args.json)
+    writeFileSync(args.json, JSON.stringify({ machine, command: process.argv.slice(1).join(" "), results }, null, 1));
 }
 
 if (process.argv[2] === "--child") {

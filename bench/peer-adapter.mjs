@@ -46,7 +46,8 @@ export async function create({ graph, threads, onnxDir }) {
   const { AutoencoderKL, Tensor } = await import(new URL("index.js", DIST).href);
   const { createWasmBackend } = await import(new URL("backends/wasm/index.js", DIST).href);
   const weights = path.join(onnxDir, "diffusers");
-  let vae, kernels = null;
+  let vae,
+    kernels = null;
   if (relaxed) {
     kernels = await createWasmBackend({ threads, relaxed: true });
     vae = await AutoencoderKL.fromPretrained(weights, { kernels });

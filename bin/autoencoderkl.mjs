@@ -18,7 +18,9 @@ if (!fromSource) {
     const { register } = await import("node:module");
     register("./ts-loader.mjs", import.meta.url);
   } catch (e) {
-    process.stderr.write(`autoencoderkl: cannot run from the TypeScript sources (${e.message}); run \`npm run build\` first\n`);
+    process.stderr.write(
+      `autoencoderkl: cannot run from the TypeScript sources (${e.message}); run \`npm run build\` first\n`,
+    );
     process.exit(1);
   }
   cli = await import(src.href);

@@ -3,7 +3,7 @@
 // `--force` rebuilds anyway, `--wat` also writes the text form next to each binary. The simd compile also
 // writes asc's declarations (build/kernels-simd.d.ts), from which src/backends/wasm/exports.generated.ts is
 // regenerated (see kernel-bindings.mjs).
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import asc from "assemblyscript/asc";

@@ -7,10 +7,11 @@
 // build/*.wasm files the package ships once (and exports as autoencoderkl/kernels-*.wasm), reached from
 // dist/browser/. Serve the package (or repository) root, or let a bundler copy the new URL(...) assets;
 // pages can still pass wasmModule/wasmBytes/wasmUrl. The build fails loudly if the source path changes.
-import { build } from "esbuild";
+
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const outdir = join(root, "dist", "browser");
@@ -57,7 +58,9 @@ const nodeImports = Object.values(result.metafile.inputs)
   .flatMap((i) => i.imports)
   .filter((i) => i.path.startsWith("node:") || i.external);
 if (nodeImports.length) {
-  console.error(`build-browser: the bundle imports Node built-ins or externals: ${nodeImports.map((i) => i.path).join(", ")}`);
+  console.error(
+    `build-browser: the bundle imports Node built-ins or externals: ${nodeImports.map((i) => i.path).join(", ")}`,
+  );
   process.exit(1);
 }
 

@@ -9,10 +9,13 @@ export function parseDeclarations(dts) {
   const fns = [];
   const body = dts.slice(dts.indexOf("declare namespace __AdaptedExports"), dts.indexOf("/** Instantiates"));
   for (const m of body.matchAll(/^\s*export function (\w+)\(([^)]*)\): (\w+);$/gm)) {
-    const params = m[2].trim() === "" ? [] : m[2].split(",").map((p) => {
-      const [name, type] = p.split(":").map((s) => s.trim());
-      return { name, type };
-    });
+    const params =
+      m[2].trim() === ""
+        ? []
+        : m[2].split(",").map((p) => {
+            const [name, type] = p.split(":").map((s) => s.trim());
+            return { name, type };
+          });
     fns.push({ name: m[1], params, returns: m[3] });
   }
   if (fns.length === 0) throw new Error("kernel-bindings: no exported functions found in the declarations");
@@ -50,8 +53,15 @@ export function generateBindings(dts, common) {
     "",
     "/** Named arguments of each work kernel; the backend appends scratch (where it takes one), tid and nt. */",
     "export interface KernelArgs {",
-    ...fns.filter((f) => f.params.some((p) => p.name === "tid")).map((f) =>
-      `  ${f.name}: { ${f.params.filter((p) => !RUNTIME.has(p.name)).map((p) => `${p.name}: ${p.type};`).join(" ")} };`),
+    ...fns
+      .filter((f) => f.params.some((p) => p.name === "tid"))
+      .map(
+        (f) =>
+          `  ${f.name}: { ${f.params
+            .filter((p) => !RUNTIME.has(p.name))
+            .map((p) => `${p.name}: ${p.type};`)
+            .join(" ")} };`,
+      ),
     "}",
     "",
     "/** The activation codes the kernels switch on (assembly/common.ts ACT_*). */",

@@ -3,15 +3,15 @@
 // dist/browser/autoencoderkl.js, which loads the WASM kernels from the package's build/ (or wasmModule/
 // wasmBytes/wasmUrl); its types are this file's, dist/browser.d.ts.
 export * from "./index.js";
+export type { DecodedImage, ImageFormat, ReadImageOptions } from "./io/image/index.js";
 export {
-  readImage,
-  writePng,
-  decodeImage,
-  detectImageFormat,
-  tensorToPixels,
-  encodePngPixels,
-  padToMultiple,
   cropTo,
   DEFAULT_MAX_PIXELS,
+  decodeImage,
+  detectImageFormat,
+  encodePngPixels,
+  padToMultiple,
+  readImage,
+  tensorToPixels,
+  writePng,
 } from "./io/image/index.js";
-export type { DecodedImage, ImageFormat, ReadImageOptions } from "./io/image/index.js";

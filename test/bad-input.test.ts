@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { AutoencoderKL, AutoencoderKLError, Tensor, resolveConfig } from "../src/index.js";
+import { AutoencoderKL, AutoencoderKLError, resolveConfig, Tensor } from "../src/index.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
 import { FIXTURES, manifest } from "./helpers/fixtures.js";
 
@@ -22,12 +22,32 @@ function rejects(fn: () => unknown, ...culprits: (string | RegExp)[]) {
 
 describe("config rules (rejected before any allocation, naming the field)", () => {
   const cases: [string, Record<string, unknown>, (string | RegExp)[]][] = [
-    ["norm_num_groups must divide every block channel count", { norm_num_groups: 24 }, ["norm_num_groups", "block_out_channels[0] = 32"]],
-    ["unknown down block type", { down_block_types: ["DownEncoderBlock2D", "CrossAttnDownBlock2D"] }, ["down_block_types", "CrossAttnDownBlock2D"]],
-    ["unknown up block type", { up_block_types: ["UpDecoderBlock2D", "AttnUpBlock2D"] }, ["up_block_types", "AttnUpBlock2D"]],
+    [
+      "norm_num_groups must divide every block channel count",
+      { norm_num_groups: 24 },
+      ["norm_num_groups", "block_out_channels[0] = 32"],
+    ],
+    [
+      "unknown down block type",
+      { down_block_types: ["DownEncoderBlock2D", "CrossAttnDownBlock2D"] },
+      ["down_block_types", "CrossAttnDownBlock2D"],
+    ],
+    [
+      "unknown up block type",
+      { up_block_types: ["UpDecoderBlock2D", "AttnUpBlock2D"] },
+      ["up_block_types", "AttnUpBlock2D"],
+    ],
     ["unknown act_fn", { act_fn: "tanh" }, ["act_fn", "tanh"]],
-    ["down_block_types length disagrees", { down_block_types: ["DownEncoderBlock2D"] }, ["down_block_types", "same length"]],
-    ["up_block_types length disagrees", { up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"] }, ["up_block_types"]],
+    [
+      "down_block_types length disagrees",
+      { down_block_types: ["DownEncoderBlock2D"] },
+      ["down_block_types", "same length"],
+    ],
+    [
+      "up_block_types length disagrees",
+      { up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"] },
+      ["up_block_types"],
+    ],
     ["non-integer channel count", { block_out_channels: [32, 64.5] }, ["block_out_channels", "entry 1"]],
     ["negative channel count", { block_out_channels: [-32, 64] }, ["block_out_channels", "entry 0"]],
     ["empty block list", { block_out_channels: [] }, ["block_out_channels"]],
@@ -43,7 +63,8 @@ describe("config rules (rejected before any allocation, naming the field)", () =
   for (const [rule, patch, culprits] of cases) {
     it(rule, () => rejects(() => resolveConfig({ ...tiny, ...patch }, "config.json"), "config.json", ...culprits));
   }
-  it("a config that is not an object", () => rejects(() => resolveConfig([1, 2], "config.json"), "config.json", "JSON object"));
+  it("a config that is not an object", () =>
+    rejects(() => resolveConfig([1, 2], "config.json"), "config.json", "JSON object"));
   it("fills diffusers' defaults for absent fields", () => {
     const c = resolveConfig({});
     expect(c.block_out_channels).toEqual([64]);
@@ -54,8 +75,13 @@ describe("config rules (rejected before any allocation, naming the field)", () =
   it("fromPretrained rejects a bad config.json by file and field", async () => {
     const dir = mkdtempSync(join(tmpdir(), "akl-"));
     writeFileSync(join(dir, "config.json"), JSON.stringify({ ...tiny, act_fn: "swiglu" }));
-    copyFileSync(FIXTURES + "models/tiny/diffusion_pytorch_model.safetensors", join(dir, "diffusion_pytorch_model.safetensors"));
-    await expect(AutoencoderKL.fromPretrained(dir, { backend: "reference" })).rejects.toThrow(/config\.json.*act_fn.*swiglu/);
+    copyFileSync(
+      FIXTURES + "models/tiny/diffusion_pytorch_model.safetensors",
+      join(dir, "diffusion_pytorch_model.safetensors"),
+    );
+    await expect(AutoencoderKL.fromPretrained(dir, { backend: "reference" })).rejects.toThrow(
+      /config\.json.*act_fn.*swiglu/,
+    );
   });
 });
 
@@ -92,18 +118,25 @@ describe("weights rules (strict loading lists keys and shapes)", () => {
   it("a folder without weights says which files it looked for", async () => {
     const dir = mkdtempSync(join(tmpdir(), "akl-"));
     writeFileSync(join(dir, "config.json"), JSON.stringify(tiny));
-    await expect(AutoencoderKL.fromPretrained(dir, { backend: "reference" })).rejects.toThrow(/diffusion_pytorch_model\.safetensors/);
+    await expect(AutoencoderKL.fromPretrained(dir, { backend: "reference" })).rejects.toThrow(
+      /diffusion_pytorch_model\.safetensors/,
+    );
   });
   it("a folder without config.json is named", async () => {
-    await expect(AutoencoderKL.fromPretrained(join(tmpdir(), "no-such-model-dir"), { backend: "reference" })).rejects.toThrow(/config\.json.*not found/);
+    await expect(
+      AutoencoderKL.fromPretrained(join(tmpdir(), "no-such-model-dir"), { backend: "reference" }),
+    ).rejects.toThrow(/config\.json.*not found/);
   });
 });
 
 describe("input rules", () => {
   let vae: AutoencoderKL;
-  const get = async () => (vae ??= await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "reference" }));
+  const get = async () =>
+    (vae ??= await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "reference" }));
   it("encode rejects a tensor of the wrong rank", async () => {
-    await expect((await get()).encode(new Tensor(new Float32Array(3 * 8 * 8), [3, 8, 8]))).rejects.toThrow(/encode: x.*rank 4.*\[3, 8, 8\]/);
+    await expect((await get()).encode(new Tensor(new Float32Array(3 * 8 * 8), [3, 8, 8]))).rejects.toThrow(
+      /encode: x.*rank 4.*\[3, 8, 8\]/,
+    );
   });
   it("encode rejects the wrong channel count", async () => {
     await expect((await get()).encode(Tensor.zeros([1, 4, 8, 8]))).rejects.toThrow(/encode: x.*4 channels.*expects 3/);
@@ -115,12 +148,18 @@ describe("input rules", () => {
     await expect((await get()).encode(Tensor.zeros([1, 3, 1, 8]))).rejects.toThrow(/encode: x.*height and width ≥ 2/);
   });
   it("encode rejects something that is not a Tensor", async () => {
-    await expect((await get()).encode({ data: [], shape: [1] } as unknown as Tensor)).rejects.toThrow(AutoencoderKLError);
+    await expect((await get()).encode({ data: [], shape: [1] } as unknown as Tensor)).rejects.toThrow(
+      AutoencoderKLError,
+    );
   });
-  it("a Tensor whose data does not fit its shape", () => rejects(() => new Tensor(new Float32Array(5), [2, 3]), "Tensor", "5 elements", "needs 6"));
-  it("a Tensor with a negative dimension", () => rejects(() => new Tensor(new Float32Array(0), [2, -1]), "Tensor", "shape[1]"));
+  it("a Tensor whose data does not fit its shape", () =>
+    rejects(() => new Tensor(new Float32Array(5), [2, 3]), "Tensor", "5 elements", "needs 6"));
+  it("a Tensor with a negative dimension", () =>
+    rejects(() => new Tensor(new Float32Array(0), [2, -1]), "Tensor", "shape[1]"));
   it("an unknown backend", async () => {
-    await expect(AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "cuda" as never })).rejects.toThrow(/options\.backend.*cuda/);
+    await expect(AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "cuda" as never })).rejects.toThrow(
+      /options\.backend.*cuda/,
+    );
   });
   it("a disposed model", async () => {
     const v = await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "reference" });

@@ -9,11 +9,11 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Tensor } from "../src/tensor/tensor.js";
 import { compare, loadCase, manifest } from "./helpers/fixtures.js";
-import { startStaticServer, type StaticServer } from "./helpers/static-server.js";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -37,7 +37,14 @@ const REQUIRE = process.env.AUTOENCODERKL_REQUIRE_WEBGPU === "1";
 interface Probe {
   ok: boolean;
   reason?: string;
-  adapter?: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean; shaderF16: boolean };
+  adapter?: {
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    isFallbackAdapter: boolean;
+    shaderF16: boolean;
+  };
 }
 interface DecodeResult {
   backend: string;
@@ -50,7 +57,10 @@ interface DecodeResult {
   data: string;
 }
 interface CheckWindow {
-  webgpuCheck: { probeAdapter(): Promise<Probe>; decodeFixture(o?: { modelUrl?: string; caseUrl?: string }): Promise<DecodeResult> };
+  webgpuCheck: {
+    probeAdapter(): Promise<Probe>;
+    decodeFixture(o?: { modelUrl?: string; caseUrl?: string }): Promise<DecodeResult>;
+  };
 }
 
 let browser: Browser;
@@ -58,9 +68,13 @@ let server: StaticServer;
 
 beforeAll(async () => {
   if (!CASE) throw new Error("test/fixtures/manifest.json has no sdlike-decode case");
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   // Always test the current sources: the bundle takes well under a second to build.
-  execFileSync(process.execPath, [fileURLToPath(new URL("../scripts/build-browser.mjs", import.meta.url))], { cwd: ROOT, stdio: "pipe" });
+  execFileSync(process.execPath, [fileURLToPath(new URL("../scripts/build-browser.mjs", import.meta.url))], {
+    cwd: ROOT,
+    stdio: "pipe",
+  });
   server = await startStaticServer(ROOT);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
 }, 90_000);

@@ -1,19 +1,26 @@
 // The browser build in headless Chromium (Debian's /usr/bin/chromium driven by playwright-core): the
 // example page runs a roundtrip on a crop of the demo photo, and a module Web Worker importing the same
 // bundle decodes latents; both must agree with the library run here in Node.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AutoencoderKL } from "../src/index.js";
-import { Tensor } from "../src/tensor/tensor.js";
 import { cropTo, padToMultiple, readImage, tensorToPixels } from "../src/io/image/index.js";
-import { startStaticServer, type StaticServer } from "./helpers/static-server.js";
+import { Tensor } from "../src/tensor/tensor.js";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+const ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
 const CROP = { width: 120, height: 88 };
 
 let browser: Browser;
@@ -22,13 +29,20 @@ let plain: StaticServer;
 let vae: AutoencoderKL;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   // Always test the current sources: the bundle takes well under a second to build.
-  execFileSync(process.execPath, [fileURLToPath(new URL("../scripts/build-browser.mjs", import.meta.url))], { cwd: ROOT, stdio: "pipe" });
+  execFileSync(process.execPath, [fileURLToPath(new URL("../scripts/build-browser.mjs", import.meta.url))], {
+    cwd: ROOT,
+    stdio: "pipe",
+  });
   isolated = await startStaticServer(ROOT, { isolated: true });
   plain = await startStaticServer(ROOT);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
-  vae = await AutoencoderKL.fromPretrained(fileURLToPath(new URL("../assets/demo-vae", import.meta.url)), { backend: "wasm", threads: 2 });
+  vae = await AutoencoderKL.fromPretrained(fileURLToPath(new URL("../assets/demo-vae", import.meta.url)), {
+    backend: "wasm",
+    threads: 2,
+  });
 });
 
 afterAll(async () => {
@@ -61,28 +75,54 @@ describe("browser build", () => {
   it("the example page runs a roundtrip (wasm, threads) with the PSNR Node gets", async () => {
     const { page, errors } = await openDemo(isolated);
     const result = (await page.evaluate(
-      ({ crop }) => (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<Record<string, unknown>> } }).demo.roundtripUrl(
-        (window as unknown as { demo: { DEMO_PHOTO: string } }).demo.DEMO_PHOTO,
-        { crop, backend: "auto" },
-      ),
+      ({ crop }) =>
+        (
+          window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<Record<string, unknown>> } }
+        ).demo.roundtripUrl((window as unknown as { demo: { DEMO_PHOTO: string } }).demo.DEMO_PHOTO, {
+          crop,
+          backend: "auto",
+        }),
       { crop: CROP },
-    )) as { psnr: number; backend: string; width: number; height: number; latentShape: number[]; crossOriginIsolated: boolean };
+    )) as {
+      psnr: number;
+      backend: string;
+      width: number;
+      height: number;
+      latentShape: number[];
+      crossOriginIsolated: boolean;
+    };
 
     // The same crop, same steps, in Node.
-    const x = cropTo(readImage(readFileSync(new URL("../assets/chelsea.png", import.meta.url))), CROP.height, CROP.width);
+    const x = cropTo(
+      readImage(readFileSync(new URL("../assets/chelsea.png", import.meta.url))),
+      CROP.height,
+      CROP.width,
+    );
     const { latentDist } = await vae.encode(padToMultiple(x, 8));
     const y = cropTo((await vae.decode(latentDist.mode())).sample, CROP.height, CROP.width);
     const nodePsnr = psnr(tensorToPixels(x).pixels, tensorToPixels(y).pixels);
 
-    expect(result).toMatchObject({ backend: "wasm", width: CROP.width, height: CROP.height, latentShape: [1, 16, 11, 15], crossOriginIsolated: true });
+    expect(result).toMatchObject({
+      backend: "wasm",
+      width: CROP.width,
+      height: CROP.height,
+      latentShape: [1, 16, 11, 15],
+      crossOriginIsolated: true,
+    });
     expect(Math.abs(result.psnr - nodePsnr)).toBeLessThan(0.05);
     // The page drew the picture, the reconstruction and one small canvas per latent channel.
     expect(await page.locator("#latents canvas").count()).toBe(16);
-    expect(await page.locator("#reconstruction").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([CROP.width, CROP.height]);
+    expect(await page.locator("#reconstruction").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([
+      CROP.width,
+      CROP.height,
+    ]);
     expect(await page.textContent("#status")).toMatch(/PSNR \d+\.\d\d dB/);
     // A full progress bar; a heat map of the error the size of the picture, with its legend (scale 0 … ≥ 64 levels).
     expect(await page.locator("#progress").evaluate((p: HTMLProgressElement) => p.value)).toBe(1);
-    expect(await page.locator("#heatmap").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([CROP.width, CROP.height]);
+    expect(await page.locator("#heatmap").evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([
+      CROP.width,
+      CROP.height,
+    ]);
     expect(await page.locator("#legend").isVisible()).toBe(true);
     expect(await page.locator("#legend-ticks span").allTextContents()).toEqual(["0", "16", "32", "48", "≥ 64"]);
     expect(await page.textContent("#legend")).toMatch(/8-bit levels/);
@@ -99,12 +139,20 @@ describe("browser build", () => {
     const { page, errors } = await openDemo(plain);
     // A run of seconds (the whole photo, wasm on one thread here) that is still going when the backend changes.
     const pending = page.evaluate(() => {
-      const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+      const d = (
+        window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }
+      ).demo;
       return d.roundtripUrl(d.DEMO_PHOTO, { backend: "wasm" });
     });
     // Event-driven: wait until the encoder has reported progress, then switch.
-    await page.waitForFunction(() => (document.getElementById("progress") as HTMLProgressElement).value > 0, undefined, { timeout: 60_000 });
-    await page.evaluate(() => (window as unknown as { demo: { setBackend: (b: string) => void } }).demo.setBackend("auto"));
+    await page.waitForFunction(
+      () => (document.getElementById("progress") as HTMLProgressElement).value > 0,
+      undefined,
+      { timeout: 60_000 },
+    );
+    await page.evaluate(() =>
+      (window as unknown as { demo: { setBackend: (b: string) => void } }).demo.setBackend("auto"),
+    );
     const result = (await pending) as { cancelled?: boolean; reason?: string };
     expect(result).toEqual({ cancelled: true, reason: "the backend changed to auto" });
     expect(await page.textContent("#status")).toBe("Cancelled: the backend changed to auto.");
@@ -118,7 +166,11 @@ describe("browser build", () => {
     // The next run, on the new backend (a new model: the old one was disposed once its run had stopped), completes.
     const next = (await page.evaluate(
       ({ crop }) => {
-        const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+        const d = (
+          window as unknown as {
+            demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string };
+          }
+        ).demo;
         return d.roundtripUrl(d.DEMO_PHOTO, { crop });
       },
       { crop: CROP },
@@ -126,13 +178,18 @@ describe("browser build", () => {
     expect(next.backend).toBe("wasm");
     expect(next.psnr).toBeGreaterThan(15);
     // Not isolated: the page says why there is one thread.
-    expect(await page.textContent("#threads")).toMatch(/1 thread\): this page is not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp.*serve\.mjs/);
+    expect(await page.textContent("#threads")).toMatch(
+      /1 thread\): this page is not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp.*serve\.mjs/,
+    );
     expect(errors).toEqual([]);
     await page.close();
   }, 120_000);
 
   it("the README's server (examples/browser/serve.mjs) makes the page cross-origin isolated, so the kernels get threads", async () => {
-    const server: ChildProcess = spawn(process.execPath, ["examples/browser/serve.mjs", "0"], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    const server: ChildProcess = spawn(process.execPath, ["examples/browser/serve.mjs", "0"], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     try {
       const url = await new Promise<string>((res, rej) => {
         let out = "";
@@ -148,7 +205,11 @@ describe("browser build", () => {
       await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
       const r = (await page.evaluate(
         ({ crop }) => {
-          const d = (window as unknown as { demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string } }).demo;
+          const d = (
+            window as unknown as {
+              demo: { roundtripUrl: (u: string, o: object) => Promise<unknown>; DEMO_PHOTO: string };
+            }
+          ).demo;
           return d.roundtripUrl(d.DEMO_PHOTO, { crop, backend: "wasm" });
         },
         { crop: CROP },
@@ -169,7 +230,12 @@ describe("browser build", () => {
     const shape = [1, 16, 4, 6];
     const latents = new Float32Array(16 * 4 * 6).map((_, i) => Math.sin(i * 0.37) * 1.5);
     const reply = (await page.evaluate(
-      ({ latents, shape }) => (window as unknown as { demo: { inWorker: (m: object) => Promise<unknown> } }).demo.inWorker({ latents, shape, backend: "wasm" }),
+      ({ latents, shape }) =>
+        (window as unknown as { demo: { inWorker: (m: object) => Promise<unknown> } }).demo.inWorker({
+          latents,
+          shape,
+          backend: "wasm",
+        }),
       { latents: Array.from(latents), shape },
     )) as { backend: string; shape: number[]; data: Record<string, number> | number[]; inWorker: boolean };
     expect(reply).toMatchObject({ backend: "wasm", shape: [1, 3, 32, 48], inWorker: true });

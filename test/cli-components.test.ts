@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { writePng } from "../src/io/image/index.js";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { Tensor } from "../src/tensor/tensor.js";
 
 const BIN = fileURLToPath(new URL("../bin/autoencoderkl.mjs", import.meta.url));
@@ -24,11 +24,21 @@ interface Run {
 let dir: string;
 function cli(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: dir, timeout: 120_000, env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" } }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
-      const line = stdout.trim().split("\n").pop() ?? "";
-      resolve({ code, stdout, stderr, json: line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : {} });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: dir, timeout: 120_000, env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : -1) : 0;
+        const line = stdout.trim().split("\n").pop() ?? "";
+        resolve({
+          code,
+          stdout,
+          stderr,
+          json: line.startsWith("{") ? (JSON.parse(line) as Record<string, unknown>) : {},
+        });
+      },
+    );
   });
 }
 
@@ -40,7 +50,10 @@ function halfFolder(name: string, keep: (key: string) => boolean): string {
   const out = join(dir, name);
   mkdirSync(out);
   writeFileSync(join(out, "config.json"), readFileSync(join(DEMO, "config.json")));
-  writeFileSync(join(out, "diffusion_pytorch_model.safetensors"), writeSafetensors(new Map([...all].filter(([k]) => keep(k)))));
+  writeFileSync(
+    join(out, "diffusion_pytorch_model.safetensors"),
+    writeSafetensors(new Map([...all].filter(([k]) => keep(k)))),
+  );
   return out;
 }
 
@@ -66,13 +79,25 @@ describe("--components", () => {
     expect(readFileSync(join(dir, "half.png")).equals(readFileSync(join(dir, "full.png")))).toBe(true);
 
     // --components both on a half folder needs the missing half: refused by name.
-    const both = await cli(["decode", "z.safetensors", "-o", "x.png", "--model", decoderOnly, "--components", "both", ...FAST]);
+    const both = await cli([
+      "decode",
+      "z.safetensors",
+      "-o",
+      "x.png",
+      "--model",
+      decoderOnly,
+      "--components",
+      "both",
+      ...FAST,
+    ]);
     expect(both.code).not.toBe(0);
     expect(both.stderr).toMatch(/missing keys \(\d+\): encoder\./);
     // Decoding with the encoder alone names the flag to change.
     const wrong = await cli(["decode", "z.safetensors", "-o", "y.png", "--components", "encoder", ...FAST]);
     expect(wrong.code).not.toBe(0);
-    expect(wrong.stderr).toMatch(/decode: this model was loaded with --components encoder.*--components decoder or both/);
+    expect(wrong.stderr).toMatch(
+      /decode: this model was loaded with --components encoder.*--components decoder or both/,
+    );
   });
 
   it("info counts the parameters and memory of one half", async () => {

@@ -8,23 +8,30 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cropTo, decodeImage, readImage, writePng } from "../src/io/image/index.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { Tensor } from "../src/tensor/tensor.js";
-import { cropTo, decodeImage, readImage, writePng } from "../src/io/image/index.js";
 
 const BIN = fileURLToPath(new URL("../bin/autoencoderkl.mjs", import.meta.url));
 const ASSETS = fileURLToPath(new URL("../assets/", import.meta.url));
 /** The demo model's scaling_factor, from its own config. */
-const SCALE = (JSON.parse(readFileSync(join(ASSETS, "demo-vae", "config.json"), "utf8")) as { scaling_factor: number }).scaling_factor;
+const SCALE = (JSON.parse(readFileSync(join(ASSETS, "demo-vae", "config.json"), "utf8")) as { scaling_factor: number })
+  .scaling_factor;
 
 /** PyTorch's PSNR per bundled picture, from the table in assets/README.md (the figures the CLI must reproduce). */
 function pytorchPsnr(): Map<string, number> {
   const table = new Map<string, number>();
-  for (const m of readFileSync(join(ASSETS, "README.md"), "utf8").matchAll(/^\| ([\w-]+\.png) \| \d+×\d+ \| (\d+\.\d+) \|/gm)) table.set(m[1], +m[2]);
+  for (const m of readFileSync(join(ASSETS, "README.md"), "utf8").matchAll(
+    /^\| ([\w-]+\.png) \| \d+×\d+ \| (\d+\.\d+) \|/gm,
+  ))
+    table.set(m[1], +m[2]);
   return table;
 }
 
-const sha = (f: string) => createHash("sha256").update(readFileSync(join(dir, f))).digest("hex");
+const sha = (f: string) =>
+  createHash("sha256")
+    .update(readFileSync(join(dir, f)))
+    .digest("hex");
 /** Temporary files left by an interrupted or failed write (there must never be any). */
 const leftovers = () => readdirSync(dir).filter((f) => f.endsWith(".tmp"));
 
@@ -55,18 +62,21 @@ function cli(args: string[], timeout = 120_000): Promise<Run> {
 }
 
 /** The small test picture: a 37×21 crop of the demo photo (neither side a multiple of 8). */
-const SMALL_W = 37, SMALL_H = 21;
+const SMALL_W = 37,
+  SMALL_H = 21;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "autoencoderkl-cli-"));
   const photo = readImage(readFileSync(join(ASSETS, "chelsea.png")));
   // From the middle of the photo (the cat's face), where there is detail.
   const [, , H, W] = photo.shape;
-  const x0 = 200, y0 = 120;
+  const x0 = 200,
+    y0 = 120;
   const crop = new Float32Array(3 * SMALL_H * SMALL_W);
   for (let c = 0; c < 3; c++) {
     for (let y = 0; y < SMALL_H; y++) {
-      for (let x = 0; x < SMALL_W; x++) crop[(c * SMALL_H + y) * SMALL_W + x] = photo.data[(c * H + y0 + y) * W + x0 + x];
+      for (let x = 0; x < SMALL_W; x++)
+        crop[(c * SMALL_H + y) * SMALL_W + x] = photo.data[(c * H + y0 + y) * W + x0 + x];
     }
   }
   writeFileSync(join(dir, "small.png"), writePng(new Tensor(crop, [1, 3, SMALL_H, SMALL_W])));
@@ -90,7 +100,19 @@ describe("help and argument errors", () => {
   it("--help lists every command; each command has its own --help; --version", async () => {
     const r = await cli(["--help"]);
     expect(r.code, r.stderr).toBe(0);
-    for (const c of ["roundtrip", "encode", "decode", "info", "bench", "--model", "--backend", "--threads", "--tile", "--json"]) expect(r.stdout).toContain(c);
+    for (const c of [
+      "roundtrip",
+      "encode",
+      "decode",
+      "info",
+      "bench",
+      "--model",
+      "--backend",
+      "--threads",
+      "--tile",
+      "--json",
+    ])
+      expect(r.stdout).toContain(c);
     const sub = await cli(["encode", "--help"]);
     expect(sub.code, sub.stderr).toBe(0);
     expect(sub.stdout).toMatch(/Usage: autoencoderkl encode <image>/);
@@ -107,14 +129,20 @@ describe("help and argument errors", () => {
       [["frobnicate"], /unknown command "frobnicate"/],
       [["roundtrip", "--bogus"], /Unknown option '--bogus'/],
       [["roundtrip", "small.png", "--threads", "many"], /--threads must be an integer from 1 to 256, got "many"/],
-      [["roundtrip", "small.png", "--backend", "cuda"], /--backend must be one of auto, wasm, webgpu, reference, got "cuda"/],
+      [
+        ["roundtrip", "small.png", "--backend", "cuda"],
+        /--backend must be one of auto, wasm, webgpu, reference, got "cuda"/,
+      ],
       [["roundtrip", "a.png", "b.png"], /at most one image/],
       [["encode"], /encode needs exactly one image/],
       [["decode"], /decode needs exactly one latents file/],
       [["encode", "small.png", "--seed", "3"], /--seed only applies with --sample/],
       [["info", "--size", "big"], /--size must be a size like 512 or 768x512/],
       [["bench", "--repeat", "0"], /--repeat must be an integer from 1 to 100/],
-      [["roundtrip", "small.png", "--tile-size", "40", "--backend", "wasm"], /--tile-size must be a multiple of 32 for this model, got 40/],
+      [
+        ["roundtrip", "small.png", "--tile-size", "40", "--backend", "wasm"],
+        /--tile-size must be a multiple of 32 for this model, got 40/,
+      ],
       [["decode", "x.safetensors", "--raw", "--scaled"], /contradict/],
     ];
     for (const [args, msg] of cases) {
@@ -146,8 +174,14 @@ describe("file and model errors → exit 1 with the file and the rule", () => {
 
   it("bad model folders and paths", async () => {
     const cases: [string[], RegExp][] = [
-      [["roundtrip", "small.png", "--model", "does-not-exist"], /does-not-exist: not found: --model must be a diffusers VAE folder/],
-      [["roundtrip", "small.png", "--model", "empty-model"], /config\.json: not found: a diffusers model folder needs config\.json/],
+      [
+        ["roundtrip", "small.png", "--model", "does-not-exist"],
+        /does-not-exist: not found: --model must be a diffusers VAE folder/,
+      ],
+      [
+        ["roundtrip", "small.png", "--model", "empty-model"],
+        /config\.json: not found: a diffusers model folder needs config\.json/,
+      ],
       [["roundtrip", "small.png", "--model", "bad-config"], /config\.json: is not valid UTF-8 JSON/],
       [["roundtrip", "small.png", "--model", "no-weights"], /no weights found/],
       [["info", "empty-model"], /not a diffusers model folder|config\.json/],
@@ -163,7 +197,10 @@ describe("file and model errors → exit 1 with the file and the rule", () => {
   });
 
   it("decode: missing file, not safetensors, no latents tensor, wrong channels", async () => {
-    writeFileSync(join(dir, "other.safetensors"), writeSafetensors({ a: new Tensor([1, 2], [2]), b: new Tensor([1], [1]) }));
+    writeFileSync(
+      join(dir, "other.safetensors"),
+      writeSafetensors({ a: new Tensor([1, 2], [2]), b: new Tensor([1], [1]) }),
+    );
     writeFileSync(join(dir, "wrong.safetensors"), writeSafetensors({ latents: Tensor.zeros([1, 4, 2, 2]) }));
     const cases: [string, RegExp][] = [
       ["missing.safetensors", /missing\.safetensors: cannot read a latents file: no such file/],
@@ -193,7 +230,14 @@ describe("commands", () => {
     const r = await cli(["roundtrip", "small.png", "-o", "small-out.png", "--compare", "cmp.png", "--json", ...FAST]);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ ok: true, command: "roundtrip", width: SMALL_W, height: SMALL_H, backend: "wasm", posterior: "mode" });
+    expect(r.json).toMatchObject({
+      ok: true,
+      command: "roundtrip",
+      width: SMALL_W,
+      height: SMALL_H,
+      backend: "wasm",
+      posterior: "mode",
+    });
     expect(r.json.psnr).toBeGreaterThan(15);
     const out = decodeImage(readFileSync(join(dir, "small-out.png")));
     expect([out.width, out.height]).toEqual([SMALL_W, SMALL_H]);
@@ -219,7 +263,14 @@ describe("commands", () => {
     const file = readSafetensors(new Uint8Array(readFileSync(join(dir, "z.safetensors"))));
     const z = file.tensors.get("latents")!;
     expect(z.shape).toEqual([1, 16, 3, 5]); // 37×21 padded to 40×24, ÷8
-    expect(file.metadata).toMatchObject({ latents: "scaled", scaling_factor: String(SCALE), shift_factor: "null", posterior: "mode", image_width: "37", image_height: "21" });
+    expect(file.metadata).toMatchObject({
+      latents: "scaled",
+      scaling_factor: String(SCALE),
+      shift_factor: "null",
+      posterior: "mode",
+      image_width: "37",
+      image_height: "21",
+    });
 
     const raw = await cli(["encode", "small.png", "-o", "zraw.safetensors", "--raw", ...FAST]);
     expect(raw.code, raw.stderr).toBe(0);
@@ -233,7 +284,8 @@ describe("commands", () => {
     expect(dec.json).toMatchObject({ unscaled: true, width: SMALL_W, height: SMALL_H });
     const decRaw = await cli(["decode", "zraw.safetensors", "-o", "fromzraw.png", ...FAST]);
     expect(decRaw.code, decRaw.stderr).toBe(0);
-    const a = readImage(readFileSync(join(dir, "fromz.png"))), b = readImage(readFileSync(join(dir, "fromzraw.png")));
+    const a = readImage(readFileSync(join(dir, "fromz.png"))),
+      b = readImage(readFileSync(join(dir, "fromzraw.png")));
     let maxDiff = 0;
     for (let i = 0; i < a.size; i++) maxDiff = Math.max(maxDiff, Math.abs(a.data[i] - b.data[i]));
     expect(maxDiff).toBeLessThanOrEqual(1.01 / 127.5); // same picture up to float rounding
@@ -244,13 +296,20 @@ describe("commands", () => {
     expect([s1.code, s2.code, s3.code], s1.stderr + s2.stderr + s3.stderr).toEqual([0, 0, 0]);
     const read = (f: string) => readSafetensors(new Uint8Array(readFileSync(join(dir, f))));
     expect(read("s1.safetensors").metadata).toMatchObject({ posterior: "sample", seed: "3" });
-    expect(Array.from(read("s1.safetensors").tensors.get("latents")!.data)).toEqual(Array.from(read("s2.safetensors").tensors.get("latents")!.data));
-    expect(Array.from(read("s1.safetensors").tensors.get("latents")!.data)).not.toEqual(Array.from(read("s3.safetensors").tensors.get("latents")!.data));
+    expect(Array.from(read("s1.safetensors").tensors.get("latents")!.data)).toEqual(
+      Array.from(read("s2.safetensors").tensors.get("latents")!.data),
+    );
+    expect(Array.from(read("s1.safetensors").tensors.get("latents")!.data)).not.toEqual(
+      Array.from(read("s3.safetensors").tensors.get("latents")!.data),
+    );
   });
 
   it("decode of foreign latents (no metadata): raw by default, --scaled undoes the config's factor", async () => {
     const zRaw = readSafetensors(new Uint8Array(readFileSync(join(dir, "zraw.safetensors")))).tensors.get("latents")!;
-    const scaled = new Tensor(zRaw.data.map((v) => v * SCALE), zRaw.shape);
+    const scaled = new Tensor(
+      zRaw.data.map((v) => v * SCALE),
+      zRaw.shape,
+    );
     writeFileSync(join(dir, "foreign.safetensors"), writeSafetensors({ x: scaled }));
     const r = await cli(["decode", "foreign.safetensors", "--scaled", "-o", "foreign.png", "--json", ...FAST]);
     expect(r.code, r.stderr).toBe(0);
@@ -262,7 +321,12 @@ describe("commands", () => {
   it("info: config, parameters, dtypes, file size, memory estimate", async () => {
     const r = await cli(["info", "--json", "--size", "1024x768"]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json).toMatchObject({ kind: "diffusers folder", parameters: 3927027, dtypes: { F16: 184 }, fileBytes: 7873878 });
+    expect(r.json).toMatchObject({
+      kind: "diffusers folder",
+      parameters: 3927027,
+      dtypes: { F16: 184 },
+      fileBytes: 7873878,
+    });
     expect((r.json.config as Record<string, unknown>).latent_channels).toBe(16);
     const mem = r.json.memory as Record<string, number>;
     expect(mem.width).toBe(1024);
@@ -279,8 +343,17 @@ describe("commands", () => {
   it("bench: times encode and decode at the sizes asked", async () => {
     const r = await cli(["bench", "--sizes", "16,32x24", "--json", ...FAST]);
     expect(r.code, r.stderr).toBe(0);
-    const results = r.json.results as { width: number; height: number; encodeMs: number; decodeMs: number; cpuCores: number }[];
-    expect(results.map((x) => [x.width, x.height])).toEqual([[16, 16], [32, 24]]);
+    const results = r.json.results as {
+      width: number;
+      height: number;
+      encodeMs: number;
+      decodeMs: number;
+      cpuCores: number;
+    }[];
+    expect(results.map((x) => [x.width, x.height])).toEqual([
+      [16, 16],
+      [32, 24],
+    ]);
     expect(r.json).toMatchObject({ isa: "relaxed", threads: 2 });
     for (const x of results) expect(x.cpuCores > 0 && x.cpuCores <= 2.5, String(x.cpuCores)).toBe(true);
     for (const x of results) {
@@ -295,11 +368,15 @@ describe("commands", () => {
 
   it("Ctrl-C stops a run at once, even while kernels hold the main thread, and writes nothing", async () => {
     // One thread: the kernels run synchronously on the main thread, the case a signal handler could not serve.
-    const child = execFile(process.execPath, [BIN, "roundtrip", "--backend", "wasm", "--threads", "1", "-o", "never.png"], {
-      cwd: dir,
-      env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" },
-      timeout: 60_000,
-    });
+    const child = execFile(
+      process.execPath,
+      [BIN, "roundtrip", "--backend", "wasm", "--threads", "1", "-o", "never.png"],
+      {
+        cwd: dir,
+        env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" },
+        timeout: 60_000,
+      },
+    );
     const exited = new Promise<[number | null, string | null]>((r) => child.on("exit", (c, sig) => r([c, sig])));
     // The model line is printed once the model is loaded, just before encoding starts: interrupt then.
     let stdout = "";
@@ -344,7 +421,10 @@ describe("commands", () => {
     for (const name of synth) {
       const r = await cli(["roundtrip", join(ASSETS, name), "-o", `rt-${name}`, "--json", ...FAST], 240_000);
       expect(r.code, r.stderr).toBe(0);
-      expect(Math.abs((r.json.psnrExact as number) - table.get(name)!), `${name}: ${r.json.psnrExact} vs PyTorch ${table.get(name)}`).toBeLessThan(0.05);
+      expect(
+        Math.abs((r.json.psnrExact as number) - table.get(name)!),
+        `${name}: ${r.json.psnrExact} vs PyTorch ${table.get(name)}`,
+      ).toBeLessThan(0.05);
     }
   }, 300_000);
 });
@@ -404,7 +484,9 @@ describe("outputs: never over an existing file unless asked, never half-written"
     expect(existsSync(join(dir, "small.latents.safetensors"))).toBe(true);
     const again = await cli(["encode", ow("small.png"), ...FAST]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/small\.latents\.safetensors: already exists: pass --force to overwrite it, or -o to name another file/);
+    expect(again.stderr).toMatch(
+      /small\.latents\.safetensors: already exists: pass --force to overwrite it, or -o to name another file/,
+    );
     expect(again.stdout).not.toMatch(/^model: /m); // refused before loading anything
     const before = sha("small.latents.safetensors");
     writeFileSync(join(dir, "small.latents.safetensors"), "old");
@@ -422,18 +504,28 @@ describe("outputs: never over an existing file unless asked, never half-written"
     mkdirSync(join(dir, "photo"));
     const cwd = join(dir, "photo");
     writeFileSync(join(cwd, "x.png"), readFileSync(join(dir, "small.png")));
-    const original = createHash("sha256").update(readFileSync(join(cwd, "x.png"))).digest("hex");
+    const original = createHash("sha256")
+      .update(readFileSync(join(cwd, "x.png")))
+      .digest("hex");
     const run = (args: string[]) =>
       new Promise<Run>((res) =>
-        execFile(process.execPath, [BIN, ...args, ...FAST], { cwd, env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" }, timeout: 120_000 }, (e, stdout, stderr) =>
-          res({ code: e ? (typeof e.code === "number" ? e.code : -1) : 0, stdout, stderr, json: {} }),
+        execFile(
+          process.execPath,
+          [BIN, ...args, ...FAST],
+          { cwd, env: { ...process.env, AUTOENCODERKL_FROM_SOURCE: "1" }, timeout: 120_000 },
+          (e, stdout, stderr) =>
+            res({ code: e ? (typeof e.code === "number" ? e.code : -1) : 0, stdout, stderr, json: {} }),
         ),
       );
     expect((await run(["encode", "x.png"])).code).toBe(0);
     const d = await run(["decode", "x.latents.safetensors"]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toMatch(/wrote .*x\.decoded\.png/);
-    expect(createHash("sha256").update(readFileSync(join(cwd, "x.png"))).digest("hex")).toBe(original);
+    expect(
+      createHash("sha256")
+        .update(readFileSync(join(cwd, "x.png")))
+        .digest("hex"),
+    ).toBe(original);
     const again = await run(["decode", "x.latents.safetensors"]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/x\.decoded\.png: already exists/);
@@ -474,7 +566,9 @@ process.stdout.write("done\\n");
       stdout += d.toString();
       if (stdout.includes("writing")) proc.kill("SIGINT");
     });
-    const [code, signal] = await new Promise<[number | null, string | null]>((r) => proc.on("exit", (c, sig) => r([c, sig])));
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) =>
+      proc.on("exit", (c, sig) => r([c, sig])),
+    );
     expect([code, signal, stdout]).toEqual([null, "SIGINT", "writing\n"]); // interrupted mid-write, not after
     expect(existsSync(join(dir, "big.bin"))).toBe(false);
     expect(leftovers()).toEqual([]);
@@ -512,14 +606,18 @@ describe("messages in the user's terms", () => {
   it("a model with a tensor it does not use loads, with one warning line on stderr", async () => {
     mkdirSync(join(dir, "extra-model"));
     writeFileSync(join(dir, "extra-model", "config.json"), readFileSync(join(ASSETS, "demo-vae", "config.json")));
-    const sd = readSafetensors(new Uint8Array(readFileSync(join(ASSETS, "demo-vae", "diffusion_pytorch_model.safetensors")))).tensors;
+    const sd = readSafetensors(
+      new Uint8Array(readFileSync(join(ASSETS, "demo-vae", "diffusion_pytorch_model.safetensors"))),
+    ).tensors;
     sd.set("decoder.extra.bias", new Tensor([1, 2, 3], [3]));
     writeFileSync(join(dir, "extra-model", "diffusion_pytorch_model.safetensors"), writeSafetensors(sd));
     const r = await cli(["roundtrip", "small.png", "-o", "extra.png", "--model", "extra-model", "--json", ...FAST]);
     expect(r.code, r.stderr).toBe(0);
     const warnings = r.stderr.split("\n").filter((l) => l.startsWith("autoencoderkl: warning: "));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/ignored tensors the model does not use: unexpected keys \(1\): decoder\.extra\.bias \[3\]/);
+    expect(warnings[0]).toMatch(
+      /ignored tensors the model does not use: unexpected keys \(1\): decoder\.extra\.bias \[3\]/,
+    );
     expect(r.json.model).toMatch(/extra-model$/);
   });
 });

@@ -6,11 +6,16 @@ import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AutoencoderKL, AutoencoderKLError, Tensor, type Components } from "../src/index.js";
+import { AutoencoderKL, AutoencoderKLError, type Components, Tensor } from "../src/index.js";
+import {
+  readSafetensors,
+  readSafetensorsHeader,
+  type SafetensorsEntry,
+  writeSafetensors,
+} from "../src/io/safetensors.js";
 import { demoModelPath } from "../src/node.js";
-import { readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsEntry } from "../src/io/safetensors.js";
 import { FIXTURES, manifest } from "./helpers/fixtures.js";
-import { startStaticServer, type StaticServer } from "./helpers/static-server.js";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
 
 const DEMO = demoModelPath();
 const TINY = resolve(FIXTURES, "models/tiny");
@@ -40,7 +45,8 @@ function layout(file: string) {
   return { header, decoder, encoder, decoderBytes: bytes(decoder), encoderBytes: bytes(encoder) };
 }
 
-const overlaps = (r: { start: number; end: number }, es: SafetensorsEntry[]) => es.filter((e) => e.start < r.end && e.end > r.start && e.end > e.start);
+const overlaps = (r: { start: number; end: number }, es: SafetensorsEntry[]) =>
+  es.filter((e) => e.start < r.end && e.end > r.start && e.end > e.start);
 
 async function decodeBoth(dir: string, z: Tensor): Promise<{ full: Float32Array; half: Float32Array }> {
   const full = await AutoencoderKL.fromPretrained(dir, BACKEND);
@@ -69,7 +75,8 @@ describe("a half model computes exactly what the full model computes", () => {
     const x = randomTensor([1, 3, 16, 12], 3);
     const both = await AutoencoderKL.fromPretrained(TINY, BACKEND);
     const enc = await AutoencoderKL.fromPretrained(TINY, { ...BACKEND, components: "encoder" });
-    const a = (await both.encode(x)).latentDist, b = (await enc.encode(x)).latentDist;
+    const a = (await both.encode(x)).latentDist,
+      b = (await enc.encode(x)).latentDist;
     expect(Array.from(b.mean.data)).toEqual(Array.from(a.mean.data));
     expect(Array.from(b.logvar.data)).toEqual(Array.from(a.logvar.data));
     expect(enc.config).toEqual(both.config); // the full config, whichever half is loaded
@@ -96,9 +103,22 @@ describe("a half model computes exactly what the full model computes", () => {
     const want = Array.from((await ref.decode(z)).sample.data);
     ref.dispose();
     const loads = [
-      AutoencoderKL.fromPretrained(resolve(FIXTURES, "models/tiny-flax"), { ...BACKEND, fromFlax: true, components: "decoder", strict: true }),
-      AutoencoderKL.fromSingleFile(resolve(FIXTURES, "models/tiny-ckpt/tiny-legacy.ckpt"), { ...BACKEND, config: manifest.models.tiny.config, components: "decoder" }),
-      AutoencoderKL.fromSingleFile(resolve(FIXTURES, "models/tiny-ckpt/tiny.ckpt"), { ...BACKEND, config: manifest.models.tiny.config, components: "decoder" }),
+      AutoencoderKL.fromPretrained(resolve(FIXTURES, "models/tiny-flax"), {
+        ...BACKEND,
+        fromFlax: true,
+        components: "decoder",
+        strict: true,
+      }),
+      AutoencoderKL.fromSingleFile(resolve(FIXTURES, "models/tiny-ckpt/tiny-legacy.ckpt"), {
+        ...BACKEND,
+        config: manifest.models.tiny.config,
+        components: "decoder",
+      }),
+      AutoencoderKL.fromSingleFile(resolve(FIXTURES, "models/tiny-ckpt/tiny.ckpt"), {
+        ...BACKEND,
+        config: manifest.models.tiny.config,
+        components: "decoder",
+      }),
     ];
     for (const vae of await Promise.all(loads)) {
       expect([...vae.parameterShapes().keys()].every(isDecoderKey)).toBe(true);
@@ -173,7 +193,11 @@ describe("the other half's bytes are never read", () => {
   it("a server that ignores Range: one whole read, then the encoder is dropped before conversion", async () => {
     const plain = await startStaticServer(resolve(DEMO, ".."));
     try {
-      const vae = await AutoencoderKL.fromPretrained(`${plain.url}demo-vae/`, { backend: "reference", components: "decoder", strict: true });
+      const vae = await AutoencoderKL.fromPretrained(`${plain.url}demo-vae/`, {
+        backend: "reference",
+        components: "decoder",
+        strict: true,
+      });
       expect([...vae.parameterShapes().keys()].every(isDecoderKey)).toBe(true);
       const whole = plain.served.filter((s) => s.path.endsWith(WEIGHTS));
       // The range probe, answered 200 and cancelled by the client, then the one whole read.
@@ -203,7 +227,11 @@ describe("the other half's bytes are never read", () => {
     const z = randomTensor([1, 16, 4, 4], 6);
     expect(Array.from((await half.decode(z)).sample.data)).toEqual(Array.from((await full.decode(z)).sample.data));
     // Bytes in memory: the encoder is never converted, the result is the same.
-    const inMemory = await AutoencoderKL.fromSingleFile(new Uint8Array(bytes), { ...BACKEND, components: "decoder", strict: true });
+    const inMemory = await AutoencoderKL.fromSingleFile(new Uint8Array(bytes), {
+      ...BACKEND,
+      components: "decoder",
+      strict: true,
+    });
     expect(inMemory.config).toEqual(full.config);
     expect([...inMemory.parameterShapes().keys()].every(isDecoderKey)).toBe(true);
     expect(Array.from((await inMemory.decode(z)).sample.data)).toEqual(Array.from((await full.decode(z)).sample.data));
@@ -245,12 +273,20 @@ describe("strict loading of a half", () => {
     badEncoder.set("encoder.conv_in.weight", new Tensor(new Float32Array(6), [1, 6]));
     for (const dir of [folder(all), folder(decoderOnly), folder(badEncoder)]) {
       const warnings: string[] = [];
-      const vae = await AutoencoderKL.fromPretrained(dir, { backend: "reference", components: "decoder", strict: true, onWarning: (m) => warnings.push(m) });
+      const vae = await AutoencoderKL.fromPretrained(dir, {
+        backend: "reference",
+        components: "decoder",
+        strict: true,
+        onWarning: (m) => warnings.push(m),
+      });
       expect(warnings).toEqual([]);
       vae.dispose();
     }
     // In memory too: a full state dict loads into a decoder-only model under strict rules.
-    const vae = await AutoencoderKL.fromConfig(manifest.models.tiny.config, { backend: "reference", components: "decoder" });
+    const vae = await AutoencoderKL.fromConfig(manifest.models.tiny.config, {
+      backend: "reference",
+      components: "decoder",
+    });
     await vae.loadStateDict(all, "tiny", { strict: true });
     vae.dispose();
   });
@@ -264,12 +300,20 @@ describe("strict loading of a half", () => {
     const extra = new Map(all);
     extra.set("decoder.extra.weight", new Tensor(new Float32Array(1), [1]));
     extra.set("loss.logvar", new Tensor(new Float32Array(1), [1]));
-    const load = (dir: string, strict = false) => AutoencoderKL.fromPretrained(dir, { backend: "reference", components: "decoder", strict });
+    const load = (dir: string, strict = false) =>
+      AutoencoderKL.fromPretrained(dir, { backend: "reference", components: "decoder", strict });
     await expect(load(folder(missing))).rejects.toThrow(/missing keys \(1\): decoder\.conv_in\.bias/);
-    await expect(load(folder(wrong))).rejects.toThrow(/wrong shapes \(1\): post_quant_conv\.weight: expected \[4, 4, 1, 1\], got \[4, 1, 1, 1\]/);
-    const e = await load(folder(extra), true).then(() => null, (x: unknown) => x);
+    await expect(load(folder(wrong))).rejects.toThrow(
+      /wrong shapes \(1\): post_quant_conv\.weight: expected \[4, 4, 1, 1\], got \[4, 1, 1, 1\]/,
+    );
+    const e = await load(folder(extra), true).then(
+      () => null,
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(AutoencoderKLError);
-    expect((e as Error).message).toMatch(/unexpected keys \(2\): .*decoder\.extra\.weight.*loss\.logvar|unexpected keys \(2\): .*loss\.logvar.*decoder\.extra\.weight/);
+    expect((e as Error).message).toMatch(
+      /unexpected keys \(2\): .*decoder\.extra\.weight.*loss\.logvar|unexpected keys \(2\): .*loss\.logvar.*decoder\.extra\.weight/,
+    );
   });
 });
 
@@ -287,7 +331,10 @@ describe("calling the missing half", () => {
   const z = randomTensor([1, 4, 8, 8], 8);
 
   async function expectRefusal(p: () => Promise<unknown>, call: string, loaded: Components) {
-    const e = await p().then(() => null, (err: unknown) => err);
+    const e = await p().then(
+      () => null,
+      (err: unknown) => err,
+    );
     expect(e, call).toBeInstanceOf(AutoencoderKLError);
     expect((e as AutoencoderKLError).source).toBe(call);
     expect((e as Error).message).toContain(`loaded with components: "${loaded}"`);
@@ -309,7 +356,10 @@ describe("calling the missing half", () => {
   });
 
   it("forward and savePretrained need both halves", async () => {
-    for (const [vae, loaded] of [[dec, "decoder"], [enc, "encoder"]] as const) {
+    for (const [vae, loaded] of [
+      [dec, "decoder"],
+      [enc, "encoder"],
+    ] as const) {
       await expectRefusal(() => vae.forward(x), "forward", loaded);
       await expectRefusal(() => vae.savePretrained(join(tmpdir(), "akl-never-written")), "savePretrained", loaded);
     }
@@ -318,8 +368,16 @@ describe("calling the missing half", () => {
   it("an unknown components value is refused by name", async () => {
     for (const load of [
       () => AutoencoderKL.fromPretrained(TINY, { backend: "reference", components: "unet" as Components }),
-      () => AutoencoderKL.fromSingleFile(join(TINY, WEIGHTS), { backend: "reference", components: "Decoder" as Components }),
-      () => AutoencoderKL.fromConfig(manifest.models.tiny.config, { backend: "reference", components: 1 as unknown as Components }),
+      () =>
+        AutoencoderKL.fromSingleFile(join(TINY, WEIGHTS), {
+          backend: "reference",
+          components: "Decoder" as Components,
+        }),
+      () =>
+        AutoencoderKL.fromConfig(manifest.models.tiny.config, {
+          backend: "reference",
+          components: 1 as unknown as Components,
+        }),
     ]) {
       await expect(load()).rejects.toThrow(/options\.components: must be "decoder", "encoder" or "both"/);
     }

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { AutoencoderKL } from "../src/index.js";
 import { planExact, splitForTiling } from "../src/models/autoencoder-kl/exact-tiling.js";
 import type { Program } from "../src/nn/program.js";
-import { FIXTURES, compare, loadCase, manifest } from "./helpers/fixtures.js";
+import { compare, FIXTURES, loadCase, manifest } from "./helpers/fixtures.js";
 
 /** Budgets: everything stored, only the low-resolution tensors stored, nothing stored (all recomputed). */
 const PLANS = { wasm: [256, 0.5, 0], reference: [256] } as const;
@@ -23,7 +23,9 @@ for (const [backend, budgets] of Object.entries(PLANS) as [keyof typeof PLANS, r
           const got = (await vae.decode(input.z, { onProgress: (p) => (tiles = p.total) })).sample;
           expect(tiles).toBeGreaterThan(3 * 3);
           const { maxAbs, relL2 } = compare(got, expected.sample);
-          console.log(`exact decode (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`);
+          console.log(
+            `exact decode (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`,
+          );
           expect(maxAbs).toBeLessThanOrEqual(c.tolerance.max_abs);
           expect(relL2).toBeLessThanOrEqual(c.tolerance.rel_l2);
         } finally {
@@ -37,9 +39,15 @@ for (const [backend, budgets] of Object.entries(PLANS) as [keyof typeof PLANS, r
         try {
           vae.enableTiling({ mode: "exact", checkpointMiB });
           const { latentDist } = await vae.encode(input.x);
-          for (const [name, t] of [["mean", latentDist.mean], ["logvar", latentDist.logvar], ["std", latentDist.std]] as const) {
+          for (const [name, t] of [
+            ["mean", latentDist.mean],
+            ["logvar", latentDist.logvar],
+            ["std", latentDist.std],
+          ] as const) {
             const { maxAbs, relL2 } = compare(t, expected[name]);
-            console.log(`exact encode ${name} (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`);
+            console.log(
+              `exact encode ${name} (${checkpointMiB} MiB): max_abs ${maxAbs.toExponential(2)} rel_l2 ${relL2.toExponential(2)}`,
+            );
             expect(maxAbs).toBeLessThanOrEqual(c.tolerance.max_abs);
             expect(relL2).toBeLessThanOrEqual(c.tolerance.rel_l2);
           }

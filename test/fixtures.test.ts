@@ -1,13 +1,12 @@
 // The manifest-driven fixture suite: every case in test/fixtures/manifest.json, on every backend available.
 import { afterAll, describe, expect, it } from "vitest";
-import { AutoencoderKL, DiagonalGaussianDistribution, Tensor } from "../src/index.js";
-import type { BackendChoice } from "../src/backends/select.js";
-import { FIXTURES, compare, loadCase, manifest, type FixtureCase } from "./helpers/fixtures.js";
-
-import { acquireTestGPU } from "./helpers/webgpu-env.js";
-import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
-import { createWasmBackend } from "../src/backends/wasm/index.js";
 import type { Kernels } from "../src/backends/kernels.js";
+import type { BackendChoice } from "../src/backends/select.js";
+import { createWasmBackend } from "../src/backends/wasm/index.js";
+import { AutoencoderKL, DiagonalGaussianDistribution, type Tensor } from "../src/index.js";
+import { compare, FIXTURES, type FixtureCase, loadCase, manifest } from "./helpers/fixtures.js";
+import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
+import { acquireTestGPU } from "./helpers/webgpu-env.js";
 
 // WebGPU runs on whatever adapter Dawn finds: a GPU, or SwiftShader from Debian's chromium on CPU-only machines.
 const gpu = await acquireTestGPU();
@@ -48,7 +47,12 @@ async function loadModel(c: FixtureCase, backend: BackendChoice, kernels?: Kerne
   if (c.load.single_file) {
     return AutoencoderKL.fromSingleFile(FIXTURES + m.single_file!.path, { config: m.config, backend, kernels });
   }
-  return AutoencoderKL.fromPretrained(FIXTURES + m.path, { variant: c.load.variant, fromFlax: c.load.flax, backend, kernels });
+  return AutoencoderKL.fromPretrained(FIXTURES + m.path, {
+    variant: c.load.variant,
+    fromFlax: c.load.flax,
+    backend,
+    kernels,
+  });
 }
 
 async function run(vae: AutoencoderKL, c: FixtureCase, input: Record<string, Tensor>): Promise<Record<string, Tensor>> {
@@ -65,7 +69,13 @@ async function run(vae: AutoencoderKL, c: FixtureCase, input: Record<string, Ten
       const { latentDist } = await vae.encode(input.x);
       const other = new DiagonalGaussianDistribution(input.other_mean, input.other_logvar);
       const z = latentDist.sample({ noise: input.eps });
-      return { z, mode: latentDist.mode(), kl: latentDist.kl(), kl_other: latentDist.kl(other), nll: latentDist.nll(z) };
+      return {
+        z,
+        mode: latentDist.mode(),
+        kl: latentDist.kl(),
+        kl_other: latentDist.kl(other),
+        nll: latentDist.nll(z),
+      };
     }
   }
 }

@@ -1,13 +1,14 @@
 // Image codecs against independent decoders: pngjs and jpeg-js (test-only dependencies), zlib for
 // compression, and libjpeg-turbo's own output for a few embedded JPEGs.
-import { deflateSync, inflateSync, crc32 as zcrc32 } from "node:zlib";
+
 import { readFileSync } from "node:fs";
-import { PNG } from "pngjs";
+import { deflateSync, inflateSync, crc32 as zcrc32 } from "node:zlib";
 import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { AutoencoderKLError } from "../src/errors.js";
-import { Tensor } from "../src/tensor/tensor.js";
 import { cropTo, decodeImage, padToMultiple, readImage, writePng } from "../src/io/image/index.js";
+import { Tensor } from "../src/tensor/tensor.js";
 
 // ---------------------------------------------------------------------------------------------
 // A test-side PNG writer (zlib does the compression) that can produce what pngjs cannot: every color
@@ -33,11 +34,20 @@ function chunk(type: string, data: Uint8Array): Buffer {
 
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 const ADAM7 = [
-  [0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2],
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
 ];
 
 function paeth(a: number, b: number, c: number) {
-  const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+  const p = a + b - c,
+    pa = Math.abs(p - a),
+    pb = Math.abs(p - b),
+    pc = Math.abs(p - c);
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
@@ -66,7 +76,8 @@ function makePng(spec: PngSpec): Buffer {
   const raw: number[] = [];
   const passes = spec.interlace ? ADAM7 : [[0, 0, 1, 1]];
   for (const [x0, y0, dx, dy] of passes) {
-    const pw = w > x0 ? Math.ceil((w - x0) / dx) : 0, ph = h > y0 ? Math.ceil((h - y0) / dy) : 0;
+    const pw = w > x0 ? Math.ceil((w - x0) / dx) : 0,
+      ph = h > y0 ? Math.ceil((h - y0) / dy) : 0;
     if (!pw || !ph) continue;
     const rowBytes = Math.ceil((pw * ch * depth) / 8);
     let prior = new Uint8Array(rowBytes);
@@ -86,7 +97,9 @@ function makePng(spec: PngSpec): Buffer {
       const f = Math.floor(rnd() * 5);
       raw.push(f);
       for (let i = 0; i < rowBytes; i++) {
-        const a = i >= bpp ? line[i - bpp] : 0, b = prior[i], c = i >= bpp ? prior[i - bpp] : 0;
+        const a = i >= bpp ? line[i - bpp] : 0,
+          b = prior[i],
+          c = i >= bpp ? prior[i - bpp] : 0;
         const pred = [0, a, b, (a + b) >> 1, paeth(a, b, c)][f];
         raw.push((line[i] - pred) & 255);
       }
@@ -124,7 +137,8 @@ function pngjsPlanar(bytes: Buffer, depth: number): Float32Array {
   const out = new Float32Array(3 * n);
   const data = img.data as unknown as ArrayLike<number>;
   for (let i = 0; i < n; i++) {
-    for (let c = 0; c < 3; c++) out[c * n + i] = depth === 16 ? data[i * 4 + c] / 32767.5 - 1 : data[i * 4 + c] / 127.5 - 1;
+    for (let c = 0; c < 3; c++)
+      out[c * n + i] = depth === 16 ? data[i * 4 + c] / 32767.5 - 1 : data[i * 4 + c] / 127.5 - 1;
   }
   return out;
 }
@@ -335,14 +349,16 @@ const DJPEG_PIXELS: Record<string, string> = {
 };
 
 const fixture = (name: string) => Buffer.from(JPEG_FIXTURES[name], "base64");
-const FIXTURE_W = 35, FIXTURE_H = 21;
+const FIXTURE_W = 35,
+  FIXTURE_H = 21;
 
 /** Planar [-1, 1] floats → 8-bit levels, for comparisons in pixel units. */
 const levels = (x: ArrayLike<number>) => Array.from(x, (v) => Math.round((v + 1) * 127.5));
 
 function compareLevels(a: number[], b: number[]) {
   expect(a.length).toBe(b.length);
-  let max = 0, sum = 0;
+  let max = 0,
+    sum = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     max = Math.max(max, d);
@@ -353,13 +369,25 @@ function compareLevels(a: number[], b: number[]) {
 
 describe("PNG decoding matches pngjs", () => {
   const depths: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
-  const sizes = [[1, 1], [13, 7], [37, 19]];
+  const sizes = [
+    [1, 1],
+    [13, 7],
+    [37, 19],
+  ];
   for (const [ct, ds] of Object.entries(depths)) {
     for (const depth of ds) {
       for (const interlace of [false, true]) {
         it(`color type ${ct}, ${depth}-bit${interlace ? ", Adam7" : ""}`, () => {
           sizes.forEach(([w, h], k) => {
-            const bytes = makePng({ width: w, height: h, colorType: +ct, depth, interlace, seed: 7 * k + depth, trns: k === 1 });
+            const bytes = makePng({
+              width: w,
+              height: h,
+              colorType: +ct,
+              depth,
+              interlace,
+              seed: 7 * k + depth,
+              trns: k === 1,
+            });
             const t = readImage(bytes);
             expect(t.shape).toEqual([1, 3, h, w]);
             expect(maxAbsDiff(t.data, pngjsPlanar(bytes, depth))).toBeLessThan(1e-6);
@@ -370,7 +398,11 @@ describe("PNG decoding matches pngjs", () => {
   }
 
   it("stored (uncompressed) deflate blocks, IDAT split into many chunks, short palettes", () => {
-    for (const [level, split] of [[0, 5], [9, 1], [1, 64]]) {
+    for (const [level, split] of [
+      [0, 5],
+      [9, 1],
+      [1, 64],
+    ]) {
       const bytes = makePng({ width: 29, height: 11, colorType: 2, depth: 8, level, idatSplit: split, seed: level });
       expect(maxAbsDiff(readImage(bytes).data, pngjsPlanar(bytes, 8))).toBeLessThan(1e-6);
     }
@@ -380,10 +412,16 @@ describe("PNG decoding matches pngjs", () => {
 
   it("images written by pngjs (zlib's dynamic Huffman blocks), RGBA and 16-bit", () => {
     const rnd = mulberry32(3);
-    const w = 50, h = 30;
+    const w = 50,
+      h = 30;
     const png = new PNG({ width: w, height: h });
     for (let i = 0; i < png.data.length; i++) png.data[i] = (i >> 5) % 2 ? Math.floor(rnd() * 256) : (i * 7) & 255;
-    for (const [colorType, bitDepth] of [[6, 8], [2, 8], [0, 8], [4, 8]] as const) {
+    for (const [colorType, bitDepth] of [
+      [6, 8],
+      [2, 8],
+      [0, 8],
+      [4, 8],
+    ] as const) {
       const bytes = PNG.sync.write(png, { colorType, bitDepth });
       expect(maxAbsDiff(readImage(bytes).data, pngjsPlanar(bytes, 8))).toBeLessThan(1e-6);
     }
@@ -417,7 +455,8 @@ describe("writePng", () => {
       }
     }
     const back = readImage(bytes);
-    for (let i = 0; i < 3 * n; i++) expect(back.data[i]).toBeCloseTo(ref.data[(i % n) * 4 + Math.floor(i / n)] / 127.5 - 1, 6);
+    for (let i = 0; i < 3 * n; i++)
+      expect(back.data[i]).toBeCloseTo(ref.data[(i % n) * 4 + Math.floor(i / n)] / 127.5 - 1, 6);
   });
 
   it("compresses repetitive images (LZ77 matches) and stays exact", () => {
@@ -427,7 +466,12 @@ describe("writePng", () => {
     const bytes = writePng(new Tensor(data, [1, 3, h, w]));
     expect(bytes.length).toBeLessThan((3 * h * w) / 10);
     const back = readImage(bytes);
-    expect(maxAbsDiff(back.data, data.map((v) => Math.round((v + 1) * 127.5) / 127.5 - 1))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        back.data,
+        data.map((v) => Math.round((v + 1) * 127.5) / 127.5 - 1),
+      ),
+    ).toBeLessThan(1e-6);
     // zlib agrees the IDAT stream is valid and its checksum right.
     const idatLen = new DataView(bytes.buffer, bytes.byteOffset).getUint32(33);
     expect(inflateSync(bytes.subarray(41, 41 + idatLen)).length).toBe(h * (3 * w + 1));
@@ -452,7 +496,11 @@ describe("JPEG decoding", () => {
       expect(t.shape).toEqual([1, 3, FIXTURE_H, FIXTURE_W]);
       // jpeg-js replicates chroma samples and uses another IDCT; we filter chroma as libjpeg does, so
       // pixels differ by a few levels at colour edges.
-      const ref = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, colorTransform: name === "rgb" ? false : undefined });
+      const ref = jpeg.decode(bytes, {
+        useTArray: true,
+        formatAsRGBA: false,
+        colorTransform: name === "rgb" ? false : undefined,
+      });
       const n = FIXTURE_W * FIXTURE_H;
       const refLevels: number[] = new Array(3 * n);
       for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) refLevels[c * n + i] = ref.data[i * 3 + c];
@@ -478,7 +526,11 @@ describe("JPEG decoding", () => {
 
   it("baseline files written by jpeg-js's encoder, odd sizes", () => {
     const rnd = mulberry32(5);
-    for (const [w, h] of [[1, 1], [17, 9], [64, 40]]) {
+    for (const [w, h] of [
+      [1, 1],
+      [17, 9],
+      [64, 40],
+    ]) {
       const rgba = new Uint8Array(w * h * 4);
       for (let i = 0; i < rgba.length; i++) rgba[i] = Math.floor(128 + 100 * Math.sin(i / 50) + 20 * rnd());
       const bytes = jpeg.encode({ data: rgba, width: w, height: h }, 90).data;
@@ -496,7 +548,10 @@ describe("JPEG decoding", () => {
     const sofAt = (b: Buffer) => b.findIndex((v, i) => v === 0xff && b[i + 1] === 0xc0);
     const arith = Buffer.from(fixture("s420"));
     arith[sofAt(arith) + 1] = 0xc9;
-    expectImageError(() => readImage(arith, { name: "a.jpg" }), /^a\.jpg: JPEG uses arithmetic-coded sequential coding/);
+    expectImageError(
+      () => readImage(arith, { name: "a.jpg" }),
+      /^a\.jpg: JPEG uses arithmetic-coded sequential coding/,
+    );
     const deep = Buffer.from(fixture("s420"));
     deep[sofAt(deep) + 4] = 12;
     expectImageError(() => readImage(deep), /12-bit/);
@@ -515,7 +570,10 @@ describe("pixel limit (decompression bombs)", () => {
     ihdr[9] = 2;
     // No IDAT and no IEND: only a header check can produce this error.
     const bomb = Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr)]);
-    const e = expectImageError(() => readImage(bomb, { name: "bomb.png" }), /bomb\.png: PNG is 100000×100000 = 10000000000 pixels, over the limit of 67108864/);
+    const e = expectImageError(
+      () => readImage(bomb, { name: "bomb.png" }),
+      /bomb\.png: PNG is 100000×100000 = 10000000000 pixels, over the limit of 67108864/,
+    );
     expect(e.source).toBe("bomb.png");
   });
 
@@ -551,7 +609,10 @@ describe("corrupt and foreign files throw AutoencoderKLError only", () => {
   }
 
   it("not an image, empty, wrong input type", () => {
-    expectImageError(() => readImage(new TextEncoder().encode("hello, world"), { name: "notes.txt" }), /^notes\.txt: is not a PNG or JPEG image/);
+    expectImageError(
+      () => readImage(new TextEncoder().encode("hello, world"), { name: "notes.txt" }),
+      /^notes\.txt: is not a PNG or JPEG image/,
+    );
     expectImageError(() => readImage(new Uint8Array(0)), /is empty/);
     expectImageError(() => readImage("x.png" as unknown as Uint8Array), /Uint8Array/);
   });
@@ -567,7 +628,17 @@ describe("corrupt and foreign files throw AutoencoderKLError only", () => {
     ihdr.writeUInt32BE(4, 4);
     ihdr[8] = 3; // 3-bit is no valid depth
     ihdr[9] = 0;
-    expectImageError(() => readImage(Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IEND", new Uint8Array(0))])), /bit depths 1, 2, 4, 8, 16, got 3/);
+    expectImageError(
+      () =>
+        readImage(
+          Buffer.concat([
+            Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+            chunk("IHDR", ihdr),
+            chunk("IEND", new Uint8Array(0)),
+          ]),
+        ),
+      /bit depths 1, 2, 4, 8, 16, got 3/,
+    );
   });
 
   it("PNG: bit flips inside the compressed data (with valid CRCs) never escape as other errors", () => {

@@ -12,14 +12,20 @@ const read = (p: string) => readFile(new URL(p, import.meta.url), "utf8");
 describe("JS↔WASM bindings", () => {
   it("src/backends/wasm/exports.generated.ts matches the current AssemblyScript declarations", async () => {
     const dts = await read("../build/kernels-simd.d.ts");
-    expect(generateBindings(dts, await read("../assembly/common.ts"))).toBe(await read("../src/backends/wasm/exports.generated.ts"));
+    expect(generateBindings(dts, await read("../assembly/common.ts"))).toBe(
+      await read("../src/backends/wasm/exports.generated.ts"),
+    );
   });
 
   it("the generator reads every export of assembly/index.ts and every ACT_* code", async () => {
     const fns = parseDeclarations(await read("../build/kernels-simd.d.ts"));
     const index = await read("../assembly/index.ts");
     for (const m of index.matchAll(/export \{([^}]*)\}/g)) {
-      for (const name of m[1].split(",").map((s) => s.trim()).filter((s) => s !== "RELAXED")) expect(fns.map((f) => f.name)).toContain(name);
+      for (const name of m[1]
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "RELAXED"))
+        expect(fns.map((f) => f.name)).toContain(name);
     }
     expect(Object.keys(parseActivations(await read("../assembly/common.ts")))).toEqual([...ACTIVATIONS]);
   });
@@ -28,7 +34,12 @@ describe("JS↔WASM bindings", () => {
     const args = { x: 1, bias: 2, res: 3, out: 4, batch: 5, C: 6, H: 7, W: 8, O: 9 };
     expect(pack({ kernel: "winograd", args })).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(KERNEL_PARAMS.winograd.slice(0, 9)).toEqual(["x", "bias", "res", "out", "batch", "C", "H", "W", "O"]);
-    expect(pack({ kernel: "matmul", args: { a: 1, b: 2, out: 3, batch: 1, m: 2, n: 3, k: 4, transposeB: true, alpha: 0.5 } })).toEqual([1, 2, 3, 1, 2, 3, 4, 1, 0.5]);
+    expect(
+      pack({
+        kernel: "matmul",
+        args: { a: 1, b: 2, out: 3, batch: 1, m: 2, n: 3, k: 4, transposeB: true, alpha: 0.5 },
+      }),
+    ).toEqual([1, 2, 3, 1, 2, 3, 4, 1, 0.5]);
     expect(() => pack({ kernel: "add", args: { a: 1, b: 2, out: 3 } as never })).toThrow(/missing argument length/);
   });
 });

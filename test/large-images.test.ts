@@ -1,10 +1,10 @@
 // Slicing, attention processors, fused QKV, progress and cancellation (diffusers parity + our guarantees).
 import { describe, expect, it } from "vitest";
-import { AbortError, AttnProcessor, AutoencoderKL, Tensor, type Kernels } from "../src/index.js";
-import { FusedAttnProcessor, MemoryEfficientAttnProcessor } from "../src/nn/attention.js";
-import { ReferenceKernels } from "../src/backends/reference/index.js";
 import type { DeviceBuffer } from "../src/backends/kernels.js";
-import { FIXTURES, compare, loadCase, manifest } from "./helpers/fixtures.js";
+import { ReferenceKernels } from "../src/backends/reference/index.js";
+import { AbortError, AttnProcessor, AutoencoderKL, type Kernels, Tensor } from "../src/index.js";
+import { FusedAttnProcessor, MemoryEfficientAttnProcessor } from "../src/nn/attention.js";
+import { compare, FIXTURES, loadCase, manifest } from "./helpers/fixtures.js";
 
 const BACKENDS = ["wasm", "reference"] as const;
 const caseNamed = (name: string) => manifest.cases.find((c) => c.name === name)!;
@@ -49,7 +49,10 @@ for (const backend of BACKENDS) {
   describe(`attention processors on ${backend}`, () => {
     it("lists processors by diffusers module path", async () => {
       const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend });
-      expect(Object.keys(vae.attnProcessors)).toEqual(["encoder.mid_block.attentions.0.processor", "decoder.mid_block.attentions.0.processor"]);
+      expect(Object.keys(vae.attnProcessors)).toEqual([
+        "encoder.mid_block.attentions.0.processor",
+        "decoder.mid_block.attentions.0.processor",
+      ]);
       vae.dispose();
     });
     it("every processor and the fused projections give the default's outputs within 1e-5", async () => {
@@ -61,7 +64,13 @@ for (const backend of BACKENDS) {
         expect(compare(base, expected.sample).maxAbs).toBeLessThanOrEqual(c.tolerance.max_abs);
         const variants: [string, () => void][] = [
           ["plain AttnProcessor", () => vae.setAttnProcessor(new AttnProcessor())],
-          ["memory-efficient by map", () => vae.setAttnProcessor(Object.fromEntries(Object.keys(vae.attnProcessors).map((k) => [k, new MemoryEfficientAttnProcessor()])))],
+          [
+            "memory-efficient by map",
+            () =>
+              vae.setAttnProcessor(
+                Object.fromEntries(Object.keys(vae.attnProcessors).map((k) => [k, new MemoryEfficientAttnProcessor()])),
+              ),
+          ],
           ["fused QKV", () => vae.fuseQkvProjections()],
         ];
         for (const [label, apply] of variants) {
@@ -83,7 +92,9 @@ for (const backend of BACKENDS) {
 describe("processor map validation", () => {
   it("a map that misses a module is rejected by name", async () => {
     const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/tiny", { backend: "reference" });
-    expect(() => vae.setAttnProcessor({ "encoder.mid_block.attentions.0.processor": new AttnProcessor() })).toThrow(/missing: \[decoder\.mid_block\.attentions\.0\.processor\]/);
+    expect(() => vae.setAttnProcessor({ "encoder.mid_block.attentions.0.processor": new AttnProcessor() })).toThrow(
+      /missing: \[decoder\.mid_block\.attentions\.0\.processor\]/,
+    );
     vae.dispose();
   });
 });
@@ -119,17 +130,26 @@ describe("progress and cancellation", () => {
     const controller = new AbortController();
     let steps = 0;
     const z = new Tensor(new Float32Array(4 * 8 * 8).fill(0.1), [1, 4, 8, 8]);
-    const aborted = await vae.decode(z, { signal: controller.signal, onProgress: () => { if (++steps === 2) controller.abort(); } }).then(
-      () => null,
-      (e: unknown) => e,
-    );
+    const aborted = await vae
+      .decode(z, {
+        signal: controller.signal,
+        onProgress: () => {
+          if (++steps === 2) controller.abort();
+        },
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     // The exported class, so callers can tell a cancellation from a failure with instanceof.
     expect(aborted).toBeInstanceOf(AbortError);
     expect((aborted as Error).name).toBe("AbortError");
     expect(steps).toBe(2);
     expect(k.live.size).toBe(weights);
     // A signal already aborted stops before any work.
-    await expect(vae.encode(Tensor.zeros([1, 3, 16, 16]), { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    await expect(vae.encode(Tensor.zeros([1, 3, 16, 16]), { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(
+      AbortError,
+    );
     expect(k.live.size).toBe(weights);
     // A complete pass leaks nothing either.
     await vae.decode(z);

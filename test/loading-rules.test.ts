@@ -8,11 +8,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AutoencoderKL, AutoencoderKLError, Tensor } from "../src/index.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { FIXTURES, manifest } from "./helpers/fixtures.js";
-import { startStaticServer, type StaticServer } from "./helpers/static-server.js";
+import { type StaticServer, startStaticServer } from "./helpers/static-server.js";
 
 const TINY = resolve(FIXTURES, "models/tiny");
 const tinyConfig = manifest.models.tiny.config;
-const tinyWeights = () => readSafetensors(new Uint8Array(readFileSync(join(TINY, "diffusion_pytorch_model.safetensors")))).tensors;
+const tinyWeights = () =>
+  readSafetensors(new Uint8Array(readFileSync(join(TINY, "diffusion_pytorch_model.safetensors")))).tensors;
 
 const dirs: string[] = [];
 /** A diffusers folder with the tiny config and these tensors. */
@@ -40,10 +41,17 @@ describe("deprecated attention names (query/key/value/proj_attn) in a diffusers 
   it("are converted as diffusers converts them, with one warning", async () => {
     const want = tinyWeights();
     const legacy = new Map<string, Tensor>();
-    for (const [k, t] of want) legacy.set(k.replace(/\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\./, (_, n: string) => `.attentions.0.${LEGACY[n]}.`), t);
+    for (const [k, t] of want)
+      legacy.set(
+        k.replace(/\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\./, (_, n: string) => `.attentions.0.${LEGACY[n]}.`),
+        t,
+      );
     expect([...legacy.keys()].filter((k) => /\.(query|proj_attn)\./.test(k)).length).toBeGreaterThan(0);
     const warnings: string[] = [];
-    const vae = await AutoencoderKL.fromPretrained(folder(legacy), { backend: "reference", onWarning: (m) => warnings.push(m) });
+    const vae = await AutoencoderKL.fromPretrained(folder(legacy), {
+      backend: "reference",
+      onWarning: (m) => warnings.push(m),
+    });
     await expectSameWeights(vae, want);
     vae.dispose();
     expect(warnings).toHaveLength(1);
@@ -68,15 +76,22 @@ describe("unexpected tensors: a warning (as diffusers), or a rejection with stri
 
   it("load, and onWarning names the tensor once", async () => {
     const warnings: string[] = [];
-    const vae = await AutoencoderKL.fromPretrained(folder(withExtra()), { backend: "reference", onWarning: (m) => warnings.push(m) });
+    const vae = await AutoencoderKL.fromPretrained(folder(withExtra()), {
+      backend: "reference",
+      onWarning: (m) => warnings.push(m),
+    });
     await expectSameWeights(vae, tinyWeights());
     vae.dispose();
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/diffusion_pytorch_model\.safetensors: ignored tensors the model does not use: unexpected keys \(1\): encoder\.extra\.weight \[2\]/);
+    expect(warnings[0]).toMatch(
+      /diffusion_pytorch_model\.safetensors: ignored tensors the model does not use: unexpected keys \(1\): encoder\.extra\.weight \[2\]/,
+    );
   });
 
   it("are silent in the library without onWarning (nothing on the console)", async () => {
-    const spies = (["warn", "log", "error", "info"] as const).map((m) => vi.spyOn(console, m).mockImplementation(() => {}));
+    const spies = (["warn", "log", "error", "info"] as const).map((m) =>
+      vi.spyOn(console, m).mockImplementation(() => {}),
+    );
     const stderr = vi.spyOn(process.stderr, "write");
     try {
       const vae = await AutoencoderKL.fromPretrained(folder(withExtra()), { backend: "reference" });
@@ -90,7 +105,10 @@ describe("unexpected tensors: a warning (as diffusers), or a rejection with stri
   });
 
   it("strict: true rejects them by name, as before", async () => {
-    const e = await AutoencoderKL.fromPretrained(folder(withExtra()), { backend: "reference", strict: true }).then(() => null, (x: unknown) => x);
+    const e = await AutoencoderKL.fromPretrained(folder(withExtra()), { backend: "reference", strict: true }).then(
+      () => null,
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(AutoencoderKLError);
     expect(String(e)).toMatch(/unexpected keys \(1\): encoder\.extra\.weight \[2\]/);
   });
@@ -99,7 +117,13 @@ describe("unexpected tensors: a warning (as diffusers), or a rejection with stri
     const sd = withExtra();
     sd.delete("quant_conv.bias");
     const warnings: string[] = [];
-    const e = await AutoencoderKL.fromPretrained(folder(sd), { backend: "reference", onWarning: (m) => warnings.push(m) }).then(() => null, (x: unknown) => x);
+    const e = await AutoencoderKL.fromPretrained(folder(sd), {
+      backend: "reference",
+      onWarning: (m) => warnings.push(m),
+    }).then(
+      () => null,
+      (x: unknown) => x,
+    );
     expect(String(e)).toMatch(/missing keys \(1\): quant_conv\.bias/);
     expect(String(e)).not.toMatch(/unexpected/);
   });
@@ -107,17 +131,29 @@ describe("unexpected tensors: a warning (as diffusers), or a rejection with stri
   it("single files follow the same rule", async () => {
     const bytes = writeSafetensors(withExtra());
     const warnings: string[] = [];
-    const vae = await AutoencoderKL.fromSingleFile(bytes, { backend: "reference", config: { norm_num_groups: tinyConfig.norm_num_groups }, onWarning: (m) => warnings.push(m) });
+    const vae = await AutoencoderKL.fromSingleFile(bytes, {
+      backend: "reference",
+      config: { norm_num_groups: tinyConfig.norm_num_groups },
+      onWarning: (m) => warnings.push(m),
+    });
     vae.dispose();
     expect(warnings.join("\n")).toMatch(/encoder\.extra\.weight/);
-    await expect(AutoencoderKL.fromSingleFile(bytes, { backend: "reference", config: { norm_num_groups: tinyConfig.norm_num_groups }, strict: true })).rejects.toThrow(
-      /unexpected keys \(1\): encoder\.extra\.weight/,
-    );
+    await expect(
+      AutoencoderKL.fromSingleFile(bytes, {
+        backend: "reference",
+        config: { norm_num_groups: tinyConfig.norm_num_groups },
+        strict: true,
+      }),
+    ).rejects.toThrow(/unexpected keys \(1\): encoder\.extra\.weight/);
   });
 
   it("bad option types are refused by name", async () => {
-    await expect(AutoencoderKL.fromPretrained(TINY, { backend: "reference", onWarning: "stderr" as never })).rejects.toThrow(/options\.onWarning: must be a function/);
-    await expect(AutoencoderKL.fromPretrained(TINY, { backend: "reference", strict: "yes" as never })).rejects.toThrow(/options\.strict: must be true or false/);
+    await expect(
+      AutoencoderKL.fromPretrained(TINY, { backend: "reference", onWarning: "stderr" as never }),
+    ).rejects.toThrow(/options\.onWarning: must be a function/);
+    await expect(AutoencoderKL.fromPretrained(TINY, { backend: "reference", strict: "yes" as never })).rejects.toThrow(
+      /options\.strict: must be true or false/,
+    );
   });
 });
 
@@ -135,7 +171,10 @@ describe("URL objects work wherever a path or URL string does", () => {
       await expectSameWeights(vae, want);
       vae.dispose();
     }
-    const sub = await AutoencoderKL.fromPretrained(pathToFileURL(resolve(FIXTURES, "models")), { backend: "reference", subfolder: "tiny" });
+    const sub = await AutoencoderKL.fromPretrained(pathToFileURL(resolve(FIXTURES, "models")), {
+      backend: "reference",
+      subfolder: "tiny",
+    });
     sub.dispose();
   });
 
@@ -149,7 +188,11 @@ describe("URL objects work wherever a path or URL string does", () => {
   it("fromSingleFile: file: URL object and string, http URL object", async () => {
     const file = resolve(FIXTURES, "models/tiny/diffusion_pytorch_model.safetensors");
     const opts = { backend: "reference" as const, config: { norm_num_groups: tinyConfig.norm_num_groups } };
-    for (const src of [pathToFileURL(file), pathToFileURL(file).href, new URL("models/tiny/diffusion_pytorch_model.safetensors", server.url)]) {
+    for (const src of [
+      pathToFileURL(file),
+      pathToFileURL(file).href,
+      new URL("models/tiny/diffusion_pytorch_model.safetensors", server.url),
+    ]) {
       const vae = await AutoencoderKL.fromSingleFile(src, opts);
       await expectSameWeights(vae, tinyWeights());
       vae.dispose();
@@ -164,15 +207,19 @@ describe("URL objects work wherever a path or URL string does", () => {
     const back = await AutoencoderKL.fromPretrained(dir, { backend: "reference" });
     await expectSameWeights(back, tinyWeights());
     back.dispose();
-    await expect(vae.savePretrained(new URL("http://127.0.0.1:1/x/"))).rejects.toThrow(/savePretrained writes a local folder/);
+    await expect(vae.savePretrained(new URL("http://127.0.0.1:1/x/"))).rejects.toThrow(
+      /savePretrained writes a local folder/,
+    );
     vae.dispose();
   });
 
   it("unsupported schemes and a missing folder are named", async () => {
-    await expect(AutoencoderKL.fromPretrained(new URL("ftp://example.invalid/vae/"), { backend: "reference" })).rejects.toThrow(/unsupported URL scheme ftp:/);
-    await expect(AutoencoderKL.fromPretrained(pathToFileURL(join(tmpdir(), "no-such-vae-dir")), { backend: "reference" })).rejects.toThrow(
-      /no-such-vae-dir\/config\.json: not found/,
-    );
+    await expect(
+      AutoencoderKL.fromPretrained(new URL("ftp://example.invalid/vae/"), { backend: "reference" }),
+    ).rejects.toThrow(/unsupported URL scheme ftp:/);
+    await expect(
+      AutoencoderKL.fromPretrained(pathToFileURL(join(tmpdir(), "no-such-vae-dir")), { backend: "reference" }),
+    ).rejects.toThrow(/no-such-vae-dir\/config\.json: not found/);
   });
 });
 
@@ -183,7 +230,9 @@ describe("the bundled demo model from the library", () => {
     expect(vae.config.latent_channels).toBe(16);
     vae.dispose();
     expect(readFileSync(demoImagePath()).subarray(1, 4).toString()).toBe("PNG");
-    const pkg = JSON.parse(readFileSync(resolve(FIXTURES, "../../package.json"), "utf8")) as { exports: Record<string, unknown> };
+    const pkg = JSON.parse(readFileSync(resolve(FIXTURES, "../../package.json"), "utf8")) as {
+      exports: Record<string, unknown>;
+    };
     expect(pkg.exports["./node"]).toMatchObject({ default: "./dist/node.js" });
     expect(pkg.exports["./assets/*"]).toBe("./assets/*");
     const core = readFileSync(resolve(FIXTURES, "../../src/index.ts"), "utf8");

@@ -18,7 +18,11 @@ const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
 function packedFiles(): Set<string> {
   // --ignore-scripts: pack what the last build left; building is `prepare`'s job, tested by CI's clean `npm ci`
   const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-  const out = execFileSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const out = execFileSync(npm, ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const [report] = JSON.parse(out) as Array<{ files: PackEntry[] }>;
   return new Set(report.files.map((f) => f.path));
 }
@@ -42,7 +46,9 @@ const shipped = (p: string) => {
 describe("npm package", () => {
   it("every export, main, types and bin target is in the tarball", () => {
     const targets = [
-      ...Object.entries(pkg.exports as Record<string, unknown>).flatMap(([k, v]) => exportTargets(v).map((t) => [k, t])),
+      ...Object.entries(pkg.exports as Record<string, unknown>).flatMap(([k, v]) =>
+        exportTargets(v).map((t) => [k, t]),
+      ),
       ["main", pkg.main],
       ["types", pkg.types],
       ...Object.entries(pkg.bin as Record<string, string>).map(([k, v]) => [`bin ${k}`, v]),
@@ -54,7 +60,10 @@ describe("npm package", () => {
   it("exports the kernels and a typed ./browser bundle", () => {
     expect(pkg.exports["./kernels-simd.wasm"]).toBe("./build/kernels-simd.wasm");
     expect(pkg.exports["./kernels-relaxed.wasm"]).toBe("./build/kernels-relaxed.wasm");
-    expect(pkg.exports["./browser"]).toMatchObject({ types: expect.stringMatching(/\.d\.ts$/), default: "./dist/browser/autoencoderkl.js" });
+    expect(pkg.exports["./browser"]).toMatchObject({
+      types: expect.stringMatching(/\.d\.ts$/),
+      default: "./dist/browser/autoencoderkl.js",
+    });
     // the bundle's types describe what it exports: both come from src/browser.ts
     expect(pkg.exports["./browser"].types).toBe("./dist/browser.d.ts");
   });
@@ -70,7 +79,8 @@ describe("npm package", () => {
       if (f.endsWith(".js")) {
         const text = readFileSync(join(ROOT, f), "utf8");
         const map = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(text)?.[1];
-        if (map && !map.startsWith("data:") && !files.has(posix.join(posix.dirname(f), map))) problems.push(`${f}: source map ${map} not shipped`);
+        if (map && !map.startsWith("data:") && !files.has(posix.join(posix.dirname(f), map)))
+          problems.push(`${f}: source map ${map} not shipped`);
         for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)["'](\.{1,2}\/[^"']+)["']/g)) {
           if (!files.has(posix.join(posix.dirname(f), m[1]))) problems.push(`${f}: imports ${m[1]}, not shipped`);
         }

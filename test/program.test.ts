@@ -5,12 +5,17 @@ import type { Kernels } from "../src/backends/kernels.js";
 import { AutoencoderKL } from "../src/index.js";
 import { splitForTiling } from "../src/models/autoencoder-kl/exact-tiling.js";
 import { RunContext } from "../src/nn/context.js";
-import { runProgram, type Program } from "../src/nn/program.js";
+import { type Program, runProgram } from "../src/nn/program.js";
 import { FIXTURES } from "./helpers/fixtures.js";
 
 interface Internals {
   kernels: Kernels;
-  modules: { encodeProgram(): Program; decodeProgram(): Program; encoder: { steps: number }; decoder: { steps: number } };
+  modules: {
+    encodeProgram(): Program;
+    decodeProgram(): Program;
+    encoder: { steps: number };
+    decoder: { steps: number };
+  };
 }
 
 describe("network program", async () => {
@@ -25,7 +30,10 @@ describe("network program", async () => {
       let reported = 0;
       const ctx = new RunContext(kernels, name, steps, { onProgress: (p) => (reported = p.done) });
       const x = ctx.alloc([...shape]);
-      kernels.write(x.buf, Float32Array.from({ length: x.size }, (_, i) => Math.sin(i)));
+      kernels.write(
+        x.buf,
+        Float32Array.from({ length: x.size }, (_, i) => Math.sin(i)),
+      );
       const y = await runProgram(ctx, program, x);
       expect(ctx.liveCount).toBe(2); // x (the caller's) and y
       expect(y.shape).toEqual(name === "encode" ? [1, 8, 8, 8] : [1, 3, 16, 16]);
@@ -39,7 +47,8 @@ describe("network program", async () => {
     const keys = new Set((vae as unknown as { parameterShapes(): Map<string, number[]> }).parameterShapes().keys());
     for (const program of [modules.encodeProgram(), modules.decodeProgram()]) {
       for (const s of program) {
-        if (s.kind === "conv" || s.kind === "residualConv") expect(keys.has(`${s.conv.prefix}.weight`), s.conv.prefix).toBe(true);
+        if (s.kind === "conv" || s.kind === "residualConv")
+          expect(keys.has(`${s.conv.prefix}.weight`), s.conv.prefix).toBe(true);
         if (s.kind === "norm") expect(keys.has(`${s.norm.prefix}.weight`), s.norm.prefix).toBe(true);
       }
     }

@@ -6,15 +6,30 @@
 // (and tools/node for Node 22/24); a missing one skips its test with the reason printed, and fails it in CI.
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { EdgeRuntime } from "edge-runtime";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EdgeRuntime } from "edge-runtime";
 import { createWasmBackend } from "../src/backends/wasm/index.js";
-import { AutoencoderKL, Tensor, cropTo, readImage, writePng, writeSafetensors } from "../src/index.js";
+import { AutoencoderKL, cropTo, readImage, Tensor, writePng, writeSafetensors } from "../src/index.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 import {
-  DEMO, PHOTO, ROOT, bundle, findBun, findDeno, findMiniflareNode, findNode, freshPackage, itWith, maxProbeDiff,
-  nodeReference, packageAliases, readProbe, run, scratch, type ProbeResult,
+  bundle,
+  DEMO,
+  findBun,
+  findDeno,
+  findMiniflareNode,
+  findNode,
+  freshPackage,
+  itWith,
+  maxProbeDiff,
+  nodeReference,
+  PHOTO,
+  type ProbeResult,
+  packageAliases,
+  ROOT,
+  readProbe,
+  run,
+  scratch,
 } from "./helpers/runtimes.js";
 import { startStaticServer } from "./helpers/static-server.js";
 import { fixedLatent } from "./runtimes/probe.mjs";
@@ -44,20 +59,36 @@ async function expectMatchesNode(got: ProbeResult, runtime: string): Promise<voi
 }
 
 async function cliProbe(cmd: string, args: string[], runtime: string): Promise<ProbeResult & { stderr: string }> {
-  const r = await run(cmd, [...args, PROBE, pkg.index, DEMO, PHOTO], { cwd: tmp.dir, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } });
+  const r = await run(cmd, [...args, PROBE, pkg.index, DEMO, PHOTO], {
+    cwd: tmp.dir,
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+  });
   if (r.code !== 0) throw new Error(`${runtime} exited ${r.code}: ${r.stderr}`);
   console.log(`${runtime}: probe ran in ${(r.ms / 1000).toFixed(1)} s`);
   return { ...readProbe(new Uint8Array(Buffer.from(r.stdout.toString("utf8").trim(), "base64"))), stderr: r.stderr };
 }
 
 describe("runtimes with a file system: fromPretrained(folder), backend auto", () => {
-  itWith(findDeno(), "Deno: same numbers as Node, and nothing on stderr (no GPU probe without a GPU device)", async (deno) => {
-    // read access to /dev lets the library look for GPU device nodes; there are none on CI machines
-    const got = await cliProbe(deno, ["run", "--no-config", "--no-prompt", `--allow-read=${tmp.dir},${join(ROOT, "assets")},${join(ROOT, "test")},/dev`], "Deno");
-    expect(got.metadata.backend).toMatch(/^wasm /);
-    expect(got.stderr).toBe("");
-    await expectMatchesNode(got, "Deno");
-  });
+  itWith(
+    findDeno(),
+    "Deno: same numbers as Node, and nothing on stderr (no GPU probe without a GPU device)",
+    async (deno) => {
+      // read access to /dev lets the library look for GPU device nodes; there are none on CI machines
+      const got = await cliProbe(
+        deno,
+        [
+          "run",
+          "--no-config",
+          "--no-prompt",
+          `--allow-read=${tmp.dir},${join(ROOT, "assets")},${join(ROOT, "test")},/dev`,
+        ],
+        "Deno",
+      );
+      expect(got.metadata.backend).toMatch(/^wasm /);
+      expect(got.stderr).toBe("");
+      await expectMatchesNode(got, "Deno");
+    },
+  );
 
   itWith(findBun(), "Bun: same numbers as Node, nothing on stderr", async (bun) => {
     const got = await cliProbe(bun, [], "Bun");
@@ -87,7 +118,9 @@ describe("runtimes without a file system or code generation: kernels passed in a
       runProbe(input: object, metadata?: object): Promise<Uint8Array>;
     };
     expect(() => edge.evaluate("new Function('return 1')")).toThrow(/Code generation from strings disallowed/);
-    await expect(edge.evaluate("WebAssembly.compile(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))")).rejects.toThrow(/disallowed/);
+    await expect(edge.evaluate("WebAssembly.compile(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))")).rejects.toThrow(
+      /disallowed/,
+    );
     const config = JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8"));
 
     // no module URL in a script: an AutoencoderKLError that names the options, not a TypeError
@@ -95,14 +128,20 @@ describe("runtimes without a file system or code generation: kernels passed in a
     expect(noLocation?.name).toBe("AutoencoderKLError");
     expect(noLocation?.message).toMatch(/cannot locate the kernels.*wasmModule.*wasmBytes.*wasmUrl/);
     // bytes cannot be compiled here, and the error says what to do instead
-    const fromBytes = await api.loadWithout(config, { wasmBytes: new Uint8Array(readFileSync(join(ROOT, "build", "kernels-simd.wasm"))) });
+    const fromBytes = await api.loadWithout(config, {
+      wasmBytes: new Uint8Array(readFileSync(join(ROOT, "build", "kernels-simd.wasm"))),
+    });
     expect(fromBytes?.name).toBe("AutoencoderKLError");
     expect(fromBytes?.message).toMatch(/code generation disallowed.*pass wasmModule/i);
 
     // precompiled here (as the platform does at deploy time), run there
     const simd = new WebAssembly.Module(readFileSync(join(ROOT, "build", "kernels-simd.wasm")));
     const relaxed = new WebAssembly.Module(readFileSync(join(ROOT, "build", "kernels-relaxed.wasm")));
-    const input = { config, weights: new Uint8Array(readFileSync(join(DEMO, "diffusion_pytorch_model.safetensors"))), png: new Uint8Array(readFileSync(PHOTO)) };
+    const input = {
+      config,
+      weights: new Uint8Array(readFileSync(join(DEMO, "diffusion_pytorch_model.safetensors"))),
+      png: new Uint8Array(readFileSync(PHOTO)),
+    };
     const both = readProbe(new Uint8Array(await api.runProbe({ ...input, wasmModule: { simd, relaxed } })));
     expect(both.metadata.instructionSet).toBe("relaxed-simd"); // the engine validates it (flag on in this process)
     await expectMatchesNode(both, "edge-runtime, { simd, relaxed }");
@@ -111,25 +150,35 @@ describe("runtimes without a file system or code generation: kernels passed in a
     await expectMatchesNode(one, "edge-runtime, simd Module");
   });
 
-  itWith(findMiniflareNode(), "workerd (Cloudflare Workers, miniflare): kernels imported as compiled modules, model from the assets binding", async (node) => {
-    const dir = join(tmp.dir, "workerd-probe");
-    mkdirSync(dir);
-    writeFileSync(join(dir, "worker.mjs"), await bundle(join(ROOT, "test", "runtimes", "workerd-probe.mjs"), "esm"));
-    for (const f of ["kernels-simd.wasm", "kernels-relaxed.wasm"]) copyFileSync(join(ROOT, "build", f), join(dir, f));
-    copyFileSync(join(ROOT, "build", "kernels-simd.wasm"), join(dir, "kernels-simd.bin"));
-    const out = join(dir, "probe.safetensors");
-    const r = await run(node, [join(ROOT, "test", "runtimes", "workerd-host.mjs"), dir, join(ROOT, "assets"), "probe", out]);
-    if (r.code !== 0) throw new Error(`workerd host exited ${r.code}: ${r.stderr}`);
-    console.log(`workerd: probe ran in ${(r.ms / 1000).toFixed(1)} s`);
-    const report = JSON.parse(r.stdout.toString("utf8").trim().split("\n").pop()!);
-    // the Worker has no import.meta.url to find build/ from, and may not compile bytes
-    expect(report.without.noLocation).toMatchObject({ name: "AutoencoderKLError" });
-    expect(report.without.noLocation.message).toMatch(/cannot locate the kernels.*wasmModule/);
-    expect(report.without.fromBytes).toMatchObject({ name: "AutoencoderKLError" });
-    expect(report.without.fromBytes.message).toMatch(/code generation disallowed.*pass wasmModule/i);
-    const got = readProbe(new Uint8Array(readFileSync(out)));
-    await expectMatchesNode(got, "workerd");
-  });
+  itWith(
+    findMiniflareNode(),
+    "workerd (Cloudflare Workers, miniflare): kernels imported as compiled modules, model from the assets binding",
+    async (node) => {
+      const dir = join(tmp.dir, "workerd-probe");
+      mkdirSync(dir);
+      writeFileSync(join(dir, "worker.mjs"), await bundle(join(ROOT, "test", "runtimes", "workerd-probe.mjs"), "esm"));
+      for (const f of ["kernels-simd.wasm", "kernels-relaxed.wasm"]) copyFileSync(join(ROOT, "build", f), join(dir, f));
+      copyFileSync(join(ROOT, "build", "kernels-simd.wasm"), join(dir, "kernels-simd.bin"));
+      const out = join(dir, "probe.safetensors");
+      const r = await run(node, [
+        join(ROOT, "test", "runtimes", "workerd-host.mjs"),
+        dir,
+        join(ROOT, "assets"),
+        "probe",
+        out,
+      ]);
+      if (r.code !== 0) throw new Error(`workerd host exited ${r.code}: ${r.stderr}`);
+      console.log(`workerd: probe ran in ${(r.ms / 1000).toFixed(1)} s`);
+      const report = JSON.parse(r.stdout.toString("utf8").trim().split("\n").pop()!);
+      // the Worker has no import.meta.url to find build/ from, and may not compile bytes
+      expect(report.without.noLocation).toMatchObject({ name: "AutoencoderKLError" });
+      expect(report.without.noLocation.message).toMatch(/cannot locate the kernels.*wasmModule/);
+      expect(report.without.fromBytes).toMatchObject({ name: "AutoencoderKLError" });
+      expect(report.without.fromBytes.message).toMatch(/code generation disallowed.*pass wasmModule/i);
+      const got = readProbe(new Uint8Array(readFileSync(out)));
+      await expectMatchesNode(got, "workerd");
+    },
+  );
 });
 
 /** What the Deno and Bun examples do (encode, decode the mode), here in Node on the same instruction set. */
@@ -147,10 +196,14 @@ async function nodeRoundtrip(png: Uint8Array, isa: string): Promise<Uint8Array> 
 
 /** Runs an example's main.js on a 64×96 crop of the photo; its PNG must be the one Node makes. */
 async function checkExample(cmd: string, args: string[], name: string, cwd: string): Promise<void> {
-  const input = join(tmp.dir, `${name}-in.png`), output = join(tmp.dir, `${name}-out.png`);
+  const input = join(tmp.dir, `${name}-in.png`),
+    output = join(tmp.dir, `${name}-out.png`);
   const png = await writePng(cropTo(await readImage(new Uint8Array(readFileSync(PHOTO))), 64, 96));
   writeFileSync(input, png);
-  const r = await run(cmd, [...args, DEMO, input, output], { cwd, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" } });
+  const r = await run(cmd, [...args, DEMO, input, output], {
+    cwd,
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+  });
   if (r.code !== 0) throw new Error(`${name} example exited ${r.code}: ${r.stderr}`);
   const line = r.stdout.toString("utf8").trim();
   console.log(`examples/${name}: ${line}`);
@@ -171,7 +224,20 @@ describe("the Deno and Bun examples", () => {
     const map = join(tmp.dir, "import_map.json");
     writeFileSync(map, JSON.stringify({ imports: { autoencoderkl: new URL(`file://${pkg.index}`).href } }));
     const readable = [tmp.dir, join(ROOT, "assets"), join(ROOT, "examples")].join(",");
-    await checkExample(deno, ["run", "--no-config", "--no-prompt", `--import-map=${map}`, `--allow-read=${readable}`, `--allow-write=${tmp.dir}`, join(ROOT, "examples", "deno", "main.js")], "deno", tmp.dir);
+    await checkExample(
+      deno,
+      [
+        "run",
+        "--no-config",
+        "--no-prompt",
+        `--import-map=${map}`,
+        `--allow-read=${readable}`,
+        `--allow-write=${tmp.dir}`,
+        join(ROOT, "examples", "deno", "main.js"),
+      ],
+      "deno",
+      tmp.dir,
+    );
   });
 
   itWith(findBun(), "examples/bun/main.js (autoencoderkl installed as this build)", async (bun) => {
@@ -202,7 +268,10 @@ describe("the edge examples", () => {
         {
           name: "wasm-module-imports",
           setup(b) {
-            b.onResolve({ filter: /^autoencoderkl\/kernels-(simd|relaxed)\.wasm\?module$/ }, (a) => ({ path: a.path, namespace: "kernels" }));
+            b.onResolve({ filter: /^autoencoderkl\/kernels-(simd|relaxed)\.wasm\?module$/ }, (a) => ({
+              path: a.path,
+              namespace: "kernels",
+            }));
             b.onLoad({ filter: /.*/, namespace: "kernels" }, (a) => ({
               contents: `export default globalThis.__kernels[${JSON.stringify(/kernels-(\w+)/.exec(a.path)![1])}];`,
             }));
@@ -213,7 +282,8 @@ describe("the edge examples", () => {
     });
     const site = join(tmp.dir, "vercel-public");
     mkdirSync(join(site, "model"), { recursive: true });
-    for (const f of ["config.json", "diffusion_pytorch_model.safetensors"]) copyFileSync(join(DEMO, f), join(site, "model", f));
+    for (const f of ["config.json", "diffusion_pytorch_model.safetensors"])
+      copyFileSync(join(DEMO, f), join(site, "model", f));
     const server = await startStaticServer(site, { maxRequests: 20, idleMs: 60_000 });
     try {
       const edge = new EdgeRuntime({ codeGeneration: { strings: false, wasm: false } });
@@ -225,7 +295,12 @@ describe("the edge examples", () => {
       const handler = (edge.context.__example as { default: (req: unknown) => Promise<Response> }).default;
       const z = fixedLatent(Tensor, [1, 16, 8, 8], 7);
       const post = (body: Uint8Array) =>
-        handler(new (edge.context.Request as typeof Request)(new URL("api/decode", server.url), { method: "POST", body: body as BodyInit }));
+        handler(
+          new (edge.context.Request as typeof Request)(new URL("api/decode", server.url), {
+            method: "POST",
+            body: body as BodyInit,
+          }),
+        );
 
       const res = await post(writeSafetensors({ latents: z }));
       expect(res.status).toBe(200);

@@ -2,11 +2,11 @@
 // (bit-identical to one thread) and queue order. The kernels themselves are checked against the reference,
 // with every other backend, in kernel-ops.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AutoencoderKLError } from "../src/errors.js";
 import type { DeviceBuffer, Kernels } from "../src/backends/kernels.js";
 import { ReferenceKernels } from "../src/backends/reference/index.js";
-import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { FreeListAllocator } from "../src/backends/wasm/allocator.js";
+import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
+import { AutoencoderKLError } from "../src/errors.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag: switched on for this file's process (tests only).
@@ -37,7 +37,14 @@ function rng(seed: number) {
 const ref = new ReferenceKernels();
 
 interface ConvCase {
-  batch: number; C: number; H: number; W: number; O: number; KH: number; KW: number; stride: number;
+  batch: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  KH: number;
+  KW: number;
+  stride: number;
   pad: [top: number, bottom: number, left: number, right: number];
 }
 
@@ -60,7 +67,11 @@ const builds: Array<{ name: string; make: (o?: MakeOptions) => Promise<WasmKerne
     skip: false,
   },
   // the module's memory import patched to unshared (what runs where SharedArrayBuffer is unavailable)
-  { name: "simd, unshared memory", make: (o) => createWasmBackend({ relaxed: false, sharedMemory: false, ...o }), skip: false },
+  {
+    name: "simd, unshared memory",
+    make: (o) => createWasmBackend({ relaxed: false, sharedMemory: false, ...o }),
+    skip: false,
+  },
 ];
 
 for (const build of builds) {
@@ -94,7 +105,9 @@ for (const build of builds) {
 describe("wasm backend memory", () => {
   it("allocator: first fit, 16-byte alignment, coalescing", () => {
     const a = new FreeListAllocator(1000, 1000 + 4096);
-    const p1 = a.alloc(10), p2 = a.alloc(100), p3 = a.alloc(16);
+    const p1 = a.alloc(10),
+      p2 = a.alloc(100),
+      p3 = a.alloc(16);
     expect([p1 % 16, p2 % 16, p3 % 16]).toEqual([0, 0, 0]);
     expect(p2).toBe(p1 + 16);
     expect(p3).toBe(p2 + 112);
@@ -161,7 +174,9 @@ describe("wasm backend memory", () => {
     const k = await createWasmBackend({ wasmBytes: bytes });
     expect(k.description).toContain("(simd");
     k.dispose();
-    await expect(createWasmBackend({ wasmUrl: new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(AutoencoderKLError);
+    await expect(createWasmBackend({ wasmUrl: new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(
+      AutoencoderKLError,
+    );
   });
 });
 
@@ -222,12 +237,31 @@ describe("wasm backend threads", () => {
     for (const c of cases) {
       const [OH, OW] = convOut(c);
       const outN = c.batch * c.O * OH * OW;
-      await same({ x: r.data(c.batch * c.C * c.H * c.W), w: r.data(c.O * c.C * c.KH * c.KW), b: r.data(c.O), res: r.data(outN) }, outN, (kk, b, out) =>
-        kk.conv2d({
-          x: b.x, weight: b.w, bias: b.b, residual: b.res, out, batch: c.batch, inChannels: c.C, inHeight: c.H, inWidth: c.W,
-          outChannels: c.O, kernelH: c.KH, kernelW: c.KW, stride: c.stride, padTop: c.pad[0], padBottom: c.pad[1],
-          padLeft: c.pad[2], padRight: c.pad[3], outHeight: OH, outWidth: OW,
-        }),
+      await same(
+        { x: r.data(c.batch * c.C * c.H * c.W), w: r.data(c.O * c.C * c.KH * c.KW), b: r.data(c.O), res: r.data(outN) },
+        outN,
+        (kk, b, out) =>
+          kk.conv2d({
+            x: b.x,
+            weight: b.w,
+            bias: b.b,
+            residual: b.res,
+            out,
+            batch: c.batch,
+            inChannels: c.C,
+            inHeight: c.H,
+            inWidth: c.W,
+            outChannels: c.O,
+            kernelH: c.KH,
+            kernelW: c.KW,
+            stride: c.stride,
+            padTop: c.pad[0],
+            padBottom: c.pad[1],
+            padLeft: c.pad[2],
+            padRight: c.pad[3],
+            outHeight: OH,
+            outWidth: OW,
+          }),
       );
     }
   });
@@ -235,38 +269,71 @@ describe("wasm backend threads", () => {
   it("linear, matmul, attention, softmax", async () => {
     const r = rng(901);
     await same({ x: r.data(301 * 96), w: r.data(70 * 96), b: r.data(70) }, 301 * 70, (kk, b, out) =>
-      kk.linear({ x: b.x, weight: b.w, bias: b.b, out, rows: 301, inFeatures: 96, outFeatures: 70 }));
+      kk.linear({ x: b.x, weight: b.w, bias: b.b, out, rows: 301, inFeatures: 96, outFeatures: 70 }),
+    );
     for (const transposeB of [false, true]) {
       await same({ a: r.data(3 * 77 * 65), b: r.data(3 * 65 * 59) }, 3 * 77 * 59, (kk, b, out) =>
-        kk.matmul({ a: b.a, b: b.b, out, batch: 3, m: 77, n: 59, k: 65, transposeB, alpha: 0.5 }));
+        kk.matmul({ a: b.a, b: b.b, out, batch: 3, m: 77, n: 59, k: 65, transposeB, alpha: 0.5 }),
+      );
     }
-    await same({ q: r.data(2 * 130 * 40), k: r.data(2 * 150 * 40), v: r.data(2 * 150 * 40) }, 2 * 130 * 40, (kk, b, out) =>
-      kk.attention({ q: b.q, k: b.k, v: b.v, out, batch: 2, queries: 130, keys: 150, dim: 40, scale: 0.3 }));
-    await same({ x: r.data(333 * 257, -5, 5) }, 333 * 257, (kk, b, out) => kk.softmax({ x: b.x, out, rows: 333, cols: 257 }));
+    await same(
+      { q: r.data(2 * 130 * 40), k: r.data(2 * 150 * 40), v: r.data(2 * 150 * 40) },
+      2 * 130 * 40,
+      (kk, b, out) =>
+        kk.attention({ q: b.q, k: b.k, v: b.v, out, batch: 2, queries: 130, keys: 150, dim: 40, scale: 0.3 }),
+    );
+    await same({ x: r.data(333 * 257, -5, 5) }, 333 * 257, (kk, b, out) =>
+      kk.softmax({ x: b.x, out, rows: 333, cols: 257 }),
+    );
   });
 
   it("groupNorm, channelAffine, activation, add, upsample, transpose, copy", async () => {
     const r = rng(902);
     const [C, S] = [64, 67 * 71];
     await same({ x: r.data(2 * C * S, -2, 3), g: r.data(C), b: r.data(C) }, 2 * C * S, (kk, b, out) =>
-      kk.groupNorm({ x: b.x, gamma: b.g, beta: b.b, out, batch: 2, channels: C, spatial: S, groups: 16, eps: 1e-6, activation: "silu" }));
+      kk.groupNorm({
+        x: b.x,
+        gamma: b.g,
+        beta: b.b,
+        out,
+        batch: 2,
+        channels: C,
+        spatial: S,
+        groups: 16,
+        eps: 1e-6,
+        activation: "silu",
+      }),
+    );
     await same({ x: r.data(2 * C * S), s: r.data(2 * C), t: r.data(2 * C) }, 2 * C * S, (kk, b, out) =>
-      kk.channelAffine({ x: b.x, scale: b.s, shift: b.t, out, batch: 2, channels: C, spatial: S, activation: "gelu" }));
+      kk.channelAffine({ x: b.x, scale: b.s, shift: b.t, out, batch: 2, channels: C, spatial: S, activation: "gelu" }),
+    );
     const n = 300_001;
-    await same({ x: r.data(n, -9, 9) }, n, (kk, b, out) => kk.activation({ x: b.x, out, length: n, activation: "mish" }));
+    await same({ x: r.data(n, -9, 9) }, n, (kk, b, out) =>
+      kk.activation({ x: b.x, out, length: n, activation: "mish" }),
+    );
     await same({ a: r.data(n), b: r.data(n) }, n, (kk, b, out) => kk.add({ a: b.a, b: b.b, out, length: n }));
-    await same({ x: r.data(70 * 41 * 43) }, 4 * 70 * 41 * 43, (kk, b, out) => kk.upsampleNearest2x({ x: b.x, out, planes: 70, height: 41, width: 43 }));
-    await same({ x: r.data(3 * 301 * 299) }, 3 * 301 * 299, (kk, b, out) => kk.transpose({ x: b.x, out, batch: 3, rows: 301, cols: 299 }));
+    await same({ x: r.data(70 * 41 * 43) }, 4 * 70 * 41 * 43, (kk, b, out) =>
+      kk.upsampleNearest2x({ x: b.x, out, planes: 70, height: 41, width: 43 }),
+    );
+    await same({ x: r.data(3 * 301 * 299) }, 3 * 301 * 299, (kk, b, out) =>
+      kk.transpose({ x: b.x, out, batch: 3, rows: 301, cols: 299 }),
+    );
     await same({ x: r.data(600 * 500) }, 700 * 520, (kk, b, out) =>
-      kk.copy({ x: b.x, out, rows: 599, cols: 450, xOffset: 7, xRowStride: 500, outOffset: 3, outRowStride: 520 }));
+      kk.copy({ x: b.x, out, rows: 599, cols: 450, xOffset: 7, xRowStride: 500, outOffset: 3, outRowStride: 520 }),
+    );
   });
 
   it("ops called without awaiting still run in order", async () => {
     const n = 400_000;
-    const a = two.alloc(n), b = two.alloc(n);
+    const a = two.alloc(n),
+      b = two.alloc(n);
     two.write(a, new Float32Array(n).fill(1));
     two.write(b, new Float32Array(n).fill(2));
-    const pending = [two.add({ a, b, out: a, length: n }), two.add({ a, b, out: a, length: n }), two.activation({ x: a, out: a, length: n, activation: "relu" })];
+    const pending = [
+      two.add({ a, b, out: a, length: n }),
+      two.add({ a, b, out: a, length: n }),
+      two.activation({ x: a, out: a, length: n, activation: "relu" }),
+    ];
     const got = await two.read(a, 3); // read waits for everything queued before it
     expect(Array.from(got)).toEqual([5, 5, 5]);
     await Promise.all(pending);

@@ -3,8 +3,8 @@
 // option. The runtimes that need modules (workerd, edge-runtime) are exercised in runtimes.test.ts.
 import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { withSharedMemoryImport } from "../src/backends/wasm/binary.js";
+import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { AutoencoderKL, AutoencoderKLError, Tensor } from "../src/index.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 
@@ -48,18 +48,26 @@ describe("wasmModule", () => {
     }
   });
 
-  it.skipIf(!relaxed.ok)("{ simd, relaxed } picks relaxed where the engine validates it; relaxed: false picks simd", async () => {
-    expect((await make({ wasmModule: { simd: simdModule, relaxed: relaxedModule! } })).instructionSet).toBe("relaxed-simd");
-    expect((await make({ wasmModule: { simd: simdModule, relaxed: relaxedModule! }, relaxed: false })).instructionSet).toBe("simd");
-    expect((await make({ wasmModule: { relaxed: relaxedModule! } })).instructionSet).toBe("relaxed-simd");
-  });
+  it.skipIf(!relaxed.ok)(
+    "{ simd, relaxed } picks relaxed where the engine validates it; relaxed: false picks simd",
+    async () => {
+      expect((await make({ wasmModule: { simd: simdModule, relaxed: relaxedModule! } })).instructionSet).toBe(
+        "relaxed-simd",
+      );
+      expect(
+        (await make({ wasmModule: { simd: simdModule, relaxed: relaxedModule! }, relaxed: false })).instructionSet,
+      ).toBe("simd");
+      expect((await make({ wasmModule: { relaxed: relaxedModule! } })).instructionSet).toBe("relaxed-simd");
+    },
+  );
 
   it("shared memory where possible; threads share it with the given module", async () => {
     const k = await make({ wasmModule: { simd: simdModule }, threads: 2, parallelThresholdNs: 0 });
     expect(k.threads).toBe(2);
     expect(k.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
     // an op split across both threads gives the single-thread result
-    const x = k.alloc(1000), out = k.alloc(1000);
+    const x = k.alloc(1000),
+      out = k.alloc(1000);
     const data = Float32Array.from({ length: 1000 }, (_, i) => i / 100 - 5);
     k.write(x, data);
     await k.activation({ x, out, length: 1000, activation: "relu" });
@@ -93,17 +101,25 @@ describe("wasmModule", () => {
       await expect(p).rejects.toThrow(AutoencoderKLError);
       await expect(p).rejects.toThrow(message);
     }
-    await expect(createWasmBackend({ wasmModule: { simd: simdModule }, relaxed: true })).rejects.toThrow(/wasmModule\.relaxed is missing/);
-    await expect(createWasmBackend({ wasmModule: { relaxed: simdModule }, relaxed: false })).rejects.toThrow(/wasmModule\.simd is missing/);
+    await expect(createWasmBackend({ wasmModule: { simd: simdModule }, relaxed: true })).rejects.toThrow(
+      /wasmModule\.relaxed is missing/,
+    );
+    await expect(createWasmBackend({ wasmModule: { relaxed: simdModule }, relaxed: false })).rejects.toThrow(
+      /wasmModule\.simd is missing/,
+    );
   });
 });
 
 describe("wasmBytes and wasmUrl", () => {
   it("bytes that are not the kernels, and URLs that cannot load, are AutoencoderKLErrors", async () => {
     await expect(createWasmBackend({ wasmBytes: new Uint8Array([1, 2, 3]) })).rejects.toThrow(AutoencoderKLError);
-    await expect(createWasmBackend({ wasmBytes: "abc" as unknown as Uint8Array })).rejects.toThrow(/options\.wasmBytes: must be an ArrayBuffer or a Uint8Array/);
+    await expect(createWasmBackend({ wasmBytes: "abc" as unknown as Uint8Array })).rejects.toThrow(
+      /options\.wasmBytes: must be an ArrayBuffer or a Uint8Array/,
+    );
     await expect(createWasmBackend({ wasmUrl: "http://[" })).rejects.toThrow(/options\.wasmUrl: is not a URL/);
-    await expect(createWasmBackend({ wasmUrl: new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(/wasmModule .*wasmBytes or wasmUrl/);
+    await expect(createWasmBackend({ wasmUrl: new URL("../build/missing.wasm", import.meta.url) })).rejects.toThrow(
+      /wasmModule .*wasmBytes or wasmUrl/,
+    );
   });
 
   it("an ArrayBuffer works as well as a Uint8Array", async () => {
@@ -116,12 +132,19 @@ describe("wasmBytes and wasmUrl", () => {
 describe("the model's loaders take the same options", () => {
   it("fromPretrained / fromConfig with wasmModule: same numbers as the default kernels, nothing compiled", async () => {
     const dir = new URL("../assets/demo-vae", import.meta.url).pathname;
-    const z = new Tensor(Float32Array.from({ length: 16 * 4 * 4 }, (_, i) => Math.sin(i)), [1, 16, 4, 4]);
+    const z = new Tensor(
+      Float32Array.from({ length: 16 * 4 * 4 }, (_, i) => Math.sin(i)),
+      [1, 16, 4, 4],
+    );
     const byDefault = await AutoencoderKL.fromPretrained(dir, { backend: "wasm", threads: 1 });
     const c = countCompiles();
     let given: AutoencoderKL;
     try {
-      given = await AutoencoderKL.fromPretrained(dir, { backend: "wasm", threads: 1, wasmModule: { simd: simdModule, relaxed: relaxedModule ?? undefined } });
+      given = await AutoencoderKL.fromPretrained(dir, {
+        backend: "wasm",
+        threads: 1,
+        wasmModule: { simd: simdModule, relaxed: relaxedModule ?? undefined },
+      });
       expect(c.count()).toBe(0);
     } finally {
       c.restore();
@@ -129,7 +152,11 @@ describe("the model's loaders take the same options", () => {
     try {
       expect(given.backendDescription).toBe(byDefault.backendDescription);
       expect((await given.decode(z)).sample.data).toEqual((await byDefault.decode(z)).sample.data);
-      const empty = await AutoencoderKL.fromConfig(given.config, { backend: "wasm", threads: 1, wasmModule: simdModule });
+      const empty = await AutoencoderKL.fromConfig(given.config, {
+        backend: "wasm",
+        threads: 1,
+        wasmModule: simdModule,
+      });
       expect(empty.backendDescription).toMatch(/^wasm \(simd/);
       empty.dispose();
     } finally {

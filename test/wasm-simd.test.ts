@@ -5,11 +5,21 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { importsSharedMemory, wasmRelaxedSimdSupported } from "../src/backends/wasm/binary.js";
 
-const OP = { f32x4_add: 0xe4, f32x4_mul: 0xe6, relaxed_madd_f32x4: 0x105, v128_load: 0x00, v128_store: 0x0b, load32_splat: 0x09 };
+const OP = {
+  f32x4_add: 0xe4,
+  f32x4_mul: 0xe6,
+  relaxed_madd_f32x4: 0x105,
+  v128_load: 0x00,
+  v128_store: 0x0b,
+  load32_splat: 0x09,
+};
 
 class Reader {
   pos: number;
-  constructor(readonly b: Uint8Array, pos = 0) {
+  constructor(
+    readonly b: Uint8Array,
+    pos = 0,
+  ) {
     this.pos = pos;
   }
   byte(): number {
@@ -107,7 +117,15 @@ function decodeBody(r: Reader, end: number, c: Counts): void {
       c.atomics.set(sub, (c.atomics.get(sub) ?? 0) + 1);
       if (sub === 0x03) r.skip(1);
       else memarg();
-    } else if (op > 0xd2 || (op >= 0x06 && op <= 0x0a) || (op >= 0x12 && op <= 0x19) || op === 0x1d || op === 0x1e || op === 0x1f || op === 0x27) {
+    } else if (
+      op > 0xd2 ||
+      (op >= 0x06 && op <= 0x0a) ||
+      (op >= 0x12 && op <= 0x19) ||
+      op === 0x1d ||
+      op === 0x1e ||
+      op === 0x1f ||
+      op === 0x27
+    ) {
       throw new Error(`unknown opcode 0x${op.toString(16)} at ${r.pos - 1}`);
     }
   }
@@ -115,7 +133,13 @@ function decodeBody(r: Reader, end: number, c: Counts): void {
 }
 
 function analyse(bytes: Uint8Array): Counts & { sections: number[] } {
-  const c: Counts & { sections: number[] } = { functions: 0, instructions: 0, simd: new Map(), atomics: new Map(), sections: [] };
+  const c: Counts & { sections: number[] } = {
+    functions: 0,
+    instructions: 0,
+    simd: new Map(),
+    atomics: new Map(),
+    sections: [],
+  };
   expect(Array.from(bytes.subarray(0, 8))).toEqual([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   const r = new Reader(bytes, 8);
   while (r.pos < bytes.length) {
@@ -160,7 +184,8 @@ describe("shipped wasm kernels use SIMD", () => {
     expect(count(c, OP.f32x4_add)).toBeGreaterThan(100);
     expect(count(c, OP.v128_load)).toBeGreaterThan(50);
     expect(count(c, OP.load32_splat)).toBeGreaterThanOrEqual(12); // weight broadcasts in the conv/gemm tiles
-    for (const [sub] of c.simd) expect(sub < 0x100, `relaxed opcode 0x${sub.toString(16)} in the plain build`).toBe(true);
+    for (const [sub] of c.simd)
+      expect(sub < 0x100, `relaxed opcode 0x${sub.toString(16)} in the plain build`).toBe(true);
     // no data segments or start function: every worker may instantiate it on the same shared memory
     expect(c.sections).not.toContain(11);
     expect(c.sections).not.toContain(8);
@@ -173,7 +198,8 @@ describe("shipped wasm kernels use SIMD", () => {
     const bytes = await load("kernels-relaxed.wasm");
     const c = analyse(bytes);
     const madds = count(c, OP.relaxed_madd_f32x4);
-    if (process.env.WASM_SIMD_VERBOSE) console.log({ madds, mul: count(c, OP.f32x4_mul), simdOps: total(c), instructions: c.instructions });
+    if (process.env.WASM_SIMD_VERBOSE)
+      console.log({ madds, mul: count(c, OP.f32x4_mul), simdOps: total(c), instructions: c.instructions });
     expect(madds).toBeGreaterThan(100);
     // the hot loops' mul + add pairs became fused: far fewer f32x4.mul than in the plain build
     const plain = analyse(await load("kernels-simd.wasm"));

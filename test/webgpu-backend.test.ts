@@ -1,8 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AutoencoderKLError } from "../src/errors.js";
 import { ACTIVATIONS, type DeviceBuffer, type Kernels, type MaybePromise } from "../src/backends/kernels.js";
 import { ReferenceKernels } from "../src/backends/reference/index.js";
-import { createWebGPUBackend, isSoftwareAdapter, type WebGPUKernels, type WebGPULimits } from "../src/backends/webgpu/index.js";
+import {
+  createWebGPUBackend,
+  isSoftwareAdapter,
+  type WebGPUKernels,
+  type WebGPULimits,
+} from "../src/backends/webgpu/index.js";
+import { AutoencoderKLError } from "../src/errors.js";
 import { acquireTestGPU } from "./helpers/webgpu-env.js";
 
 // The WebGPU backend as a runtime, once with the device's limits and once with limits lowered so far that
@@ -24,12 +29,14 @@ function rng(seed: number): () => number {
   };
 }
 const rand = rng(1234);
-const randn = (n: number, scale = 1, shift = 0): Float32Array => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale + shift);
+const randn = (n: number, scale = 1, shift = 0): Float32Array =>
+  Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale + shift);
 
 /** |got - want| <= atol + rtol * |want| everywhere; reports the worst element. */
 function expectClose(got: Float32Array, want: Float32Array, atol = 1e-4, rtol = 1e-4, what = ""): void {
   expect(got.length).toBe(want.length);
-  let worst = -1, ratio = 0;
+  let worst = -1,
+    ratio = 0;
   for (let i = 0; i < want.length; i++) {
     const d = Math.abs(got[i] - want[i]);
     const r = d === 0 ? 0 : d / (atol + rtol * Math.abs(want[i]));
@@ -39,13 +46,21 @@ function expectClose(got: Float32Array, want: Float32Array, atol = 1e-4, rtol = 
       if (Number.isNaN(r)) break;
     }
   }
-  if (!(ratio <= 1)) expect.fail(`${what} element ${worst}: got ${got[worst]}, want ${want[worst]} (${want.length} elements)`);
+  if (!(ratio <= 1))
+    expect.fail(`${what} element ${worst}: got ${got[worst]}, want ${want[worst]} (${want.length} elements)`);
 }
 
 type Op = (k: Kernels, b: Record<string, DeviceBuffer>) => MaybePromise;
 
 /** Runs `op` on both backends with the same host inputs and compares the buffer named `result`. */
-async function compare(gpu: Kernels, inputs: Record<string, Float32Array>, op: Op, result: string, atol = 1e-4, rtol = 1e-4): Promise<void> {
+async function compare(
+  gpu: Kernels,
+  inputs: Record<string, Float32Array>,
+  op: Op,
+  result: string,
+  atol = 1e-4,
+  rtol = 1e-4,
+): Promise<void> {
   const run = async (k: Kernels): Promise<Float32Array> => {
     const b: Record<string, DeviceBuffer> = {};
     for (const [name, data] of Object.entries(inputs)) {
@@ -71,7 +86,10 @@ describe.skipIf(!env.adapter)("webgpu backend", () => {
   });
   afterAll(() => base?.dispose());
 
-  for (const cfg of [{ name: "device limits", limits: undefined }, { name: "lowered limits (forced splitting)", limits: LOWERED }]) {
+  for (const cfg of [
+    { name: "device limits", limits: undefined },
+    { name: "lowered limits (forced splitting)", limits: LOWERED },
+  ]) {
     describe(cfg.name, () => {
       let gpu: WebGPUKernels;
       beforeAll(async () => {
@@ -82,12 +100,31 @@ describe.skipIf(!env.adapter)("webgpu backend", () => {
       });
 
       it(cfg.limits ? "big ops are split into many dispatches" : "small ops take one dispatch each", async () => {
-        const x = gpu.alloc(37 * 30), w = gpu.alloc(4 * 37 * 9), out = gpu.alloc(4 * 30);
-        const q = gpu.alloc(70 * 20), o = gpu.alloc(70 * 20);
+        const x = gpu.alloc(37 * 30),
+          w = gpu.alloc(4 * 37 * 9),
+          out = gpu.alloc(4 * 30);
+        const q = gpu.alloc(70 * 20),
+          o = gpu.alloc(70 * 20);
         const before = gpu.dispatchCount;
         gpu.conv2d({
-          x, weight: w, bias: null, out, batch: 1, inChannels: 37, inHeight: 5, inWidth: 6, outChannels: 4, kernelH: 3, kernelW: 3,
-          stride: 1, padTop: 1, padBottom: 1, padLeft: 1, padRight: 1, outHeight: 5, outWidth: 6,
+          x,
+          weight: w,
+          bias: null,
+          out,
+          batch: 1,
+          inChannels: 37,
+          inHeight: 5,
+          inWidth: 6,
+          outChannels: 4,
+          kernelH: 3,
+          kernelW: 3,
+          stride: 1,
+          padTop: 1,
+          padBottom: 1,
+          padLeft: 1,
+          padRight: 1,
+          outHeight: 5,
+          outWidth: 6,
         });
         const conv = gpu.dispatchCount - before;
         gpu.attention({ q, k: q, v: q, out: o, batch: 1, queries: 70, keys: 70, dim: 20, scale: 1 });
@@ -118,7 +155,8 @@ describe.skipIf(!env.adapter)("webgpu backend", () => {
 
       it("a long chain of queued ops (several automatic submits) before one read", async () => {
         const n = 300;
-        const a = gpu.alloc(n), one = gpu.alloc(n);
+        const a = gpu.alloc(n),
+          one = gpu.alloc(n);
         gpu.write(one, new Float32Array(n).fill(1));
         for (let i = 0; i < 150; i++) gpu.add({ a, b: one, out: a, length: n });
         expect((await gpu.read(a)).every((v) => v === 150)).toBe(true);
@@ -135,7 +173,10 @@ describe.skipIf(!env.adapter)("webgpu backend", () => {
 
   describe("errors", () => {
     it("rejects foreign or freed buffers, aliasing outputs and oversize buffers with AutoencoderKLError", async () => {
-      const gpu = await createWebGPUBackend({ device: base.device, limits: { maxBufferSize: 4096, maxStorageBufferBindingSize: 2048 } });
+      const gpu = await createWebGPUBackend({
+        device: base.device,
+        limits: { maxBufferSize: 4096, maxStorageBufferBindingSize: 2048 },
+      });
       try {
         expect(() => gpu.alloc(2000)).toThrow(AutoencoderKLError);
         const ref = new ReferenceKernels().alloc(4);
@@ -165,15 +206,68 @@ describe.skipIf(!env.adapter)("webgpu backend", () => {
       const gpu = await createWebGPUBackend({ device: base.device, f16: true });
       try {
         expect(gpu.f16).toBe(true);
-        const N = 1, C = 8, H = 9, W = 7, O = 5;
-        await compare(gpu, { x: randn(N * C * H * W), w: randn(O * C * 9, 0.2), b: randn(O), out: new Float32Array(N * O * H * W) }, (k, b) => k.conv2d({
-          x: b.x, weight: b.w, bias: b.b, out: b.out, batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: 3, kernelW: 3,
-          stride: 1, padTop: 1, padBottom: 1, padLeft: 1, padRight: 1, outHeight: H, outWidth: W,
-        }), "out", 2e-2, 1e-2);
-        await compare(gpu, { x: randn(2 * 6 * 35, 2, 3), g: randn(6, 1, 1), b: randn(6), out: new Float32Array(2 * 6 * 35) }, (k, b) =>
-          k.groupNorm({ x: b.x, gamma: b.g, beta: b.b, out: b.out, batch: 2, channels: 6, spatial: 35, groups: 3, eps: 1e-6, activation: "silu" }), "out", 2e-2, 1e-2);
-        await compare(gpu, { q: randn(37 * 20), k: randn(70 * 20), v: randn(70 * 20), out: new Float32Array(37 * 20) }, (k, b) =>
-          k.attention({ q: b.q, k: b.k, v: b.v, out: b.out, batch: 1, queries: 37, keys: 70, dim: 20, scale: 0.2 }), "out", 2e-2, 1e-2);
+        const N = 1,
+          C = 8,
+          H = 9,
+          W = 7,
+          O = 5;
+        await compare(
+          gpu,
+          { x: randn(N * C * H * W), w: randn(O * C * 9, 0.2), b: randn(O), out: new Float32Array(N * O * H * W) },
+          (k, b) =>
+            k.conv2d({
+              x: b.x,
+              weight: b.w,
+              bias: b.b,
+              out: b.out,
+              batch: N,
+              inChannels: C,
+              inHeight: H,
+              inWidth: W,
+              outChannels: O,
+              kernelH: 3,
+              kernelW: 3,
+              stride: 1,
+              padTop: 1,
+              padBottom: 1,
+              padLeft: 1,
+              padRight: 1,
+              outHeight: H,
+              outWidth: W,
+            }),
+          "out",
+          2e-2,
+          1e-2,
+        );
+        await compare(
+          gpu,
+          { x: randn(2 * 6 * 35, 2, 3), g: randn(6, 1, 1), b: randn(6), out: new Float32Array(2 * 6 * 35) },
+          (k, b) =>
+            k.groupNorm({
+              x: b.x,
+              gamma: b.g,
+              beta: b.b,
+              out: b.out,
+              batch: 2,
+              channels: 6,
+              spatial: 35,
+              groups: 3,
+              eps: 1e-6,
+              activation: "silu",
+            }),
+          "out",
+          2e-2,
+          1e-2,
+        );
+        await compare(
+          gpu,
+          { q: randn(37 * 20), k: randn(70 * 20), v: randn(70 * 20), out: new Float32Array(37 * 20) },
+          (k, b) =>
+            k.attention({ q: b.q, k: b.k, v: b.v, out: b.out, batch: 1, queries: 37, keys: 70, dim: 20, scale: 0.2 }),
+          "out",
+          2e-2,
+          1e-2,
+        );
         // odd offsets and lengths go through the f32 staging + cast path
         const buf = gpu.alloc(7);
         gpu.write(buf, Float32Array.from([0.5, -2, 3]), 3);

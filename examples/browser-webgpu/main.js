@@ -34,7 +34,9 @@ async function probeAdapter() {
 /** Same definitions as test/helpers/fixtures.ts compare(): NaN anywhere makes maxAbs NaN. */
 function compare(got, want) {
   if (got.shape.join(",") !== want.shape.join(",")) throw new Error(`shape [${got.shape}] != expected [${want.shape}]`);
-  let maxAbs = 0, num = 0, den = 0;
+  let maxAbs = 0,
+    num = 0,
+    den = 0;
   for (let i = 0; i < want.data.length; i++) {
     const d = got.data[i] - want.data[i];
     if (!(Math.abs(d) <= maxAbs)) maxAbs = Math.abs(d);
@@ -68,7 +70,8 @@ async function decodeFixture({
     const { tensors } = readSafetensors(new Uint8Array(await res.arrayBuffer()));
     const z = tensors.get("input.z");
     const want = tensors.get("expected.sample");
-    if (!z || !want) throw new Error(`${caseUrl}: needs input.z and expected.sample, has ${[...tensors.keys()].join(", ")}`);
+    if (!z || !want)
+      throw new Error(`${caseUrl}: needs input.z and expected.sample, has ${[...tensors.keys()].join(", ")}`);
     const t1 = performance.now();
     const { sample } = await vae.decode(z);
     const t2 = performance.now();

@@ -1,7 +1,15 @@
 // The browser demo: pick an image, see the reconstruction, the latent channels and the time taken.
 // Uses the ESM bundle (npm run build:browser → dist/browser/) and the bundled demo model by URL.
 // window.demo exposes the same steps to tests (test/browser.test.ts).
-import { AbortError, AutoencoderKL, Tensor, readImage, padToMultiple, cropTo, tensorToPixels } from "../../dist/browser/autoencoderkl.js";
+import {
+  AbortError,
+  AutoencoderKL,
+  cropTo,
+  padToMultiple,
+  readImage,
+  Tensor,
+  tensorToPixels,
+} from "../../dist/browser/autoencoderkl.js";
 
 const MODEL_URL = new URL("../../assets/demo-vae/", import.meta.url).href;
 const DEMO_PHOTO = new URL("../../assets/chelsea.png", import.meta.url).href;
@@ -55,7 +63,8 @@ function showThreads(vae) {
   const threads = Number(/(\d+) threads?/.exec(vae.backendDescription)?.[1] ?? 1);
   let why;
   if (vae.backend !== "wasm") why = `the ${vae.backend} backend does not use worker threads.`;
-  else if (globalThis.crossOriginIsolated) why = `this page is cross-origin isolated, so the kernels share one WebAssembly memory across ${threads} threads (one per core, from navigator.hardwareConcurrency).`;
+  else if (globalThis.crossOriginIsolated)
+    why = `this page is cross-origin isolated, so the kernels share one WebAssembly memory across ${threads} threads (one per core, from navigator.hardwareConcurrency).`;
   else {
     why =
       "this page is not cross-origin isolated: without the headers Cross-Origin-Opener-Policy: same-origin and " +
@@ -96,7 +105,8 @@ function drawLatents(z) {
   box.replaceChildren();
   for (let k = 0; k < c; k++) {
     const plane = z.data.subarray(k * h * w, (k + 1) * h * w);
-    let lo = Infinity, hi = -Infinity;
+    let lo = Infinity,
+      hi = -Infinity;
     for (const v of plane) {
       lo = Math.min(lo, v);
       hi = Math.max(hi, v);
@@ -125,7 +135,8 @@ function heat(e) {
 
 /** Mean absolute error over RGB per pixel as a heat map, plus its legend (colour bar with a scale). */
 function drawHeatmap(x, y) {
-  const a = tensorToPixels(x), b = tensorToPixels(y);
+  const a = tensorToPixels(x),
+    b = tensorToPixels(y);
   const { width, height } = a;
   const canvas = $("heatmap");
   canvas.width = width;
@@ -149,7 +160,9 @@ function drawHeatmap(x, y) {
     ctx.fillRect(px, 0, 1, bar.height);
   }
   $("legend-ticks").replaceChildren(
-    ...[0, 16, 32, 48, 64].map((v) => Object.assign(document.createElement("span"), { textContent: v === 64 ? "≥ 64" : String(v) })),
+    ...[0, 16, 32, 48, 64].map((v) =>
+      Object.assign(document.createElement("span"), { textContent: v === 64 ? "≥ 64" : String(v) }),
+    ),
   );
   $("legend").hidden = false;
   return sum / (width * height);
@@ -157,7 +170,8 @@ function drawHeatmap(x, y) {
 
 /** PSNR over all RGB values of the 8-bit pictures, as the project defines it. */
 function psnr(a, b) {
-  const pa = tensorToPixels(a).pixels, pb = tensorToPixels(b).pixels;
+  const pa = tensorToPixels(a).pixels,
+    pb = tensorToPixels(b).pixels;
   let se = 0;
   for (let i = 0; i < pa.length; i++) se += (pa[i] - pb[i]) ** 2;
   const mse = se / pa.length;
@@ -235,8 +249,12 @@ async function roundtripRun(bytes, { backend = $("backend").value, crop }, signa
     ["encode", `${result.encodeMs.toFixed(0)} ms`],
     ["decode", `${result.decodeMs.toFixed(0)} ms`],
     ["PSNR", `${result.psnr.toFixed(2)} dB`],
-  ].map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("");
-  status(`${w}×${h}: PSNR ${result.psnr.toFixed(2)} dB, encode ${result.encodeMs.toFixed(0)} ms, decode ${result.decodeMs.toFixed(0)} ms`);
+  ]
+    .map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`)
+    .join("");
+  status(
+    `${w}×${h}: PSNR ${result.psnr.toFixed(2)} dB, encode ${result.encodeMs.toFixed(0)} ms, decode ${result.decodeMs.toFixed(0)} ms`,
+  );
   return result;
 }
 
@@ -278,7 +296,8 @@ $("file").addEventListener("change", async (e) => {
 });
 $("demo").addEventListener("click", () => guarded(async () => roundtrip(await fetchBytes(DEMO_PHOTO))));
 $("sample").addEventListener("change", (e) => {
-  if (e.target.value) guarded(async () => roundtrip(await fetchBytes(new URL(`../../assets/${e.target.value}`, import.meta.url).href)));
+  if (e.target.value)
+    guarded(async () => roundtrip(await fetchBytes(new URL(`../../assets/${e.target.value}`, import.meta.url).href)));
 });
 // A backend change cancels the run in flight (its pictures are cleared, not left stale next to a new
 // status), then the next run loads the model on the new backend.

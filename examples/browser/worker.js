@@ -1,6 +1,6 @@
 // A module Web Worker using the same bundle as the page: loads the demo model by URL and decodes the
 // latents it is sent (or encodes + decodes an image), replying with plain numbers.
-import { AutoencoderKL, Tensor, readImage, tensorToPixels } from "../../dist/browser/autoencoderkl.js";
+import { AutoencoderKL, readImage, Tensor, tensorToPixels } from "../../dist/browser/autoencoderkl.js";
 
 self.onmessage = async (e) => {
   const { modelUrl, latents, shape, image, backend = "auto" } = e.data;
@@ -16,7 +16,14 @@ self.onmessage = async (e) => {
     }
     const ms = performance.now() - t0;
     const { pixels } = tensorToPixels(out);
-    self.postMessage({ backend: vae.backend, shape: out.shape, data: out.data, pixels, ms, inWorker: typeof document === "undefined" });
+    self.postMessage({
+      backend: vae.backend,
+      shape: out.shape,
+      data: out.data,
+      pixels,
+      ms,
+      inWorker: typeof document === "undefined",
+    });
     vae.dispose();
   } catch (err) {
     self.postMessage({ error: String(err?.message ?? err) });

@@ -15,5 +15,7 @@ const t0 = performance.now();
 const { latentDist } = await vae.encode(padToMultiple(x, vae.downscaleFactor));
 const { sample } = await vae.decode(latentDist.mode());
 await Bun.write(out, await writePng(cropTo(sample, h, w)));
-console.log(`${vae.backendDescription}: ${w}×${h} → latents [${latentDist.mean.shape.join(", ")}] → ${out} in ${(performance.now() - t0).toFixed(0)} ms`);
+console.log(
+  `${vae.backendDescription}: ${w}×${h} → latents [${latentDist.mean.shape.join(", ")}] → ${out} in ${(performance.now() - t0).toFixed(0)} ms`,
+);
 vae.dispose();

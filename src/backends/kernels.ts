@@ -23,14 +23,14 @@ export type Activation = keyof typeof ACTIVATION_CODE;
 
 export type MaybePromise = void | Promise<void>;
 
+export type { AttentionArgs } from "../ops/attention.js";
 export type { Conv2dArgs } from "../ops/conv2d.js";
+export type { ActivationArgs, AddArgs, ChannelAffineArgs } from "../ops/elementwise.js";
 export type { GroupNormArgs } from "../ops/group-norm.js";
+export type { CopyArgs, TransposeArgs } from "../ops/layout.js";
 export type { LinearArgs } from "../ops/linear.js";
 export type { MatmulArgs } from "../ops/matmul.js";
 export type { SoftmaxArgs } from "../ops/softmax.js";
-export type { AttentionArgs } from "../ops/attention.js";
-export type { ActivationArgs, AddArgs, ChannelAffineArgs } from "../ops/elementwise.js";
-export type { CopyArgs, TransposeArgs } from "../ops/layout.js";
 export type { Upsample2xArgs } from "../ops/upsample.js";
 
 /** The contract: memory, plus one method per op in src/ops/registry.ts (each op's file documents its arguments). */

@@ -1,7 +1,7 @@
 import { AutoencoderKLError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { ReferenceKernels } from "./reference/index.js";
-import { createWasmBackend, wasmSimdSupported, type KernelSourceOptions } from "./wasm/index.js";
+import { createWasmBackend, type KernelSourceOptions, wasmSimdSupported } from "./wasm/index.js";
 
 export type BackendChoice = "auto" | "wasm" | "webgpu" | "reference";
 
@@ -19,10 +19,19 @@ const CHOICES: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"
 export async function selectBackend(options: SelectOptions = {}): Promise<Kernels> {
   const choice = options.backend ?? "auto";
   if (!CHOICES.includes(choice)) {
-    throw new AutoencoderKLError("options.backend", `unknown backend ${JSON.stringify(choice)}; expected one of ${CHOICES.join(", ")}`);
+    throw new AutoencoderKLError(
+      "options.backend",
+      `unknown backend ${JSON.stringify(choice)}; expected one of ${CHOICES.join(", ")}`,
+    );
   }
-  if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1 || options.threads > 256)) {
-    throw new AutoencoderKLError("options.threads", `must be an integer from 1 to 256, got ${JSON.stringify(options.threads)}`);
+  if (
+    options.threads !== undefined &&
+    (!Number.isInteger(options.threads) || options.threads < 1 || options.threads > 256)
+  ) {
+    throw new AutoencoderKLError(
+      "options.threads",
+      `must be an integer from 1 to 256, got ${JSON.stringify(options.threads)}`,
+    );
   }
   if (choice === "reference") return new ReferenceKernels();
   if (choice === "webgpu" || choice === "auto") {
@@ -41,7 +50,8 @@ export async function selectBackend(options: SelectOptions = {}): Promise<Kernel
       wasmUrl: options.wasmUrl,
     });
   }
-  if (choice === "wasm") throw new AutoencoderKLError("options.backend", "wasm was asked for but this runtime has no WebAssembly SIMD");
+  if (choice === "wasm")
+    throw new AutoencoderKLError("options.backend", "wasm was asked for but this runtime has no WebAssembly SIMD");
   return new ReferenceKernels();
 }
 
@@ -69,7 +79,10 @@ async function mayHaveGpu(): Promise<boolean> {
   const g = globalThis as {
     navigator?: { gpu?: unknown };
     process?: { platform?: string };
-    Deno?: { build?: { os?: string }; permissions?: { querySync?(d: { name: string; path?: string }): { state: string } } };
+    Deno?: {
+      build?: { os?: string };
+      permissions?: { querySync?(d: { name: string; path?: string }): { state: string } };
+    };
   };
   const deno = g.Deno;
   if (deno) {

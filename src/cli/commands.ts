@@ -2,21 +2,31 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, extname, resolve } from "node:path";
 import {
   AutoencoderKL,
-  AutoencoderKLError,
-  Tensor,
-  readSafetensors,
-  writeSafetensors,
   type AutoencoderKLConfig,
+  AutoencoderKLError,
   type RunOptions,
+  readSafetensors,
+  Tensor,
+  writeSafetensors,
 } from "../index.js";
-import { readSafetensorsHeader } from "../io/safetensors.js";
 import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
+import { readSafetensorsHeader } from "../io/safetensors.js";
 import { pixels8, psnr8, sideBySide } from "./compare.js";
+import { type IsaState, isaLine } from "./isa.js";
 import { estimatePeakMemory, formatBytes } from "./memory.js";
-import { bundledImage, componentsOption, loadModel, locateModel, modelLine, parseIntOption, UsageError, type LoadedModel, type ModelOptions } from "./model.js";
+import {
+  bundledImage,
+  componentsOption,
+  type LoadedModel,
+  loadModel,
+  locateModel,
+  type ModelOptions,
+  modelLine,
+  parseIntOption,
+  UsageError,
+} from "./model.js";
 import { planOutput, writeOutput } from "./output.js";
 import { formatSeconds } from "./progress.js";
-import { isaLine, type IsaState } from "./isa.js";
 
 /** What every command gets: parsed options, where to print, and how to report progress. */
 export interface CommandContext {
@@ -41,7 +51,14 @@ export async function readUserFile(path: string, what: string): Promise<Uint8Arr
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? `is a folder, not ${what}` : code === "EACCES" ? "permission denied" : (e as Error).message;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EISDIR"
+          ? `is a folder, not ${what}`
+          : code === "EACCES"
+            ? "permission denied"
+            : (e as Error).message;
     throw new AutoencoderKLError(path, `cannot read ${what}: ${why}`, { cause: e });
   }
 }
@@ -58,7 +75,9 @@ async function loadImage(path: string, o: CommandContext["options"]): Promise<Te
 
 /** File name stem: "photos/cat.png" → "cat", "x.latents.safetensors" → "x". */
 function stem(path: string): string {
-  return basename(path).replace(/\.latents\.safetensors$/i, "").replace(/\.[^.]+$/, "");
+  return basename(path)
+    .replace(/\.latents\.safetensors$/i, "")
+    .replace(/\.[^.]+$/, "");
 }
 
 /** --sample/--seed, checked before any work is done. */
@@ -89,7 +108,8 @@ const round2 = (v: number) => Math.round(v * 100) / 100;
  * workers included) / wall time. About the thread count when every thread stays busy.
  */
 async function withCpuUse<T>(f: () => Promise<T>): Promise<{ value: T; cpuMs: number; wallMs: number }> {
-  const c0 = process.cpuUsage(), t0 = performance.now();
+  const c0 = process.cpuUsage(),
+    t0 = performance.now();
   const value = await f();
   const c = process.cpuUsage(c0);
   return { value, cpuMs: (c.user + c.system) / 1000, wallMs: performance.now() - t0 };
@@ -97,12 +117,15 @@ async function withCpuUse<T>(f: () => Promise<T>): Promise<{ value: T; cpuMs: nu
 
 /** "relaxed SIMD, 2 threads" for the wasm backend, else the backend's own description. */
 function computeLine(m: LoadedModel): string {
-  return m.isa ? `${m.isa === "relaxed" ? "relaxed" : "plain"} SIMD, ${m.threads} thread${m.threads === 1 ? "" : "s"}` : m.vae.backendDescription;
+  return m.isa
+    ? `${m.isa === "relaxed" ? "relaxed" : "plain"} SIMD, ${m.threads} thread${m.threads === 1 ? "" : "s"}`
+    : m.vae.backendDescription;
 }
 
 export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
-  if (ctx.positionals.length > 1) throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
+  if (ctx.positionals.length > 1)
+    throw new UsageError(`roundtrip takes at most one image, got ${ctx.positionals.length}`);
   const imagePath = ctx.positionals[0] ?? bundledImage();
   posteriorOptions(o);
   const force = o.force === true;
@@ -115,7 +138,11 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
   log(modelLine(loaded));
   try {
     let decodeMs = 0;
-    const { value: [enc, sample], cpuMs, wallMs } = await withCpuUse(async () => {
+    const {
+      value: [enc, sample],
+      cpuMs,
+      wallMs,
+    } = await withCpuUse(async () => {
       const enc = await encodeImage(vae, x, o, ctx.run);
       const t1 = performance.now();
       const { sample } = await vae.decode(enc.z, ctx.run);
@@ -124,7 +151,8 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
     });
     const cpuCores = round2(cpuMs / wallMs);
     const y = cropTo(sample, h, w);
-    const orig = pixels8(x), recon = pixels8(y);
+    const orig = pixels8(x),
+      recon = pixels8(y);
     const p = psnr8(orig.pixels, recon.pixels);
     await writeOutput(output, encodePngPixels(recon.pixels, w, h, 3));
     if (compare) {
@@ -133,8 +161,12 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
     }
     const psnrText = Number.isFinite(p) ? `${p.toFixed(2)} dB` : "inf (identical)";
     log(`PSNR ${psnrText}  (${w}×${h}, ${vae.backend} backend)`);
-    log(`time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)} (${computeLine(loaded)}; CPU use ${cpuCores.toFixed(2)} cores)`);
-    log(`wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map: mean absolute error over RGB per pixel, black 0 → red → yellow → white ≥ 64 levels of 255)` : ""}`);
+    log(
+      `time: load ${formatSeconds(loadMs / 1000)}, encode ${formatSeconds(enc.ms / 1000)}, decode ${formatSeconds(decodeMs / 1000)} (${computeLine(loaded)}; CPU use ${cpuCores.toFixed(2)} cores)`,
+    );
+    log(
+      `wrote ${output.path}${compare ? ` and ${compare.path} (original | reconstruction | error heat map: mean absolute error over RGB per pixel, black 0 → red → yellow → white ≥ 64 levels of 255)` : ""}`,
+    );
     return {
       command: "roundtrip",
       image: resolve(imagePath),
@@ -164,7 +196,12 @@ export async function roundtrip(ctx: CommandContext): Promise<CommandResult> {
 function scalingOf(cfg: AutoencoderKLConfig) {
   const mean = Array.isArray(cfg.latents_mean) ? cfg.latents_mean : null;
   const std = Array.isArray(cfg.latents_std) ? cfg.latents_std : null;
-  return { scale: cfg.scaling_factor, shift: cfg.shift_factor ?? null, mean: mean && std ? mean : null, std: mean && std ? std : null };
+  return {
+    scale: cfg.scaling_factor,
+    shift: cfg.shift_factor ?? null,
+    mean: mean && std ? mean : null,
+    std: mean && std ? std : null,
+  };
 }
 
 type Scaling = ReturnType<typeof scalingOf>;
@@ -192,11 +229,17 @@ export const LATENTS_FORMAT = "autoencoderkl.latents/1";
 
 export async function encode(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
-  if (ctx.positionals.length !== 1) throw new UsageError("encode needs exactly one image: autoencoderkl encode <image> -o latents.safetensors");
+  if (ctx.positionals.length !== 1)
+    throw new UsageError("encode needs exactly one image: autoencoderkl encode <image> -o latents.safetensors");
   const imagePath = ctx.positionals[0];
   posteriorOptions(o);
   const x = await loadImage(imagePath, o);
-  const output = planOutput(o.output as string | undefined, `${stem(imagePath)}.latents.safetensors`, o.force === true, [imagePath]);
+  const output = planOutput(
+    o.output as string | undefined,
+    `${stem(imagePath)}.latents.safetensors`,
+    o.force === true,
+    [imagePath],
+  );
   const [, , h, w] = x.shape;
   const loaded = await loadModel(o, ctx.warn, "encoder");
   const { vae, location } = loaded;
@@ -224,9 +267,23 @@ export async function encode(ctx: CommandContext): Promise<CommandResult> {
     }
     if (enc.seed !== undefined) metadata.seed = String(enc.seed);
     await writeOutput(output, writeSafetensors({ latents }, metadata));
-    log(`encoded ${w}×${h} → latents [${latents.shape.join(", ")}] (${enc.posterior}${raw ? ", raw" : `, scaled ×${s.scale}${s.shift !== null ? ` after −${s.shift}` : ""}`}) in ${formatSeconds(enc.ms / 1000)}`);
+    log(
+      `encoded ${w}×${h} → latents [${latents.shape.join(", ")}] (${enc.posterior}${raw ? ", raw" : `, scaled ×${s.scale}${s.shift !== null ? ` after −${s.shift}` : ""}`}) in ${formatSeconds(enc.ms / 1000)}`,
+    );
     log(`wrote ${output.path}`);
-    return { command: "encode", image: resolve(imagePath), model: location, backend: vae.backend, isa: loaded.isa, width: w, height: h, shape: latents.shape, metadata, encodeMs: Math.round(enc.ms), output: output.path };
+    return {
+      command: "encode",
+      image: resolve(imagePath),
+      model: location,
+      backend: vae.backend,
+      isa: loaded.isa,
+      width: w,
+      height: h,
+      shape: latents.shape,
+      metadata,
+      encodeMs: Math.round(enc.ms),
+      output: output.path,
+    };
   } finally {
     loaded.dispose();
   }
@@ -256,16 +313,24 @@ function arrayMeta(meta: Record<string, string>, key: string, file: string, chan
 
 export async function decode(ctx: CommandContext): Promise<CommandResult> {
   const { options: o, log } = ctx;
-  if (ctx.positionals.length !== 1) throw new UsageError("decode needs exactly one latents file: autoencoderkl decode <latents.safetensors> -o image.png");
+  if (ctx.positionals.length !== 1)
+    throw new UsageError(
+      "decode needs exactly one latents file: autoencoderkl decode <latents.safetensors> -o image.png",
+    );
   if (o.raw === true && o.scaled === true) throw new UsageError("--raw and --scaled contradict each other");
   const file = ctx.positionals[0];
   const { metadata, tensors } = readSafetensors(await readUserFile(file, "a latents file"), file);
   // Never the input's own name: `decode x.latents.safetensors` must not land on x.png, the original photo.
   const output = planOutput(o.output as string | undefined, `${stem(file)}.decoded.png`, o.force === true, [file]);
   let z = tensors.get("latents") ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
-  if (!z) throw new AutoencoderKLError(file, `has no tensor named "latents" (found ${[...tensors.keys()].slice(0, 5).join(", ") || "none"})`);
+  if (!z)
+    throw new AutoencoderKLError(
+      file,
+      `has no tensor named "latents" (found ${[...tensors.keys()].slice(0, 5).join(", ") || "none"})`,
+    );
   if (z.shape.length === 3) z = z.reshape([1, ...z.shape]);
-  if (z.shape.length !== 4) throw new AutoencoderKLError(file, `latents must have shape [B, C, h, w], got [${z.shape.join(", ")}]`);
+  if (z.shape.length !== 4)
+    throw new AutoencoderKLError(file, `latents must have shape [B, C, h, w], got [${z.shape.join(", ")}]`);
   const loaded = await loadModel(o, ctx.warn, "decoder");
   const { vae, location } = loaded;
   log(modelLine(loaded));
@@ -292,15 +357,31 @@ export async function decode(ctx: CommandContext): Promise<CommandResult> {
     const t0 = performance.now();
     const { sample } = await vae.decode(z, ctx.run);
     const ms = performance.now() - t0;
-    const iw = numberMeta(metadata, "image_width", file), ih = numberMeta(metadata, "image_height", file);
+    const iw = numberMeta(metadata, "image_width", file),
+      ih = numberMeta(metadata, "image_height", file);
     const [, , H, W] = sample.shape;
     const y = iw && ih && iw <= W && ih <= H && sample.shape[0] === 1 ? cropTo(sample, ih, iw) : sample;
-    const first = y.shape[0] > 1 ? new Tensor(y.data.subarray(0, y.data.length / y.shape[0]), [1, ...y.shape.slice(1)]) : y;
+    const first =
+      y.shape[0] > 1 ? new Tensor(y.data.subarray(0, y.data.length / y.shape[0]), [1, ...y.shape.slice(1)]) : y;
     await writeOutput(output, writePng(first));
-    log(`decoded latents [${z.shape.join(", ")}] (${how}) → ${first.shape[3]}×${first.shape[2]} in ${formatSeconds(ms / 1000)}`);
+    log(
+      `decoded latents [${z.shape.join(", ")}] (${how}) → ${first.shape[3]}×${first.shape[2]} in ${formatSeconds(ms / 1000)}`,
+    );
     if (y.shape[0] > 1) log(`note: the file holds ${y.shape[0]} latents; wrote the first`);
     log(`wrote ${output.path}`);
-    return { command: "decode", latents: resolve(file), model: location, backend: vae.backend, isa: loaded.isa, shape: z.shape, unscaled: scaled, width: first.shape[3], height: first.shape[2], decodeMs: Math.round(ms), output: output.path };
+    return {
+      command: "decode",
+      latents: resolve(file),
+      model: location,
+      backend: vae.backend,
+      isa: loaded.isa,
+      shape: z.shape,
+      unscaled: scaled,
+      width: first.shape[3],
+      height: first.shape[2],
+      decodeMs: Math.round(ms),
+      output: output.path,
+    };
   } finally {
     loaded.dispose();
   }
@@ -310,8 +391,10 @@ function parseSize(v: string | undefined, name: string): [number, number] {
   if (v === undefined) return [512, 512];
   const m = /^(\d+)(?:[x×](\d+))?$/i.exec(v.trim());
   if (!m) throw new UsageError(`--${name} must be a size like 512 or 768x512, got ${JSON.stringify(v)}`);
-  const w = +m[1], h = m[2] ? +m[2] : w;
-  if (w < 1 || h < 1 || w > 65536 || h > 65536) throw new UsageError(`--${name} sides must be from 1 to 65536, got ${v}`);
+  const w = +m[1],
+    h = m[2] ? +m[2] : w;
+  if (w < 1 || h < 1 || w > 65536 || h > 65536)
+    throw new UsageError(`--${name} sides must be from 1 to 65536, got ${v}`);
   return [w, h];
 }
 
@@ -342,7 +425,8 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
     try {
       raw = JSON.parse(new TextDecoder().decode(await readUserFile(cfgPath, "config.json")));
     } catch (e) {
-      if (e instanceof AutoencoderKLError) throw new AutoencoderKLError(location, `not a diffusers model folder: ${e.rule}`, { cause: e });
+      if (e instanceof AutoencoderKLError)
+        throw new AutoencoderKLError(location, `not a diffusers model folder: ${e.rule}`, { cause: e });
       throw new AutoencoderKLError(cfgPath, `is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
     const vae = await AutoencoderKL.fromConfig(raw, { backend: "reference", components });
@@ -359,33 +443,69 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
       if (name.endsWith(".safetensors")) dtypes = dtypeCounts(await readUserFile(p, "weights"), p);
       break;
     }
-    if (!weightsFile) throw new AutoencoderKLError(location, `no weights found: looked for diffusion_pytorch_model${suffix}.safetensors and diffusion_flax_model${suffix}.msgpack`);
+    if (!weightsFile)
+      throw new AutoencoderKLError(
+        location,
+        `no weights found: looked for diffusion_pytorch_model${suffix}.safetensors and diffusion_flax_model${suffix}.msgpack`,
+      );
   } else {
-    const loaded = await loadModel({ ...o, model: location, backend: "reference", threads: "1", isa: "auto" }, ctx.warn);
+    const loaded = await loadModel(
+      { ...o, model: location, backend: "reference", threads: "1", isa: "auto" },
+      ctx.warn,
+    );
     config = loaded.vae.config;
     parameters = [...loaded.vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
     loaded.dispose();
     if (!/^https?:/i.test(location)) {
       weightsFile = location;
       fileBytes = (await stat(location)).size;
-      if (extname(location).toLowerCase() === ".safetensors") dtypes = dtypeCounts(await readUserFile(location, "weights"), location);
+      if (extname(location).toLowerCase() === ".safetensors")
+        dtypes = dtypeCounts(await readUserFile(location, "weights"), location);
     }
   }
   const mem = estimatePeakMemory(config, parameters, h, w, components);
   const f = 2 ** (config.block_out_channels.length - 1);
   log(`model       ${location} (${kind})`);
-  if (weightsFile) log(`weights     ${basename(weightsFile)}, ${formatBytes(fileBytes!)}${dtypes ? `, ${Object.entries(dtypes).map(([k, n]) => `${n} × ${k}`).join(", ")}` : ""}`);
-  log(`parameters  ${parameters.toLocaleString("en-US")}${components === "both" ? "" : ` (--components ${components}: ${components === "decoder" ? "post_quant_conv + decoder" : "encoder + quant_conv"} only)`}`);
-  log(`structure   ${config.block_out_channels.length} levels (÷${f}), block_out_channels [${config.block_out_channels.join(", ")}], layers_per_block ${config.layers_per_block}, ${config.norm_num_groups} groups, act ${config.act_fn}${config.mid_block_add_attention ? ", mid-block attention" : ""}`);
+  if (weightsFile)
+    log(
+      `weights     ${basename(weightsFile)}, ${formatBytes(fileBytes!)}${
+        dtypes
+          ? `, ${Object.entries(dtypes)
+              .map(([k, n]) => `${n} × ${k}`)
+              .join(", ")}`
+          : ""
+      }`,
+    );
+  log(
+    `parameters  ${parameters.toLocaleString("en-US")}${components === "both" ? "" : ` (--components ${components}: ${components === "decoder" ? "post_quant_conv + decoder" : "encoder + quant_conv"} only)`}`,
+  );
+  log(
+    `structure   ${config.block_out_channels.length} levels (÷${f}), block_out_channels [${config.block_out_channels.join(", ")}], layers_per_block ${config.layers_per_block}, ${config.norm_num_groups} groups, act ${config.act_fn}${config.mid_block_add_attention ? ", mid-block attention" : ""}`,
+  );
   log(`channels    in ${config.in_channels}, out ${config.out_channels}, latent ${config.latent_channels}`);
-  log(`scaling     scaling_factor ${config.scaling_factor}, shift_factor ${config.shift_factor ?? "none"}${config.latents_mean ? ", latents_mean/std per channel" : ""}`);
+  log(
+    `scaling     scaling_factor ${config.scaling_factor}, shift_factor ${config.shift_factor ?? "none"}${config.latents_mean ? ", latents_mean/std per channel" : ""}`,
+  );
   log(`sample_size ${config.sample_size} (default tile)`);
   log(`wasm        ${isaLine(ctx.isa)}, Node ${process.versions.node}`);
-  log(`memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`);
+  log(
+    `memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`,
+  );
   return {
-    command: "info", model: location, kind, components, weightsFile, fileBytes, dtypes, parameters, config, memory: { width: w, height: h, ...mem },
+    command: "info",
+    model: location,
+    kind,
+    components,
+    weightsFile,
+    fileBytes,
+    dtypes,
+    parameters,
+    config,
+    memory: { width: w, height: h, ...mem },
     // what the wasm backend runs here: the instruction set, and whether relaxed SIMD is native or was turned on
-    isa: ctx.isa.isa, relaxedSimd: ctx.isa.relaxedSimd, node: process.versions.node,
+    isa: ctx.isa.isa,
+    relaxedSimd: ctx.isa.relaxedSimd,
+    node: process.versions.node,
   };
 }
 
@@ -395,7 +515,9 @@ function syntheticImage(h: number, w: number): Tensor {
   for (let c = 0; c < 3; c++) {
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        d[c * h * w + y * w + x] = 0.6 * Math.sin((x / w) * 6.3 * (c + 1) + y / 17) * Math.cos((y / h) * 3.1 + c) + 0.2 * Math.sin(x * 0.7 + y * 1.3);
+        d[c * h * w + y * w + x] =
+          0.6 * Math.sin((x / w) * 6.3 * (c + 1) + y / 17) * Math.cos((y / h) * 3.1 + c) +
+          0.2 * Math.sin(x * 0.7 + y * 1.3);
       }
     }
   }
@@ -414,9 +536,12 @@ export async function bench(ctx: CommandContext): Promise<CommandResult> {
   const rows: { width: number; height: number; encodeMs: number; decodeMs: number; cpuCores: number }[] = [];
   try {
     log(`${vae.backend} backend (${computeLine(loaded)}), model loaded in ${formatSeconds(loadMs / 1000)}`);
-    log(`${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)} ${"CPU use".padStart(11)}`);
+    log(
+      `${"size".padEnd(11)} ${"encode".padStart(10)} ${"decode".padStart(10)} ${"Mpx/s".padStart(8)} ${"CPU use".padStart(11)}`,
+    );
     for (const [w0, h0] of sizes) {
-      const w = Math.max(f, Math.ceil(w0 / f) * f), h = Math.max(f, Math.ceil(h0 / f) * f);
+      const w = Math.max(f, Math.ceil(w0 / f) * f),
+        h = Math.max(f, Math.ceil(h0 / f) * f);
       const x = syntheticImage(h, w);
       let best = { encodeMs: Infinity, decodeMs: Infinity };
       // CPU use over all the repeats (cores: process CPU time / wall time)
@@ -434,11 +559,22 @@ export async function bench(ctx: CommandContext): Promise<CommandResult> {
       // Hundredths of a millisecond: a tiny size can take under 1 ms, which must not print as 0.
       rows.push({ width: w, height: h, encodeMs: round2(best.encodeMs), decodeMs: round2(best.decodeMs), cpuCores });
       const mpx = (w * h) / 1e6 / ((best.encodeMs + best.decodeMs) / 1000);
-      log(`${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)} ${`${cpuCores.toFixed(2)} cores`.padStart(11)}`);
+      log(
+        `${`${w}×${h}`.padEnd(11)} ${formatSeconds(best.encodeMs / 1000).padStart(10)} ${formatSeconds(best.decodeMs / 1000).padStart(10)} ${mpx.toFixed(3).padStart(8)} ${`${cpuCores.toFixed(2)} cores`.padStart(11)}`,
+      );
     }
-    return { command: "bench", model: location, backend: vae.backend, backendDescription: vae.backendDescription, isa: loaded.isa, threads: loaded.threads, repeat, loadMs: Math.round(loadMs), results: rows };
+    return {
+      command: "bench",
+      model: location,
+      backend: vae.backend,
+      backendDescription: vae.backendDescription,
+      isa: loaded.isa,
+      threads: loaded.threads,
+      repeat,
+      loadMs: Math.round(loadMs),
+      results: rows,
+    };
   } finally {
     loaded.dispose();
   }
 }
-

@@ -1,5 +1,5 @@
-import { tensorToPixels } from "../io/image/index.js";
 import type { Tensor } from "../index.js";
+import { tensorToPixels } from "../io/image/index.js";
 
 /** PSNR (dB) over all RGB values of two 8-bit images: 10·log10(255² / MSE); Infinity when identical. */
 export function psnr8(a: Uint8Array, b: Uint8Array): number {
@@ -33,14 +33,21 @@ export const HEAT_FULL_SCALE = 64;
  * One RGB picture: original | reconstruction | error heat map (mean absolute error over RGB per pixel,
  * 0 black, ≥ 64 levels white), separated by 4-pixel grey gutters.
  */
-export function sideBySide(orig: Uint8Array, recon: Uint8Array, width: number, height: number): { pixels: Uint8Array; width: number; height: number } {
+export function sideBySide(
+  orig: Uint8Array,
+  recon: Uint8Array,
+  width: number,
+  height: number,
+): { pixels: Uint8Array; width: number; height: number } {
   const gap = 4;
   const W = width * 3 + gap * 2;
   const out = new Uint8Array(W * height * 3).fill(64);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const s = (y * width + x) * 3;
-      const a = (y * W + x) * 3, b = (y * W + width + gap + x) * 3, c = (y * W + 2 * (width + gap) + x) * 3;
+      const a = (y * W + x) * 3,
+        b = (y * W + width + gap + x) * 3,
+        c = (y * W + 2 * (width + gap) + x) * 3;
       let err = 0;
       for (let k = 0; k < 3; k++) {
         out[a + k] = orig[s + k];

@@ -23,7 +23,8 @@ const RELAXED_FLAG = "--experimental-wasm-relaxed-simd";
 
 export function parseIsa(value: string | undefined): IsaChoice {
   const v = (value ?? "auto") as IsaChoice;
-  if (!ISA_CHOICES.includes(v)) throw new UsageError(`--isa must be one of ${ISA_CHOICES.join(", ")}, got ${JSON.stringify(value)}`);
+  if (!ISA_CHOICES.includes(v))
+    throw new UsageError(`--isa must be one of ${ISA_CHOICES.join(", ")}, got ${JSON.stringify(value)}`);
   return v;
 }
 

@@ -4,13 +4,13 @@
 import { readFileSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { AbortError, AutoencoderKLError } from "../index.js";
-import { bench, decode, encode, info, roundtrip, type CommandContext, type CommandResult } from "./commands.js";
-import { UsageError, packageRoot } from "./model.js";
-import { inCliTerms } from "./wording.js";
-import { ProgressBar } from "./progress.js";
+import { bench, type CommandContext, type CommandResult, decode, encode, info, roundtrip } from "./commands.js";
 import { parseIsa, prepareIsa } from "./isa.js";
+import { packageRoot, UsageError } from "./model.js";
+import { ProgressBar } from "./progress.js";
+import { inCliTerms } from "./wording.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -157,7 +157,10 @@ export interface CliStreams {
 }
 
 /** Runs the CLI; resolves to the exit code (it never calls process.exit, so it can be embedded). */
-export async function main(argv: string[], streams: CliStreams = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function main(
+  argv: string[],
+  streams: CliStreams = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const { stdout, stderr } = streams;
   const out = (s: string) => stdout.write(s + "\n");
   const err = (s: string) => stderr.write(s + "\n");
@@ -179,7 +182,11 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
     err(`autoencoderkl: ${message}`);
     return code;
   };
-  if (!cmd) return fail(2, `unknown command ${JSON.stringify(name)}; expected one of ${Object.keys(COMMANDS).join(", ")} (see --help)`);
+  if (!cmd)
+    return fail(
+      2,
+      `unknown command ${JSON.stringify(name)}; expected one of ${Object.keys(COMMANDS).join(", ")} (see --help)`,
+    );
 
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -205,10 +212,12 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
       positionals: parsed.positionals,
       options,
       isa,
-      log: json ? () => {} : (line) => {
-        bar.clear();
-        out(line);
-      },
+      log: json
+        ? () => {}
+        : (line) => {
+            bar.clear();
+            out(line);
+          },
       warn: (line) => {
         bar.clear();
         err(`autoencoderkl: warning: ${inCliTerms(line)}`);
@@ -221,7 +230,8 @@ export async function main(argv: string[], streams: CliStreams = { stdout: proce
   } catch (e) {
     bar.clear();
     if (e instanceof UsageError) return fail(2, `${name}: ${e.message}\n${cmd.usage.split("\n")[0]}`);
-    if (e instanceof AutoencoderKLError) return fail(1, inCliTerms(e.message), { source: e.source, rule: inCliTerms(e.rule) });
+    if (e instanceof AutoencoderKLError)
+      return fail(1, inCliTerms(e.message), { source: e.source, rule: inCliTerms(e.rule) });
     if (e instanceof AbortError) return fail(130, "interrupted");
     // Anything else is our bug, not the user's: say so, with the stack for the report.
     return fail(1, `internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);

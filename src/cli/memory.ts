@@ -16,13 +16,20 @@ export interface MemoryEstimate {
  * and output at full resolution, or the mid-block attention's N×N score matrix (N = latent pixels).
  * It ignores allocator slack, so real use can be somewhat higher; it is meant for "will it fit".
  */
-export function estimatePeakMemory(config: AutoencoderKLConfig, parameters: number, height: number, width: number, components: Components = "both"): MemoryEstimate {
+export function estimatePeakMemory(
+  config: AutoencoderKLConfig,
+  parameters: number,
+  height: number,
+  width: number,
+  components: Components = "both",
+): MemoryEstimate {
   const ch = config.block_out_channels;
   const levels = ch.length;
   const f = 4; // bytes per float32
   const resnet = (cin: number, cout: number, hw: number) => (2 * cin + 3 * cout) * hw;
   const attention = (c: number, n: number) => n * n + 6 * c * n;
-  let enc = 0, dec = 0;
+  let enc = 0,
+    dec = 0;
   for (let i = 0; i < levels; i++) {
     const hw = Math.ceil(height / 2 ** i) * Math.ceil(width / 2 ** i);
     const cin = i === 0 ? ch[0] : ch[i - 1];
@@ -46,7 +53,8 @@ export function estimatePeakMemory(config: AutoencoderKLConfig, parameters: numb
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024, u = 0;
+  let v = n / 1024,
+    u = 0;
   while (v >= 1024 && u < units.length - 1) {
     v /= 1024;
     u++;

@@ -1,9 +1,16 @@
 import { existsSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { dirname, basename, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AutoencoderKL, AutoencoderKLError, selectBackend, type BackendChoice, type Components, type Kernels } from "../index.js";
 import { createWasmBackend } from "../backends/wasm/index.js";
+import {
+  AutoencoderKL,
+  AutoencoderKLError,
+  type BackendChoice,
+  type Components,
+  type Kernels,
+  selectBackend,
+} from "../index.js";
 import { isaOf, parseIsa } from "./isa.js";
 
 /** A usage mistake (bad flag, missing argument): exit code 2, with the usage hint. */
@@ -46,7 +53,12 @@ export interface ModelOptions {
 const BACKENDS: readonly BackendChoice[] = ["auto", "wasm", "webgpu", "reference"];
 const SINGLE_FILE = /\.(safetensors|ckpt|pt|pth|bin)([?#].*)?$/i;
 
-export function parseIntOption(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+export function parseIntOption(
+  name: string,
+  value: string | undefined,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value.trim()) || +value < min || +value > max) {
     throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
@@ -56,7 +68,8 @@ export function parseIntOption(name: string, value: string | undefined, min: num
 
 export function backendOptions(o: ModelOptions): { backend: BackendChoice; threads: number } {
   const backend = (o.backend ?? "auto") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(o.backend)}`);
+  if (!BACKENDS.includes(backend))
+    throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got ${JSON.stringify(o.backend)}`);
   // The library's default is one thread; a command-line run has the machine to itself.
   const threads = parseIntOption("threads", o.threads, 1, 256) ?? Math.min(availableParallelism(), 16);
   return { backend, threads };
@@ -67,7 +80,8 @@ const COMPONENTS: readonly Components[] = ["decoder", "encoder", "both"];
 /** --components, or what the command needs (decode loads only the decoder, encode only the encoder). */
 export function componentsOption(o: ModelOptions, needs: Components): Components {
   const value = o.components ?? needs;
-  if (!COMPONENTS.includes(value as Components)) throw new UsageError(`--components must be one of ${COMPONENTS.join(", ")}, got ${JSON.stringify(o.components)}`);
+  if (!COMPONENTS.includes(value as Components))
+    throw new UsageError(`--components must be one of ${COMPONENTS.join(", ")}, got ${JSON.stringify(o.components)}`);
   return value as Components;
 }
 
@@ -77,10 +91,18 @@ export type ModelKind = "diffusers folder" | "single file";
 export function locateModel(model: string | undefined): { location: string; kind: ModelKind; bundled: boolean } {
   if (model === undefined || model === "") return { location: bundledModel(), kind: "diffusers folder", bundled: true };
   if (/^file:/i.test(model)) model = fileURLToPath(model);
-  if (/^https?:\/\//i.test(model)) return { location: model, kind: SINGLE_FILE.test(new URL(model).pathname) ? "single file" : "diffusers folder", bundled: false };
+  if (/^https?:\/\//i.test(model))
+    return {
+      location: model,
+      kind: SINGLE_FILE.test(new URL(model).pathname) ? "single file" : "diffusers folder",
+      bundled: false,
+    };
   const path = resolve(model);
   if (!existsSync(path)) {
-    throw new AutoencoderKLError(model, "not found: --model must be a diffusers VAE folder (with config.json) or a single-file checkpoint (.safetensors, .ckpt)");
+    throw new AutoencoderKLError(
+      model,
+      "not found: --model must be a diffusers VAE folder (with config.json) or a single-file checkpoint (.safetensors, .ckpt)",
+    );
   }
   const st = statSync(path);
   if (st.isDirectory()) return { location: path, kind: "diffusers folder", bundled: false };
@@ -111,7 +133,8 @@ export interface LoadedModel {
 async function makeKernels(backend: BackendChoice, threads: number, isaOption: string | undefined): Promise<Kernels> {
   const isa = parseIsa(isaOption);
   if (isa === "auto") return selectBackend({ backend, threads });
-  if (backend === "webgpu" || backend === "reference") throw new UsageError(`--isa ${isa} applies to the wasm backend, not --backend ${backend}`);
+  if (backend === "webgpu" || backend === "reference")
+    throw new UsageError(`--isa ${isa} applies to the wasm backend, not --backend ${backend}`);
   return createWasmBackend({ threads, relaxed: isa === "relaxed" });
 }
 
@@ -128,7 +151,11 @@ export function modelLine(m: LoadedModel): string {
   );
 }
 
-export async function loadModel(o: ModelOptions, onWarning?: (line: string) => void, needs: Components = "both"): Promise<LoadedModel> {
+export async function loadModel(
+  o: ModelOptions,
+  onWarning?: (line: string) => void,
+  needs: Components = "both",
+): Promise<LoadedModel> {
   const { backend, threads } = backendOptions(o);
   const components = componentsOption(o, needs);
   const tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16);
@@ -151,24 +178,44 @@ export async function loadModel(o: ModelOptions, onWarning?: (line: string) => v
       // Tiles step by 3/4 of their side; a multiple of 4·2^(levels-1) keeps every edge tile (of a padded
       // image) at least 2^(levels-1) pixels wide, the least the encoder's downsampling can take.
       const unit = 4 * vae.downscaleFactor;
-      if (tileSize !== undefined && tileSize % unit !== 0) throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
+      if (tileSize !== undefined && tileSize % unit !== 0)
+        throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
       vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
     } catch (e) {
       dispose();
       throw e;
     }
   }
-  return { vae, location, kind, bundled, loadMs: performance.now() - t0, isa: isaOf(kernels), threads: (kernels as { threads?: number }).threads ?? 1, dispose };
+  return {
+    vae,
+    location,
+    kind,
+    bundled,
+    loadMs: performance.now() - t0,
+    isa: isaOf(kernels),
+    threads: (kernels as { threads?: number }).threads ?? 1,
+    dispose,
+  };
 }
 
 async function loadWeights(
-  location: string, kind: ModelKind, kernels: Kernels, variant: string | undefined, components: Components, onWarning?: (line: string) => void,
+  location: string,
+  kind: ModelKind,
+  kernels: Kernels,
+  variant: string | undefined,
+  components: Components,
+  onWarning?: (line: string) => void,
 ): Promise<AutoencoderKL> {
   let vae: AutoencoderKL;
   if (kind === "single file") {
-    const fromSingleFile = (AutoencoderKL as unknown as { fromSingleFile?: (src: string, opts: object) => Promise<AutoencoderKL> }).fromSingleFile;
+    const fromSingleFile = (
+      AutoencoderKL as unknown as { fromSingleFile?: (src: string, opts: object) => Promise<AutoencoderKL> }
+    ).fromSingleFile;
     if (typeof fromSingleFile !== "function") {
-      throw new AutoencoderKLError(location, "single-file checkpoints are not supported by this build; pass a diffusers folder");
+      throw new AutoencoderKLError(
+        location,
+        "single-file checkpoints are not supported by this build; pass a diffusers folder",
+      );
     }
     vae = await fromSingleFile.call(AutoencoderKL, location, { kernels, onWarning, components });
   } else {

@@ -17,7 +17,12 @@ export interface OutputTarget {
  * Resolves an output: `named` (the -o value) when given, else `defaultName`. A default name that exists
  * is refused before the model runs, unless --force; so is one that is an input of the same command.
  */
-export function planOutput(named: string | undefined, defaultName: string, force: boolean, inputs: string[] = []): OutputTarget {
+export function planOutput(
+  named: string | undefined,
+  defaultName: string,
+  force: boolean,
+  inputs: string[] = [],
+): OutputTarget {
   if (named !== undefined) return { path: resolve(named), mayReplace: true };
   const path = resolve(defaultName);
   if (inputs.some((i) => resolve(i) === path)) {
@@ -55,7 +60,12 @@ export async function writeOutput(target: OutputTarget, bytes: Uint8Array): Prom
         await link(tmp, path);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code === "EEXIST") throw new AutoencoderKLError(path, "already exists: pass --force to overwrite it, or -o to name another file", { cause: e });
+        if (code === "EEXIST")
+          throw new AutoencoderKLError(
+            path,
+            "already exists: pass --force to overwrite it, or -o to name another file",
+            { cause: e },
+          );
         if (existsSync(path)) throw e;
         await rename(tmp, path); // file systems without hard links
       }
@@ -65,7 +75,14 @@ export async function writeOutput(target: OutputTarget, bytes: Uint8Array): Prom
     await unlink(tmp).catch(() => {});
     if (e instanceof AutoencoderKLError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "EISDIR" ? "is a folder" : code === "ENOENT" ? "its folder does not exist" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    const why =
+      code === "EISDIR"
+        ? "is a folder"
+        : code === "ENOENT"
+          ? "its folder does not exist"
+          : code === "EACCES"
+            ? "permission denied"
+            : (e as Error).message;
     throw new AutoencoderKLError(path, `cannot write: ${why}`, { cause: e });
   } finally {
     process.removeListener("SIGINT", onSigint);

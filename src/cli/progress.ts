@@ -36,7 +36,9 @@ export class ProgressBar {
     const paced = p.done - this.startDone;
     const left = paced > 0 && p.done < p.total ? ` ${formatSeconds((elapsed / paced) * (p.total - p.done))} left` : "";
     const bar = "█".repeat(fill) + "░".repeat(width - fill);
-    this.stream.write(`\r\x1b[K${p.stage.padEnd(8)} ${bar} ${String(Math.round(frac * 100)).padStart(3)}% ${p.done}/${p.total}${left}`);
+    this.stream.write(
+      `\r\x1b[K${p.stage.padEnd(8)} ${bar} ${String(Math.round(frac * 100)).padStart(3)}% ${p.done}/${p.total}${left}`,
+    );
     this.drawn = true;
   };
 

@@ -5,7 +5,7 @@
  * HWIO → OIHW, dense kernels (in, out) → (out, in). Values are copied exactly.
  */
 import { AutoencoderKLError } from "../errors.js";
-import { floatBytesToF32, type FloatDtype } from "../tensor/dtype.js";
+import { type FloatDtype, floatBytesToF32 } from "../tensor/dtype.js";
 import { MAX_TENSOR_ELEMENTS, Tensor } from "../tensor/tensor.js";
 import { decodeMsgpack, MsgpackExt } from "./msgpack.js";
 import { convertOriginalKey } from "./original-keys.js";
@@ -15,10 +15,28 @@ const EXT_NDARRAY = 1;
 const EXT_NPSCALAR = 3;
 
 /** numpy dtype names → (our float dtype, element size); other dtypes are named in errors. */
-const NUMPY_FLOATS: Readonly<Record<string, FloatDtype>> = { float32: "F32", float16: "F16", bfloat16: "BF16", float64: "F64" };
+const NUMPY_FLOATS: Readonly<Record<string, FloatDtype>> = {
+  float32: "F32",
+  float16: "F16",
+  bfloat16: "BF16",
+  float64: "F64",
+};
 const NUMPY_SIZES: Readonly<Record<string, number>> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int8: 1, uint8: 1, bool: 1, int16: 2, uint16: 2,
-  int32: 4, uint32: 4, int64: 8, uint64: 8, complex64: 8, complex128: 16,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  float64: 8,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+  int16: 2,
+  uint16: 2,
+  int32: 4,
+  uint32: 4,
+  int64: 8,
+  uint64: 8,
+  complex64: 8,
+  complex128: 16,
 };
 
 /** An array leaf as stored: shape, numpy dtype name, raw C-order bytes (a view into the file). */
@@ -32,7 +50,8 @@ export class FlaxArray {
 
 function parseArray(payload: Uint8Array, source: string): FlaxArray {
   const v = decodeMsgpack(payload, source, { maxDepth: 4 });
-  if (!Array.isArray(v) || v.length !== 3) throw new AutoencoderKLError(source, "flax ndarray extension is not [shape, dtype, bytes]");
+  if (!Array.isArray(v) || v.length !== 3)
+    throw new AutoencoderKLError(source, "flax ndarray extension is not [shape, dtype, bytes]");
   const [shapeV, dtype, data] = v as unknown[];
   if (!Array.isArray(shapeV) || !shapeV.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)) {
     throw new AutoencoderKLError(source, "flax ndarray shape is not a list of non-negative integers");
@@ -45,18 +64,23 @@ function parseArray(payload: Uint8Array, source: string): FlaxArray {
 function checkedCount(shape: readonly number[], where: string, source: string): number {
   let n = 1;
   for (const d of shape) n *= d;
-  if (n > MAX_TENSOR_ELEMENTS) throw new AutoencoderKLError(source, `${where}: ${n} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
+  if (n > MAX_TENSOR_ELEMENTS)
+    throw new AutoencoderKLError(source, `${where}: ${n} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
   return n;
 }
 
 /** Float32 values of an array leaf, C order, validated against its shape and dtype. */
 function toFloat32(a: FlaxArray, where: string, source: string): Float32Array {
   const dtype = Object.hasOwn(NUMPY_FLOATS, a.dtype) ? NUMPY_FLOATS[a.dtype] : undefined;
-  if (!dtype) throw new AutoencoderKLError(source, `${where}: dtype ${JSON.stringify(a.dtype)} cannot be loaded as float32`);
+  if (!dtype)
+    throw new AutoencoderKLError(source, `${where}: dtype ${JSON.stringify(a.dtype)} cannot be loaded as float32`);
   const n = checkedCount(a.shape, where, source);
   const size = NUMPY_SIZES[a.dtype];
   if (a.data.length !== n * size) {
-    throw new AutoencoderKLError(source, `${where}: ${a.dtype} shape [${a.shape.join(", ")}] needs ${n * size} bytes, has ${a.data.length}`);
+    throw new AutoencoderKLError(
+      source,
+      `${where}: ${a.dtype} shape [${a.shape.join(", ")}] needs ${n * size} bytes, has ${a.data.length}`,
+    );
   }
   return floatBytesToF32(a.data, dtype, n);
 }
@@ -82,7 +106,8 @@ function unchunk(node: Map<unknown, unknown>, where: string, source: string): Te
   for (const chunk of tuple(node.get("chunks"), "chunks")) {
     if (!(chunk instanceof FlaxArray)) throw new AutoencoderKLError(source, `${where}: chunk is not an array`);
     const values = toFloat32(chunk, where, source);
-    if (pos + values.length > n) throw new AutoencoderKLError(source, `${where}: chunks hold more than shape [${shape.join(", ")}]`);
+    if (pos + values.length > n)
+      throw new AutoencoderKLError(source, `${where}: chunks hold more than shape [${shape.join(", ")}]`);
     out.set(values, pos);
     pos += values.length;
   }
@@ -119,13 +144,17 @@ export function readFlaxStateDict(bytes: Uint8Array, source = "diffusion_flax_mo
   });
   if (!(root instanceof Map)) throw new AutoencoderKLError(source, "flax checkpoint is not a map of parameters");
   // Some savers wrap the tree as {"params": {...}}.
-  const params = root.size === 1 && root.get("params") instanceof Map ? (root.get("params") as Map<unknown, unknown>) : root;
+  const params =
+    root.size === 1 && root.get("params") instanceof Map ? (root.get("params") as Map<unknown, unknown>) : root;
 
   const out = new Map<string, Tensor>();
   const visit = (node: unknown, path: string[]): void => {
     const where = `parameter ${JSON.stringify(path.join("/"))}`;
     if (node instanceof Map) {
-      if (node.get("__msgpack_chunked_array__") === true) return emit(unchunk(node, where, source), path, where);
+      if (node.get("__msgpack_chunked_array__") === true) {
+        emit(unchunk(node, where, source), path, where);
+        return;
+      }
       for (const [k, v] of node) {
         if (typeof k !== "string") throw new AutoencoderKLError(source, `${where}: key ${String(k)} is not a string`);
         visit(v, [...path, k]);
@@ -133,14 +162,15 @@ export function readFlaxStateDict(bytes: Uint8Array, source = "diffusion_flax_mo
       return;
     }
     if (node instanceof FlaxArray) {
-      const t = new Tensor(toFloat32(node, where, source), node.shape);
-      return emit(t, path, where);
+      emit(new Tensor(toFloat32(node, where, source), node.shape), path, where);
+      return;
     }
     const kind = node instanceof MsgpackExt ? `msgpack extension ${node.type}` : node === null ? "null" : typeof node;
     throw new AutoencoderKLError(source, `${where}: expected an array, found ${kind}`);
   };
   const emit = (t: Tensor, path: string[], where: string): void => {
-    if (path.length === 0) throw new AutoencoderKLError(source, "flax checkpoint is a bare array, not a parameter tree");
+    if (path.length === 0)
+      throw new AutoencoderKLError(source, "flax checkpoint is a bare array, not a parameter tree");
     const leaf = path[path.length - 1];
     let tensor = t;
     let last = leaf;
@@ -148,7 +178,11 @@ export function readFlaxStateDict(bytes: Uint8Array, source = "diffusion_flax_mo
       last = "weight";
       if (t.shape.length === 4) tensor = hwioToOihw(t);
       else if (t.shape.length === 2) tensor = transpose2d(t);
-      else throw new AutoencoderKLError(source, `${where}: kernel of rank ${t.shape.length} is neither a conv nor a dense kernel`);
+      else
+        throw new AutoencoderKLError(
+          source,
+          `${where}: kernel of rank ${t.shape.length} is neither a conv nor a dense kernel`,
+        );
     } else if (leaf === "scale" || leaf === "embedding") {
       last = "weight";
     }

@@ -23,7 +23,10 @@ export function inferVaeConfig(stateDict: ReadonlyMap<string, Shaped>, source = 
     const t = stateDict.get(key);
     if (!t) throw new AutoencoderKLError(source, `cannot infer ${why}: missing tensor ${JSON.stringify(key)}`);
     if (t.shape.length !== rank) {
-      throw new AutoencoderKLError(source, `cannot infer ${why}: tensor ${JSON.stringify(key)} has shape [${t.shape.join(", ")}], expected rank ${rank}`);
+      throw new AutoencoderKLError(
+        source,
+        `cannot infer ${why}: tensor ${JSON.stringify(key)} has shape [${t.shape.join(", ")}], expected rank ${rank}`,
+      );
     }
     return t.shape;
   };
@@ -38,7 +41,11 @@ export function inferVaeConfig(stateDict: ReadonlyMap<string, Shaped>, source = 
 
   const hasEncoder = stateDict.has("encoder.conv_in.weight");
   const levels = hasEncoder ? count(/^encoder\.down_blocks\.(\d+)\./) : count(/^decoder\.up_blocks\.(\d+)\./);
-  if (levels === 0) throw new AutoencoderKLError(source, "cannot infer block_out_channels: no encoder.down_blocks or decoder.up_blocks tensors");
+  if (levels === 0)
+    throw new AutoencoderKLError(
+      source,
+      "cannot infer block_out_channels: no encoder.down_blocks or decoder.up_blocks tensors",
+    );
 
   const blockOut: number[] = [];
   for (let i = 0; i < levels; i++) {
@@ -52,10 +59,13 @@ export function inferVaeConfig(stateDict: ReadonlyMap<string, Shaped>, source = 
   const layersPerBlock = hasEncoder
     ? count(/^encoder\.down_blocks\.0\.resnets\.(\d+)\./)
     : count(/^decoder\.up_blocks\.0\.resnets\.(\d+)\./) - 1; // the decoder has one resnet more per level
-  if (layersPerBlock < 1) throw new AutoencoderKLError(source, "cannot infer layers_per_block: no resnets in the first block");
+  if (layersPerBlock < 1)
+    throw new AutoencoderKLError(source, "cannot infer layers_per_block: no resnets in the first block");
 
   const inChannels = hasEncoder ? shapeOf("encoder.conv_in.weight", 4, "in_channels")[1] : 3;
-  const outChannels = stateDict.has("decoder.conv_out.weight") ? shapeOf("decoder.conv_out.weight", 4, "out_channels")[0] : 3;
+  const outChannels = stateDict.has("decoder.conv_out.weight")
+    ? shapeOf("decoder.conv_out.weight", 4, "out_channels")[0]
+    : 3;
   const latentChannels = stateDict.has("decoder.conv_in.weight")
     ? shapeOf("decoder.conv_in.weight", 4, "latent_channels")[1]
     : shapeOf("encoder.conv_out.weight", 4, "latent_channels")[0] / 2; // the encoder outputs mean and logvar
@@ -86,6 +96,7 @@ export function inferVaeConfig(stateDict: ReadonlyMap<string, Shaped>, source = 
     use_quant_conv: stateDict.has("quant_conv.weight"),
     use_post_quant_conv: stateDict.has("post_quant_conv.weight"),
     mid_block_add_attention:
-      stateDict.has("encoder.mid_block.attentions.0.to_q.weight") || stateDict.has("decoder.mid_block.attentions.0.to_q.weight"),
+      stateDict.has("encoder.mid_block.attentions.0.to_q.weight") ||
+      stateDict.has("decoder.mid_block.attentions.0.to_q.weight"),
   };
 }

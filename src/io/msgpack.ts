@@ -41,7 +41,9 @@ export function decodeMsgpack(bytes: Uint8Array, source = "msgpack", options: Ms
     return v;
   } catch (cause) {
     if (cause instanceof AutoencoderKLError) throw cause;
-    throw new AutoencoderKLError(source, `malformed msgpack (${(cause as Error)?.message ?? String(cause)})`, { cause });
+    throw new AutoencoderKLError(source, `malformed msgpack (${(cause as Error)?.message ?? String(cause)})`, {
+      cause,
+    });
   }
 }
 
@@ -65,7 +67,8 @@ class Decoder {
   }
 
   private need(n: number): number {
-    if (this.pos + n > this.bytes.length) this.fail(`truncated: ${n} bytes needed at byte ${this.pos}, ${this.bytes.length - this.pos} left`);
+    if (this.pos + n > this.bytes.length)
+      this.fail(`truncated: ${n} bytes needed at byte ${this.pos}, ${this.bytes.length - this.pos} left`);
     const p = this.pos;
     this.pos += n;
     return p;
@@ -88,7 +91,10 @@ class Decoder {
   }
   /** Each element takes at least one byte, so a count above what is left is a lie. */
   private count(n: number, per: number): number {
-    if (n * per > this.bytes.length - this.pos) this.fail(`container of ${n} entries at byte ${this.pos} cannot fit in the ${this.bytes.length - this.pos} bytes left`);
+    if (n * per > this.bytes.length - this.pos)
+      this.fail(
+        `container of ${n} entries at byte ${this.pos} cannot fit in the ${this.bytes.length - this.pos} bytes left`,
+      );
     return n;
   }
 
@@ -101,38 +107,70 @@ class Decoder {
     if (b >= 0x80 && b <= 0x8f) return this.map(b & 0x0f, depth);
     const dv = this.dv;
     switch (b) {
-      case 0xc0: return null;
-      case 0xc2: return false;
-      case 0xc3: return true;
-      case 0xc4: return this.take(this.bytes[this.need(1)]);
-      case 0xc5: return this.take(dv.getUint16(this.need(2), false));
-      case 0xc6: return this.take(dv.getUint32(this.need(4), false));
-      case 0xc7: return this.ext(this.bytes[this.need(1)]);
-      case 0xc8: return this.ext(dv.getUint16(this.need(2), false));
-      case 0xc9: return this.ext(dv.getUint32(this.need(4), false));
-      case 0xca: return dv.getFloat32(this.need(4), false);
-      case 0xcb: return dv.getFloat64(this.need(8), false);
-      case 0xcc: return this.bytes[this.need(1)];
-      case 0xcd: return dv.getUint16(this.need(2), false);
-      case 0xce: return dv.getUint32(this.need(4), false);
-      case 0xcf: return this.u64(this.need(8), false);
-      case 0xd0: return dv.getInt8(this.need(1));
-      case 0xd1: return dv.getInt16(this.need(2), false);
-      case 0xd2: return dv.getInt32(this.need(4), false);
-      case 0xd3: return this.u64(this.need(8), true);
-      case 0xd4: return this.ext(1);
-      case 0xd5: return this.ext(2);
-      case 0xd6: return this.ext(4);
-      case 0xd7: return this.ext(8);
-      case 0xd8: return this.ext(16);
-      case 0xd9: return this.str(this.bytes[this.need(1)]);
-      case 0xda: return this.str(dv.getUint16(this.need(2), false));
-      case 0xdb: return this.str(dv.getUint32(this.need(4), false));
-      case 0xdc: return this.array(dv.getUint16(this.need(2), false), depth);
-      case 0xdd: return this.array(dv.getUint32(this.need(4), false), depth);
-      case 0xde: return this.map(dv.getUint16(this.need(2), false), depth);
-      case 0xdf: return this.map(dv.getUint32(this.need(4), false), depth);
-      default: return this.fail(`invalid type byte 0xc1 at byte ${this.pos - 1}`);
+      case 0xc0:
+        return null;
+      case 0xc2:
+        return false;
+      case 0xc3:
+        return true;
+      case 0xc4:
+        return this.take(this.bytes[this.need(1)]);
+      case 0xc5:
+        return this.take(dv.getUint16(this.need(2), false));
+      case 0xc6:
+        return this.take(dv.getUint32(this.need(4), false));
+      case 0xc7:
+        return this.ext(this.bytes[this.need(1)]);
+      case 0xc8:
+        return this.ext(dv.getUint16(this.need(2), false));
+      case 0xc9:
+        return this.ext(dv.getUint32(this.need(4), false));
+      case 0xca:
+        return dv.getFloat32(this.need(4), false);
+      case 0xcb:
+        return dv.getFloat64(this.need(8), false);
+      case 0xcc:
+        return this.bytes[this.need(1)];
+      case 0xcd:
+        return dv.getUint16(this.need(2), false);
+      case 0xce:
+        return dv.getUint32(this.need(4), false);
+      case 0xcf:
+        return this.u64(this.need(8), false);
+      case 0xd0:
+        return dv.getInt8(this.need(1));
+      case 0xd1:
+        return dv.getInt16(this.need(2), false);
+      case 0xd2:
+        return dv.getInt32(this.need(4), false);
+      case 0xd3:
+        return this.u64(this.need(8), true);
+      case 0xd4:
+        return this.ext(1);
+      case 0xd5:
+        return this.ext(2);
+      case 0xd6:
+        return this.ext(4);
+      case 0xd7:
+        return this.ext(8);
+      case 0xd8:
+        return this.ext(16);
+      case 0xd9:
+        return this.str(this.bytes[this.need(1)]);
+      case 0xda:
+        return this.str(dv.getUint16(this.need(2), false));
+      case 0xdb:
+        return this.str(dv.getUint32(this.need(4), false));
+      case 0xdc:
+        return this.array(dv.getUint16(this.need(2), false), depth);
+      case 0xdd:
+        return this.array(dv.getUint32(this.need(4), false), depth);
+      case 0xde:
+        return this.map(dv.getUint16(this.need(2), false), depth);
+      case 0xdf:
+        return this.map(dv.getUint32(this.need(4), false), depth);
+      default:
+        return this.fail(`invalid type byte 0xc1 at byte ${this.pos - 1}`);
     }
   }
 

@@ -48,8 +48,14 @@ const DEPRECATED_ATTENTION_RULE: KeyRule = {
 /** The conversion table. Each rule sees the key without the `first_stage_model.` prefix. */
 export const ORIGINAL_KEY_RULES: ReadonlyArray<KeyRule> = [
   { pattern: /^(encoder|decoder)\.norm_out\.(.+)$/, to: (m) => `${m[1]}.conv_norm_out.${m[2]}` },
-  { pattern: /^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.resnets.${+m[2]}.${resnet(m[3])}` },
-  { pattern: /^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/, to: (m) => `encoder.down_blocks.${+m[1]}.downsamplers.0.conv.${m[2]}` },
+  {
+    pattern: /^encoder\.down\.(\d+)\.block\.(\d+)\.(.+)$/,
+    to: (m) => `encoder.down_blocks.${+m[1]}.resnets.${+m[2]}.${resnet(m[3])}`,
+  },
+  {
+    pattern: /^encoder\.down\.(\d+)\.downsample\.conv\.(.+)$/,
+    to: (m) => `encoder.down_blocks.${+m[1]}.downsamplers.0.conv.${m[2]}`,
+  },
   {
     pattern: /^decoder\.up\.(\d+)\.block\.(\d+)\.(.+)$/,
     to: (m, c) => `decoder.up_blocks.${c.upLevels - 1 - +m[1]}.resnets.${+m[2]}.${resnet(m[3])}`,
@@ -58,7 +64,10 @@ export const ORIGINAL_KEY_RULES: ReadonlyArray<KeyRule> = [
     pattern: /^decoder\.up\.(\d+)\.upsample\.conv\.(.+)$/,
     to: (m, c) => `decoder.up_blocks.${c.upLevels - 1 - +m[1]}.upsamplers.0.conv.${m[2]}`,
   },
-  { pattern: /^(encoder|decoder)\.mid\.block_([12])\.(.+)$/, to: (m) => `${m[1]}.mid_block.resnets.${+m[2] - 1}.${resnet(m[3])}` },
+  {
+    pattern: /^(encoder|decoder)\.mid\.block_([12])\.(.+)$/,
+    to: (m) => `${m[1]}.mid_block.resnets.${+m[2] - 1}.${resnet(m[3])}`,
+  },
   {
     pattern: /^(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)$/,
     to: (m) => `${m[1]}.mid_block.attentions.0.${ATTENTION_NAMES[m[2]]}.${m[3]}`,
@@ -110,7 +119,10 @@ export function planVaeKeys(names: Iterable<string>, source = "checkpoint"): Vae
     const target = convertOriginalKey(inner, ctx.upLevels);
     const previous = owner.get(target);
     if (previous !== undefined) {
-      throw new AutoencoderKLError(source, `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`);
+      throw new AutoencoderKLError(
+        source,
+        `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`,
+      );
     }
     owner.set(target, name);
     rename.set(name, target);
@@ -164,7 +176,10 @@ export function convertDeprecatedAttentionKeys(
     const target = m ? DEPRECATED_ATTENTION_RULE.to(m, { upLevels: 0 }) : name;
     const previous = owner.get(target);
     if (previous !== undefined) {
-      throw new AutoencoderKLError(source, `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`);
+      throw new AutoencoderKLError(
+        source,
+        `tensors ${JSON.stringify(previous)} and ${JSON.stringify(name)} both map to ${JSON.stringify(target)}`,
+      );
     }
     owner.set(target, name);
     if (m) renamed.push(name);

@@ -1,8 +1,8 @@
 import { AutoencoderKLError } from "../errors.js";
-import type { Tensor } from "../tensor/tensor.js";
-import { isSkippedKey, type Components, type ComponentsOptions } from "./components.js";
-import { readSafetensors } from "./safetensors.js";
 import { isNode } from "../platform.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { type Components, type ComponentsOptions, isSkippedKey } from "./components.js";
+import { readSafetensors } from "./safetensors.js";
 import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
 import { openRandomAccess } from "./source.js";
 
@@ -30,10 +30,14 @@ const isUrl = (s: string) => /^https?:\/\//i.test(s);
 export async function folderLocation(dirOrUrl: string | URL): Promise<string> {
   const href = dirOrUrl instanceof URL ? dirOrUrl.href : dirOrUrl;
   if (typeof href !== "string" || href === "") {
-    throw new AutoencoderKLError("fromPretrained", `expected a folder path or URL, got ${href === "" ? "an empty string" : typeof dirOrUrl}`);
+    throw new AutoencoderKLError(
+      "fromPretrained",
+      `expected a folder path or URL, got ${href === "" ? "an empty string" : typeof dirOrUrl}`,
+    );
   }
   if (!/^file:/i.test(href)) {
-    if (dirOrUrl instanceof URL && !isUrl(href)) throw new AutoencoderKLError(href, `unsupported URL scheme ${dirOrUrl.protocol} (use http:, https: or file:)`);
+    if (dirOrUrl instanceof URL && !isUrl(href))
+      throw new AutoencoderKLError(href, `unsupported URL scheme ${dirOrUrl.protocol} (use http:, https: or file:)`);
     return href;
   }
   if (!isNode()) throw new AutoencoderKLError(href, "file: URLs need Node; in a browser pass an http(s) URL");
@@ -117,7 +121,10 @@ async function readSafetensorsHalf(location: string, components: Components): Pr
 }
 
 /** Finds and reads a diffusers model folder: config.json and the weights the options select. */
-export async function readPretrained(dirOrUrl: string | URL, options: PretrainedOptions = {}): Promise<PretrainedFiles> {
+export async function readPretrained(
+  dirOrUrl: string | URL,
+  options: PretrainedOptions = {},
+): Promise<PretrainedFiles> {
   const base = join(await folderLocation(dirOrUrl), options.subfolder ?? "");
   const configPath = join(base, "config.json");
   const configBytes = await readOptional(configPath);
@@ -128,8 +135,14 @@ export async function readPretrained(dirOrUrl: string | URL, options: Pretrained
   } catch (e) {
     throw new AutoencoderKLError(configPath, `is not valid UTF-8 JSON: ${(e as Error).message}`, { cause: e });
   }
-  if (options.variant !== undefined && (typeof options.variant !== "string" || !/^[A-Za-z0-9_-]+$/.test(options.variant))) {
-    throw new AutoencoderKLError("options.variant", `must be a name like "fp16" or "bf16", got ${JSON.stringify(options.variant)}`);
+  if (
+    options.variant !== undefined &&
+    (typeof options.variant !== "string" || !/^[A-Za-z0-9_-]+$/.test(options.variant))
+  ) {
+    throw new AutoencoderKLError(
+      "options.variant",
+      `must be a name like "fp16" or "bf16", got ${JSON.stringify(options.variant)}`,
+    );
   }
   const suffix = options.variant ? `.${options.variant}` : "";
   const safetensorsPath = join(base, `diffusion_pytorch_model${suffix}.safetensors`);
@@ -141,14 +154,22 @@ export async function readPretrained(dirOrUrl: string | URL, options: Pretrained
   } else if (!options.fromFlax) {
     const bytes = await readOptional(safetensorsPath);
     if (bytes) {
-      return { config, stateDict: readSafetensors(bytes, safetensorsPath).tensors, source: { config: configPath, weights: safetensorsPath } };
+      return {
+        config,
+        stateDict: readSafetensors(bytes, safetensorsPath).tensors,
+        source: { config: configPath, weights: safetensorsPath },
+      };
     }
   }
   const flax = await readOptional(flaxPath);
   if (flax) {
     const { readFlaxStateDict } = await import("./flax.js");
     // msgpack has no index to read by ranges: the whole file is parsed, then the unused half dropped.
-    return { config, stateDict: dropSkipped(readFlaxStateDict(flax, flaxPath), components), source: { config: configPath, weights: flaxPath } };
+    return {
+      config,
+      stateDict: dropSkipped(readFlaxStateDict(flax, flaxPath), components),
+      source: { config: configPath, weights: flaxPath },
+    };
   }
   const looked = options.fromFlax ? flaxPath : `${safetensorsPath} or ${flaxPath}`;
   throw new AutoencoderKLError(base, `no weights found: looked for ${looked}`);

@@ -4,7 +4,13 @@
  * `components`; files past the 4 GiB typed-array limit load too.
  */
 import type { Tensor } from "../tensor/tensor.js";
-import { parseSafetensorsHeader, readSafetensorsTensor, safetensorsHeaderLength, type SafetensorsEntry, type SafetensorsHeader } from "./safetensors.js";
+import {
+  parseSafetensorsHeader,
+  readSafetensorsTensor,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+  safetensorsHeaderLength,
+} from "./safetensors.js";
 import type { RandomAccessSource } from "./source.js";
 
 /** Coalesced reads: neighbours closer than this share one request; no single read grows past the cap. */
@@ -53,7 +59,12 @@ export async function readSafetensorsEntriesRanged(
   const byName = new Map<string, Tensor>();
   for (let i = 0; i < wanted.length; ) {
     let j = i + 1;
-    while (j < wanted.length && mayReadOver(wanted[j - 1].end, wanted[j].start) && wanted[j].end - wanted[i].start <= MAX_READ) j++;
+    while (
+      j < wanted.length &&
+      mayReadOver(wanted[j - 1].end, wanted[j].start) &&
+      wanted[j].end - wanted[i].start <= MAX_READ
+    )
+      j++;
     options.signal?.throwIfAborted();
     const base = wanted[i].start;
     const buf = await ra.read(base, wanted[j - 1].end);

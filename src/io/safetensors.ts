@@ -5,17 +5,17 @@
  */
 import { AutoencoderKLError } from "../errors.js";
 import {
-  HOST_IS_LITTLE_ENDIAN,
   FLOAT_DTYPE_SIZE,
-  floatBytesToF32,
-  f32ToBf16,
-  f32ToF16,
-  f32ToBf16Bits,
-  f32ToF16Bits,
   type FloatDtype,
+  f32ToBf16,
+  f32ToBf16Bits,
+  f32ToF16,
+  f32ToF16Bits,
+  floatBytesToF32,
+  HOST_IS_LITTLE_ENDIAN,
 } from "../tensor/dtype.js";
-import { MAX_TENSOR_ELEMENTS, Tensor, shapeSize } from "../tensor/tensor.js";
-import { JsonNumber, parseStrictJson, quoteName as q, type Json } from "./json.js";
+import { MAX_TENSOR_ELEMENTS, shapeSize, Tensor } from "../tensor/tensor.js";
+import { type Json, JsonNumber, parseStrictJson, quoteName as q } from "./json.js";
 
 /** The reference implementation refuses headers above this (100 MB). */
 export const MAX_HEADER_LENGTH = 100_000_000;
@@ -110,7 +110,9 @@ export function safetensorsHeaderLength(first8: Uint8Array, fileLength: number, 
     return fail(`header length ${n} exceeds the ${MAX_HEADER_LENGTH}-byte limit: not a safetensors file`);
   }
   if (8 + lo > fileLength) {
-    return fail(`header length ${lo} runs past the end of the file (${fileLength} bytes): truncated, or not a safetensors file`);
+    return fail(
+      `header length ${lo} runs past the end of the file (${fileLength} bytes): truncated, or not a safetensors file`,
+    );
   }
   return lo;
 }
@@ -125,12 +127,17 @@ export function sniffOtherFormat(head: Uint8Array): string | undefined {
   if (starts(0xff, 0xd8, 0xff)) return "a JPEG image";
   if (starts(0x47, 0x49, 0x46, 0x38)) return "a GIF image";
   if (starts(0x52, 0x49, 0x46, 0x46)) return "a RIFF file (WebP image or WAV audio)";
-  if (starts(0x50, 0x4b, 0x03, 0x04)) return "a zip archive (a PyTorch .ckpt/.bin checkpoint? load it with fromSingleFile)";
-  if (starts(0x80) && head.length > 1 && head[1] >= 2 && head[1] <= 5) return "a Python pickle (a PyTorch checkpoint? load it with fromSingleFile)";
+  if (starts(0x50, 0x4b, 0x03, 0x04))
+    return "a zip archive (a PyTorch .ckpt/.bin checkpoint? load it with fromSingleFile)";
+  if (starts(0x80) && head.length > 1 && head[1] >= 2 && head[1] <= 5)
+    return "a Python pickle (a PyTorch checkpoint? load it with fromSingleFile)";
   if (starts(0x47, 0x47, 0x55, 0x46)) return "a GGUF file";
   if (starts(0x25, 0x50, 0x44, 0x46)) return "a PDF document";
   // Text: JSON or a config. A real header length is < 100 MB, so byte 3 of it is never printable.
-  if (head.length >= 8 && head.subarray(0, 8).every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f))) {
+  if (
+    head.length >= 8 &&
+    head.subarray(0, 8).every((b) => b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f))
+  ) {
     return head[0] === 0x7b || head[0] === 0x5b ? "JSON text" : "a text file";
   }
   return undefined;
@@ -150,10 +157,17 @@ export function readSafetensorsHeader(bytes: Uint8Array, source = "safetensors")
  * the file's total length: every rule is checked against `fileLength`, so only the tensors a caller
  * wants need to be read afterwards (entries' start/end are absolute file positions).
  */
-export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, source = "safetensors"): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  prefix: Uint8Array,
+  fileLength: number,
+  source = "safetensors",
+): SafetensorsHeader {
   const headerLength = safetensorsHeaderLength(prefix, fileLength, source);
   if (8 + headerLength > prefix.length) {
-    throw new AutoencoderKLError(source, `need the first ${8 + headerLength} bytes to read the header, got ${prefix.length}`);
+    throw new AutoencoderKLError(
+      source,
+      `need the first ${8 + headerLength} bytes to read the header, got ${prefix.length}`,
+    );
   }
   const bytes = prefix;
   let text: string;
@@ -165,7 +179,10 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
   // Leading JSON whitespace is accepted, as the reference implementation (safetensors 0.8) accepts it.
   const first = /^[ \t\n\r]*/.exec(text)![0].length;
   if (text.charCodeAt(first) !== 0x7b) {
-    throw new AutoencoderKLError(source, "header must be a JSON object starting with '{' (after optional whitespace): not a safetensors file");
+    throw new AutoencoderKLError(
+      source,
+      "header must be a JSON object starting with '{' (after optional whitespace): not a safetensors file",
+    );
   }
   const root = parseStrictJson(text, source, "header");
   if (!(root instanceof Map)) throw new AutoencoderKLError(source, "header must be a JSON object");
@@ -191,25 +208,37 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
     }
     const where = `tensor ${q(name)}`;
     if (!(value instanceof Map)) {
-      throw new AutoencoderKLError(source, `${where}: expected an object with dtype, shape, data_offsets, got ${describe(value)}`);
+      throw new AutoencoderKLError(
+        source,
+        `${where}: expected an object with dtype, shape, data_offsets, got ${describe(value)}`,
+      );
     }
     const dtype = value.get("dtype");
     const shapeJ = value.get("shape");
     const offsetsJ = value.get("data_offsets");
     if (typeof dtype !== "string") {
-      throw new AutoencoderKLError(source, `${where}: dtype must be a string, got ${dtype === undefined ? "nothing" : describe(dtype)}`);
+      throw new AutoencoderKLError(
+        source,
+        `${where}: dtype must be a string, got ${dtype === undefined ? "nothing" : describe(dtype)}`,
+      );
     }
     const bits = DTYPE_BITS.get(dtype);
     if (bits === undefined) throw new AutoencoderKLError(source, `${where}: unknown dtype ${q(dtype)}`);
     if (!Array.isArray(shapeJ)) {
-      throw new AutoencoderKLError(source, `${where}: shape must be an array of integers, got ${shapeJ === undefined ? "nothing" : describe(shapeJ)}`);
+      throw new AutoencoderKLError(
+        source,
+        `${where}: shape must be an array of integers, got ${shapeJ === undefined ? "nothing" : describe(shapeJ)}`,
+      );
     }
     const shape: number[] = [];
     let elements = 1;
     for (let i = 0; i < shapeJ.length; i++) {
       const d = asIndex(shapeJ[i]);
       if (d === undefined) {
-        throw new AutoencoderKLError(source, `${where}: shape[${i}] = ${describe(shapeJ[i])} is not a non-negative integer below 2^53`);
+        throw new AutoencoderKLError(
+          source,
+          `${where}: shape[${i}] = ${describe(shapeJ[i])} is not a non-negative integer below 2^53`,
+        );
       }
       shape.push(d);
       elements *= d;
@@ -223,7 +252,10 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
       );
     }
     if (!Array.isArray(offsetsJ) || offsetsJ.length !== 2) {
-      throw new AutoencoderKLError(source, `${where}: data_offsets must be [begin, end], got ${offsetsJ === undefined ? "nothing" : describe(offsetsJ)}`);
+      throw new AutoencoderKLError(
+        source,
+        `${where}: data_offsets must be [begin, end], got ${offsetsJ === undefined ? "nothing" : describe(offsetsJ)}`,
+      );
     }
     const begin = asIndex(offsetsJ[0]);
     const end = asIndex(offsetsJ[1]);
@@ -235,7 +267,10 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
     }
     if (begin > end) throw new AutoencoderKLError(source, `${where}: data_offsets [${begin}, ${end}] begin after end`);
     if (end > dataLength) {
-      throw new AutoencoderKLError(source, `${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data section`);
+      throw new AutoencoderKLError(
+        source,
+        `${where}: data_offsets [${begin}, ${end}] run past the ${dataLength}-byte data section`,
+      );
     }
     const nbits = elements * bits;
     if (nbits % 8 !== 0) {
@@ -251,13 +286,16 @@ export function parseSafetensorsHeader(prefix: Uint8Array, fileLength: number, s
   }
 
   // Offsets may come in any order in the JSON, but sorted they must tile the data section exactly.
-  const sorted = entries.slice().sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
+  const sorted = entries
+    .slice()
+    .sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
   let cursor = 0;
   let previous: string | undefined;
   for (const e of sorted) {
     const [begin, end] = e.dataOffsets;
     if (begin !== cursor) {
-      const after = previous === undefined ? "the start of the data section" : `tensor ${q(previous)} ending at ${cursor}`;
+      const after =
+        previous === undefined ? "the start of the data section" : `tensor ${q(previous)} ending at ${cursor}`;
       throw new AutoencoderKLError(
         source,
         `tensor ${q(e.name)}: data_offsets [${begin}, ${end}] ${begin > cursor ? "leave a gap after" : "overlap"} ${after}`,
@@ -285,17 +323,29 @@ export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry
   }
   const count = entry.shape.reduce((a, b) => a * b, 1);
   if (count > MAX_TENSOR_ELEMENTS) {
-    throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
+    throw new AutoencoderKLError(
+      source,
+      `tensor ${q(entry.name)}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`,
+    );
   }
-  if (entry.start < 0 || entry.end > bytes.length || entry.end - entry.start !== count * FLOAT_DTYPE_SIZE[entry.dtype as FloatDtype]) {
-    throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: byte range [${entry.start}, ${entry.end}] does not match the file`);
+  if (
+    entry.start < 0 ||
+    entry.end > bytes.length ||
+    entry.end - entry.start !== count * FLOAT_DTYPE_SIZE[entry.dtype as FloatDtype]
+  ) {
+    throw new AutoencoderKLError(
+      source,
+      `tensor ${q(entry.name)}: byte range [${entry.start}, ${entry.end}] does not match the file`,
+    );
   }
   const data = floatBytesToF32(bytes.subarray(entry.start, entry.end), entry.dtype as FloatDtype, count);
   try {
     return new Tensor(data, entry.shape);
   } catch (cause) {
     // e.g. shape [2^40, 0]: valid in the file, empty, but beyond what Tensor accepts per dimension.
-    throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: shape [${entry.shape.join(", ")}] is not loadable`, { cause });
+    throw new AutoencoderKLError(source, `tensor ${q(entry.name)}: shape [${entry.shape.join(", ")}] is not loadable`, {
+      cause,
+    });
   }
 }
 
@@ -355,7 +405,9 @@ export function writeSafetensors(
   }
   const size = dtype === "F32" ? 4 : 2;
   const pairs: [string, Tensor][] =
-    tensors instanceof Map ? [...tensors] : Object.keys(tensors).map((k) => [k, (tensors as Record<string, Tensor>)[k]]);
+    tensors instanceof Map
+      ? [...tensors]
+      : Object.keys(tensors).map((k) => [k, (tensors as Record<string, Tensor>)[k]]);
   pairs.sort((a, b) => compareNames(a[0], b[0]));
 
   // Built by hand: a JS object would move integer-like names ("0", "1") ahead of the others.
@@ -367,7 +419,8 @@ export function writeSafetensors(
     const meta: string[] = [];
     for (const k of Object.keys(metadata)) {
       const v = metadata[k];
-      if (typeof v !== "string") throw new AutoencoderKLError(source, `metadata ${q(k)} must be a string, got ${typeof v}`);
+      if (typeof v !== "string")
+        throw new AutoencoderKLError(source, `metadata ${q(k)} must be a string, got ${typeof v}`);
       meta.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
     }
     parts.push(`"__metadata__":{${meta.join(",")}}`);
@@ -386,9 +439,14 @@ export function writeSafetensors(
     }
     const n = shapeSize(t.shape, `tensor ${q(name)}`);
     if (n !== t.data.length) {
-      throw new AutoencoderKLError(source, `tensor ${q(name)}: shape [${t.shape.join(", ")}] needs ${n} elements, data has ${t.data.length}`);
+      throw new AutoencoderKLError(
+        source,
+        `tensor ${q(name)}: shape [${t.shape.join(", ")}] needs ${n} elements, data has ${t.data.length}`,
+      );
     }
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n * size}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + n * size}]}`,
+    );
     offset += n * size;
   }
   let json = new TextEncoder().encode(`{${parts.join(",")}}`);

@@ -5,13 +5,18 @@
  */
 import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { isSkippedKey, type Components } from "./components.js";
+import { type Components, isSkippedKey } from "./components.js";
 import { inferVaeConfig, type Shaped } from "./infer-config.js";
 import { convertVaeTensor, planVaeKeys } from "./original-keys.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchZipRanged, type TorchCheckpoint } from "./torch-checkpoint.js";
 import { readSafetensorsHeader, readSafetensorsTensor, type SafetensorsEntry } from "./safetensors.js";
 import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
-import { describeSource, openRandomAccess, readSource, type ByteSource, type RandomAccessSource } from "./source.js";
+import { type ByteSource, describeSource, openRandomAccess, type RandomAccessSource, readSource } from "./source.js";
+import {
+  readTorchCheckpoint,
+  readTorchCheckpointAsync,
+  readTorchZipRanged,
+  type TorchCheckpoint,
+} from "./torch-checkpoint.js";
 import { isZip } from "./zip.js";
 
 export interface ReadSingleFileOptions {
@@ -37,7 +42,10 @@ export function detectSingleFileFormat(bytes: Uint8Array): SingleFileFormat {
 }
 
 function noVae(source: string, skipped: string[]): never {
-  const sample = skipped.slice(0, 3).map((n) => JSON.stringify(n)).join(", ");
+  const sample = skipped
+    .slice(0, 3)
+    .map((n) => JSON.stringify(n))
+    .join(", ");
   throw new AutoencoderKLError(
     source,
     `no VAE tensors found (expected first_stage_model.*, encoder.*, decoder.* keys${sample ? `; found e.g. ${sample}` : ""})`,
@@ -102,7 +110,11 @@ function fromTorch(ckpt: TorchCheckpoint, source: string): Map<string, Tensor> {
 }
 
 /** Synchronous core for bytes already in memory (torch zips must be stored, as torch.save writes them). */
-export function convertSingleFile(bytes: Uint8Array, source = "single file", options: { config?: object; components?: Components } = {}): SingleFileResult {
+export function convertSingleFile(
+  bytes: Uint8Array,
+  source = "single file",
+  options: { config?: object; components?: Components } = {},
+): SingleFileResult {
   const loaded =
     detectSingleFileFormat(bytes) === "torch"
       ? whole(fromTorch(readTorchCheckpoint(bytes, source), source), options.components)
@@ -114,7 +126,11 @@ export function convertSingleFile(bytes: Uint8Array, source = "single file", opt
  * Safetensors through ranged reads: the header, then only the VAE's byte ranges (of the half that
  * `components` keeps). A 7 GB SDXL checkpoint costs its VAE's ~160 MB, a decoder-only load its decoder's.
  */
-async function fromSafetensorsRanges(ra: RandomAccessSource, first8: Uint8Array, options: ReadSingleFileOptions): Promise<Loaded> {
+async function fromSafetensorsRanges(
+  ra: RandomAccessSource,
+  first8: Uint8Array,
+  options: ReadSingleFileOptions,
+): Promise<Loaded> {
   const source = ra.name;
   const ranged = await readSafetensorsHeaderRanged(ra, first8);
   const { entries } = ranged.header;
@@ -157,7 +173,10 @@ async function fromTorchZipRanges(ra: RandomAccessSource, options: ReadSingleFil
 }
 
 /** Read a single-file checkpoint from a path, URL, Blob or bytes: diffusers-keyed VAE state dict + config. */
-export async function readSingleFile(source: ByteSource, options: ReadSingleFileOptions = {}): Promise<SingleFileResult> {
+export async function readSingleFile(
+  source: ByteSource,
+  options: ReadSingleFileOptions = {},
+): Promise<SingleFileResult> {
   const name = describeSource(source);
   if (!(source instanceof Uint8Array) && !(source instanceof ArrayBuffer)) {
     const ra = await openRandomAccess(source, { signal: options.signal });

@@ -61,7 +61,8 @@ export async function readSource(source: ByteSource, options: ReadSourceOptions 
   if (source instanceof URL) {
     if (source.protocol === "http:" || source.protocol === "https:") return readUrl(source.href, options);
     if (source.protocol === "file:" && isNode()) return readFile(source, source.href, options);
-    if (source.protocol === "file:") throw new AutoencoderKLError(source.href, "file: URLs need Node; pass a Blob or bytes in a browser");
+    if (source.protocol === "file:")
+      throw new AutoencoderKLError(source.href, "file: URLs need Node; pass a Blob or bytes in a browser");
     return readUrl(source.href, options);
   }
   if (typeof source === "string") {
@@ -79,7 +80,9 @@ async function readFile(path: string | URL, name: string, options: ReadSourceOpt
     handle = await fs.open(path, "r");
   } catch (cause) {
     const code = (cause as { code?: string }).code;
-    throw new AutoencoderKLError(name, code === "ENOENT" ? "no such file" : `cannot open (${code ?? String(cause)})`, { cause });
+    throw new AutoencoderKLError(name, code === "ENOENT" ? "no such file" : `cannot open (${code ?? String(cause)})`, {
+      cause,
+    });
   }
   try {
     const { size } = await handle.stat();
@@ -180,7 +183,11 @@ async function readStream(
   } catch (error) {
     reader.cancel(error).catch(() => {}); // stop the download; the error that matters is ours
     if (error instanceof AutoencoderKLError || options.signal?.aborted) throw error;
-    throw new AutoencoderKLError(name, `read failed after ${loaded} bytes: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    throw new AutoencoderKLError(
+      name,
+      `read failed after ${loaded} bytes: ${(error as Error)?.message ?? String(error)}`,
+      { cause: error },
+    );
   } finally {
     reader.releaseLock();
   }
@@ -205,7 +212,10 @@ function checkRange(name: string, size: number, start: number, end: number): voi
  * Open a source for ranged reads: bytes, Blobs, local files (Node) and http(s) servers that answer
  * Range requests with 206. Returns undefined when ranges are not available (read it whole instead).
  */
-export async function openRandomAccess(source: ByteSource, options: { signal?: AbortSignal } = {}): Promise<RandomAccessSource | undefined> {
+export async function openRandomAccess(
+  source: ByteSource,
+  options: { signal?: AbortSignal } = {},
+): Promise<RandomAccessSource | undefined> {
   const name = describeSource(source);
   source = asFileUrl(source);
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
@@ -249,7 +259,9 @@ async function openFileRange(path: string | URL, name: string): Promise<RandomAc
     handle = await fs.open(path, "r");
   } catch (cause) {
     const code = (cause as { code?: string }).code;
-    throw new AutoencoderKLError(name, code === "ENOENT" ? "no such file" : `cannot open (${code ?? String(cause)})`, { cause });
+    throw new AutoencoderKLError(name, code === "ENOENT" ? "no such file" : `cannot open (${code ?? String(cause)})`, {
+      cause,
+    });
   }
   let size: number;
   try {
@@ -267,7 +279,8 @@ async function openFileRange(path: string | URL, name: string): Promise<RandomAc
       let done = 0;
       while (done < out.length) {
         const { bytesRead } = await handle.read(out, done, Math.min(CHUNK, out.length - done), start + done);
-        if (bytesRead === 0) throw new AutoencoderKLError(name, `file shrank while reading (at byte ${start + done} of ${size})`);
+        if (bytesRead === 0)
+          throw new AutoencoderKLError(name, `file shrank while reading (at byte ${start + done} of ${size})`);
         done += bytesRead;
       }
       return out;
@@ -290,7 +303,8 @@ async function openHttpRange(url: string, name: string, signal?: AbortSignal): P
   const encoding = response.headers.get("content-encoding");
   if (response.status !== 206 || total === undefined || (encoding && encoding !== "identity")) {
     await response.body?.cancel().catch(() => {});
-    if (!response.ok && response.status !== 206) throw new AutoencoderKLError(url, `HTTP ${response.status} ${response.statusText}`.trim());
+    if (!response.ok && response.status !== 206)
+      throw new AutoencoderKLError(url, `HTTP ${response.status} ${response.statusText}`.trim());
     return undefined;
   }
   await response.body?.cancel().catch(() => {});

@@ -4,12 +4,23 @@
  * pickle, storage keys, raw storages), around the restricted unpickler in unpickler.ts.
  */
 import { AutoencoderKLError } from "../errors.js";
-import { FLOAT_DTYPE_SIZE, floatBytesToF32, type FloatDtype } from "../tensor/dtype.js";
+import { FLOAT_DTYPE_SIZE, type FloatDtype, floatBytesToF32 } from "../tensor/dtype.js";
 import { MAX_TENSOR_ELEMENTS, Tensor } from "../tensor/tensor.js";
-import { PyGlobal, STORAGE_DTYPES, TorchTensorRef, Unpickler, type TorchStorage } from "./unpickler.js";
-import { entryBytes, isZip, openZip, readZipDirectory, readZipEntries, storedEntryBytes, type DirectoryEntry, type RangeReader, type ZipArchive } from "./zip.js";
+import { PyGlobal, STORAGE_DTYPES, type TorchStorage, TorchTensorRef, Unpickler } from "./unpickler.js";
+import {
+  type DirectoryEntry,
+  entryBytes,
+  isZip,
+  openZip,
+  type RangeReader,
+  readZipDirectory,
+  readZipEntries,
+  storedEntryBytes,
+  type ZipArchive,
+} from "./zip.js";
 
 export { Unpickler } from "./unpickler.js";
+
 // ---------------------------------------------------------------------------------------------
 // torch.save formats
 
@@ -25,7 +36,8 @@ function storageFromPid(pid: unknown, u: Unpickler, legacy: boolean): TorchStora
     u.fail(`unsupported storage type ${cls instanceof PyGlobal ? cls.fullName : typeof cls}`);
   }
   if (typeof key !== "string") u.fail("storage key is not a string");
-  if (typeof numel !== "number" || !Number.isSafeInteger(numel) || numel < 0) u.fail(`storage ${key as string}: bad element count`);
+  if (typeof numel !== "number" || !Number.isSafeInteger(numel) || numel < 0)
+    u.fail(`storage ${key as string}: bad element count`);
   const { dtype, size } = STORAGE_DTYPES[(cls as PyGlobal).name];
   const s: TorchStorage = {
     key: key as string,
@@ -39,10 +51,19 @@ function storageFromPid(pid: unknown, u: Unpickler, legacy: boolean): TorchStora
   if (legacy && view !== null && view !== undefined) {
     // (view_key, offset, view_size): a window on the root storage `key`.
     const [viewKey, offset, viewSize] = view as unknown[];
-    if (!Array.isArray(view) || typeof viewKey !== "string" || !Number.isSafeInteger(offset) || !Number.isSafeInteger(viewSize)) {
+    if (
+      !Array.isArray(view) ||
+      typeof viewKey !== "string" ||
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(viewSize)
+    ) {
       u.fail("malformed storage view");
     }
-    if ((offset as number) < 0 || (viewSize as number) < 0 || (offset as number) + (viewSize as number) > (numel as number)) {
+    if (
+      (offset as number) < 0 ||
+      (viewSize as number) < 0 ||
+      (offset as number) + (viewSize as number) > (numel as number)
+    ) {
       u.fail(`storage view ${viewKey as string} lies outside its root`);
     }
     return { ...s, key: viewKey as string, numel: viewSize as number, rootOffset: offset as number };
@@ -67,7 +88,8 @@ type StorageBytes = (root: string, dtypeSize: number, numel: number) => Uint8Arr
 function collectTensors(root: unknown, source: string): { tensors: Map<string, TorchTensorRef>; other: string[] } {
   let dict: unknown = root;
   if (root instanceof Map && root.get("state_dict") instanceof Map) dict = root.get("state_dict");
-  if (!(dict instanceof Map)) throw new AutoencoderKLError(source, "checkpoint is not a dict of tensors (nor has a state_dict)");
+  if (!(dict instanceof Map))
+    throw new AutoencoderKLError(source, "checkpoint is not a dict of tensors (nor has a state_dict)");
   const tensors = new Map<string, TorchTensorRef>();
   const other: string[] = [];
   for (const [k, v] of dict as Map<unknown, unknown>) {
@@ -81,7 +103,10 @@ function materialize(name: string, ref: TorchTensorRef, storageBytes: StorageByt
   const where = `tensor ${JSON.stringify(name)}`;
   const { storage, shape, stride } = ref;
   if (!Object.hasOwn(FLOAT_DTYPE_SIZE, storage.dtype)) {
-    throw new AutoencoderKLError(source, `${where}: dtype ${storage.dtype} (torch.${storage.storageClass}) cannot be loaded as float32`);
+    throw new AutoencoderKLError(
+      source,
+      `${where}: dtype ${storage.dtype} (torch.${storage.storageClass}) cannot be loaded as float32`,
+    );
   }
   const dtype = storage.dtype as FloatDtype;
   let count = 1;
@@ -90,10 +115,14 @@ function materialize(name: string, ref: TorchTensorRef, storageBytes: StorageByt
     count *= shape[i];
     if (shape[i] > 0) span += (shape[i] - 1) * stride[i];
   }
-  if (count > MAX_TENSOR_ELEMENTS) throw new AutoencoderKLError(source, `${where}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
+  if (count > MAX_TENSOR_ELEMENTS)
+    throw new AutoencoderKLError(source, `${where}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`);
   if (count === 0) return new Tensor(new Float32Array(0), shape);
   if (ref.offset + span >= storage.numel) {
-    throw new AutoencoderKLError(source, `${where}: size [${shape.join(", ")}] at offset ${ref.offset} reaches past its storage of ${storage.numel} elements`);
+    throw new AutoencoderKLError(
+      source,
+      `${where}: size [${shape.join(", ")}] at offset ${ref.offset} reaches past its storage of ${storage.numel} elements`,
+    );
   }
   const es = storage.elementSize;
   const all = storageBytes(storage.root, es, storage.rootOffset + storage.numel);
@@ -125,12 +154,17 @@ function materialize(name: string, ref: TorchTensorRef, storageBytes: StorageByt
 
 function zipDataDir(names: Iterable<string>, source: string): string {
   const pkl = [...names].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
-  if (pkl.length !== 1) throw new AutoencoderKLError(source, `torch zip archive needs exactly one <dir>/data.pkl, found ${pkl.length}`);
+  if (pkl.length !== 1)
+    throw new AutoencoderKLError(source, `torch zip archive needs exactly one <dir>/data.pkl, found ${pkl.length}`);
   return pkl[0].slice(0, -"data.pkl".length);
 }
 
 /** Parse a torch zip given its entry names and a way to get an entry's bytes (whole file or prefetched ranges). */
-function parseZip(source: string, names: ReadonlySet<string>, entryData: (name: string) => Uint8Array): TorchCheckpoint {
+function parseZip(
+  source: string,
+  names: ReadonlySet<string>,
+  entryData: (name: string) => Uint8Array,
+): TorchCheckpoint {
   const dir = zipDataDir(names, source);
   if (names.has(`${dir}byteorder`) && new TextDecoder().decode(entryData(`${dir}byteorder`)).trim() !== "little") {
     throw new AutoencoderKLError(source, "big-endian torch checkpoints are not supported");
@@ -148,9 +182,11 @@ function parseZip(source: string, names: ReadonlySet<string>, entryData: (name: 
   const { tensors, other } = collectTensors(root, source);
   const storageBytes: StorageBytes = (key, es, numel) => {
     const name = `${dir}data/${key}`;
-    if (!names.has(name)) throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} is missing from the archive`);
+    if (!names.has(name))
+      throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} is missing from the archive`);
     const b = entryData(name);
-    if (b.length < numel * es) throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} has ${b.length} bytes, needs ${numel * es}`);
+    if (b.length < numel * es)
+      throw new AutoencoderKLError(source, `storage ${JSON.stringify(key)} has ${b.length} bytes, needs ${numel * es}`);
     return b;
   };
   return { root, tensors, other, load: (name) => guarded(source, () => load(name, tensors, storageBytes, source)) };
@@ -169,7 +205,11 @@ export async function readTorchZipRanged(ra: RangeReader, source = "checkpoint")
   const directory = await readZipDirectory(ra, source);
   const names = new Set(directory.keys());
   const dir = zipDataDir(names, source);
-  const fetched = await readZipEntries(ra, [`${dir}data.pkl`, `${dir}byteorder`].flatMap((n) => directory.get(n) ?? []), source);
+  const fetched = await readZipEntries(
+    ra,
+    [`${dir}data.pkl`, `${dir}byteorder`].flatMap((n) => directory.get(n) ?? []),
+    source,
+  );
   const entryData = (name: string): Uint8Array => {
     const b = fetched.get(name);
     if (!b) throw new AutoencoderKLError(source, `zip entry ${JSON.stringify(name)} was not read (prefetch it first)`);
@@ -202,7 +242,8 @@ function load(name: string, tensors: Map<string, TorchTensorRef>, storageBytes: 
 
 function parseLegacy(bytes: Uint8Array, source: string): TorchCheckpoint {
   const magic = new Unpickler(bytes, 0, source);
-  if (magic.load() !== LEGACY_MAGIC) throw new AutoencoderKLError(source, "not a torch checkpoint (legacy magic number missing)");
+  if (magic.load() !== LEGACY_MAGIC)
+    throw new AutoencoderKLError(source, "not a torch checkpoint (legacy magic number missing)");
   const protocol = new Unpickler(bytes, magic.pos, source);
   const version = protocol.load();
   if (version !== 1001) throw new AutoencoderKLError(source, `unsupported legacy torch protocol ${String(version)}`);
@@ -218,7 +259,8 @@ function parseLegacy(bytes: Uint8Array, source: string): TorchCheckpoint {
     const rootNumel = (pid as unknown[])[4] as number;
     const known = roots.get(s.root);
     if (!known) roots.set(s.root, { elementSize: s.elementSize, numel: rootNumel });
-    else if (known.elementSize !== s.elementSize || known.numel !== rootNumel) up.fail(`storage ${s.root} described two ways`);
+    else if (known.elementSize !== s.elementSize || known.numel !== rootNumel)
+      up.fail(`storage ${s.root} described two ways`);
     return up.markStorage(s);
   });
   const root = main.load();
@@ -233,17 +275,29 @@ function parseLegacy(bytes: Uint8Array, source: string): TorchCheckpoint {
   let p = keysPickle.pos;
   for (const key of keys as string[]) {
     const s = roots.get(key);
-    if (!s) throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} is not used by any tensor`);
-    if (p + 8 > bytes.length) throw new AutoencoderKLError(source, `legacy checkpoint: truncated before storage ${JSON.stringify(key)}`);
+    if (!s)
+      throw new AutoencoderKLError(
+        source,
+        `legacy checkpoint: storage ${JSON.stringify(key)} is not used by any tensor`,
+      );
+    if (p + 8 > bytes.length)
+      throw new AutoencoderKLError(source, `legacy checkpoint: truncated before storage ${JSON.stringify(key)}`);
     const lo = dv.getUint32(p, true);
     const hi = dv.getUint32(p + 4, true);
     const numel = hi * 2 ** 32 + lo;
     p += 8;
     if (numel !== s.numel) {
-      throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} holds ${numel} elements, the pickle said ${s.numel}`);
+      throw new AutoencoderKLError(
+        source,
+        `legacy checkpoint: storage ${JSON.stringify(key)} holds ${numel} elements, the pickle said ${s.numel}`,
+      );
     }
     const n = numel * s.elementSize;
-    if (p + n > bytes.length) throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} runs past the end of the file`);
+    if (p + n > bytes.length)
+      throw new AutoencoderKLError(
+        source,
+        `legacy checkpoint: storage ${JSON.stringify(key)} runs past the end of the file`,
+      );
     data.set(key, bytes.subarray(p, p + n));
     p += n;
   }
@@ -251,7 +305,8 @@ function parseLegacy(bytes: Uint8Array, source: string): TorchCheckpoint {
   const storageBytes: StorageBytes = (key, es, numel) => {
     const b = data.get(key);
     if (!b) throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} has no data`);
-    if (b.length < numel * es) throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} is too small`);
+    if (b.length < numel * es)
+      throw new AutoencoderKLError(source, `legacy checkpoint: storage ${JSON.stringify(key)} is too small`);
     return b;
   };
   return { root, tensors, other, load: (name) => guarded(source, () => load(name, tensors, storageBytes, source)) };
@@ -263,7 +318,9 @@ function guarded<T>(source: string, fn: () => T): T {
     return fn();
   } catch (cause) {
     if (cause instanceof AutoencoderKLError) throw cause;
-    throw new AutoencoderKLError(source, `malformed checkpoint (${(cause as Error)?.message ?? String(cause)})`, { cause });
+    throw new AutoencoderKLError(source, `malformed checkpoint (${(cause as Error)?.message ?? String(cause)})`, {
+      cause,
+    });
   }
 }
 
@@ -287,7 +344,9 @@ export async function readTorchCheckpointAsync(bytes: Uint8Array, source = "chec
   const zip = openZip(bytes, source);
   const inflated = new Map<string, Uint8Array>();
   for (const e of zip.entries.values()) if (e.method !== 0) inflated.set(e.name, await entryBytes(zip, e));
-  return guarded(source, () => parseZip(source, zipNames(zip), (name) => inflated.get(name) ?? storedEntryBytes(zip, zip.entries.get(name)!)));
+  return guarded(source, () =>
+    parseZip(source, zipNames(zip), (name) => inflated.get(name) ?? storedEntryBytes(zip, zip.entries.get(name)!)),
+  );
 }
 
 export interface ReadTorchOptions {
@@ -296,7 +355,11 @@ export interface ReadTorchOptions {
 }
 
 /** A torch checkpoint's state dict as float32 tensors (unwrapping a top-level "state_dict"). */
-export function readTorchStateDict(bytes: Uint8Array, source = "checkpoint", options: ReadTorchOptions = {}): Map<string, Tensor> {
+export function readTorchStateDict(
+  bytes: Uint8Array,
+  source = "checkpoint",
+  options: ReadTorchOptions = {},
+): Map<string, Tensor> {
   const ckpt = readTorchCheckpoint(bytes, source);
   const out = new Map<string, Tensor>();
   for (const name of ckpt.tensors.keys()) if (!options.filter || options.filter(name)) out.set(name, ckpt.load(name));

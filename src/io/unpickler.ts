@@ -134,7 +134,8 @@ const REDUCERS: Readonly<Record<string, Reducer>> = {
   "copyreg._reconstructor": (args, u) => {
     // copyreg's generic object.__new__(cls): allowed only for the inert placeholder classes.
     const cls = args[0];
-    if (!(cls instanceof PyGlobal) || !PLACEHOLDER_CLASSES.has(cls.fullName)) u.fail("copyreg._reconstructor of a forbidden class");
+    if (!(cls instanceof PyGlobal) || !PLACEHOLDER_CLASSES.has(cls.fullName))
+      u.fail("copyreg._reconstructor of a forbidden class");
     return new PyObject((cls as PyGlobal).fullName, args.slice(1));
   },
 };
@@ -162,7 +163,8 @@ function intList(v: unknown, what: string, u: Unpickler): number[] {
 function rebuildTensor(args: readonly unknown[], u: Unpickler): TorchTensorRef {
   const [storage, offset, size, stride] = args;
   if (!u.isStorage(storage)) u.fail("_rebuild_tensor: first argument is not a storage");
-  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) u.fail("_rebuild_tensor: bad storage offset");
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0)
+    u.fail("_rebuild_tensor: bad storage offset");
   const shape = intList(size, "tensor size", u);
   const strides = intList(stride, "tensor stride", u);
   if (shape.length !== strides.length) u.fail("tensor size and stride differ in length");
@@ -309,7 +311,8 @@ export class Unpickler {
       const at = this.pos;
       const op = bytes[this.pos++];
       switch (op) {
-        case 0x80: { // PROTO
+        case 0x80: {
+          // PROTO
           const v = this.u8();
           if (v > 5) this.fail(`unsupported pickle protocol ${v}`);
           break;
@@ -346,13 +349,15 @@ export class Unpickler {
         case 0x8a: // LONG1
           this.stack.push(this.decodeLong(this.take(this.u8())));
           break;
-        case 0x8b: { // LONG4
+        case 0x8b: {
+          // LONG4
           const n = this.dv.getInt32(this.need(4), true);
           if (n < 0) this.fail("negative LONG4 length");
           this.stack.push(this.decodeLong(this.take(n)));
           break;
         }
-        case 0x49: { // INT (text; "00"/"01" are False/True)
+        case 0x49: {
+          // INT (text; "00"/"01" are False/True)
           const s = this.line();
           if (s === "00") this.stack.push(false);
           else if (s === "01") this.stack.push(true);
@@ -371,7 +376,8 @@ export class Unpickler {
         case 0x89: // NEWFALSE
           this.stack.push(false);
           break;
-        case 0x46: { // FLOAT (text)
+        case 0x46: {
+          // FLOAT (text)
           const s = this.line().trim();
           const v = Number(s);
           if (s === "" || (Number.isNaN(v) && !/^[-+]?nan$/i.test(s))) this.fail("bad FLOAT");
@@ -394,7 +400,8 @@ export class Unpickler {
         case 0x56: // UNICODE (raw-unicode-escape line)
           this.stack.push(rawUnicodeEscape(this.line()));
           break;
-        case 0x54: { // BINSTRING (Python 2 str; torch.load decodes it as utf-8)
+        case 0x54: {
+          // BINSTRING (Python 2 str; torch.load decodes it as utf-8)
           const n = this.dv.getInt32(this.need(4), true);
           if (n < 0) this.fail("negative BINSTRING length");
           this.stack.push(this.utf8.decode(this.take(n)));
@@ -422,17 +429,20 @@ export class Unpickler {
         case 0x5d: // EMPTY_LIST
           this.stack.push([]);
           break;
-        case 0x6c: { // LIST (popMark swaps this.stack, so take the items before pushing)
+        case 0x6c: {
+          // LIST (popMark swaps this.stack, so take the items before pushing)
           const items = this.popMark();
           this.stack.push(items);
           break;
         }
-        case 0x61: { // APPEND
+        case 0x61: {
+          // APPEND
           const v = this.pop();
           this.appendItems(this.top(), [v]);
           break;
         }
-        case 0x65: { // APPENDS
+        case 0x65: {
+          // APPENDS
           const items = this.popMark();
           this.appendItems(this.top(), items);
           break;
@@ -440,7 +450,8 @@ export class Unpickler {
         case 0x29: // EMPTY_TUPLE
           this.stack.push(Object.freeze([]));
           break;
-        case 0x74: { // TUPLE
+        case 0x74: {
+          // TUPLE
           const items = this.popMark();
           this.stack.push(Object.freeze(items));
           break;
@@ -448,13 +459,15 @@ export class Unpickler {
         case 0x85: // TUPLE1
           this.stack.push(Object.freeze([this.pop()]));
           break;
-        case 0x86: { // TUPLE2
+        case 0x86: {
+          // TUPLE2
           const b = this.pop();
           const a = this.pop();
           this.stack.push(Object.freeze([a, b]));
           break;
         }
-        case 0x87: { // TUPLE3
+        case 0x87: {
+          // TUPLE3
           const c = this.pop();
           const b = this.pop();
           const a = this.pop();
@@ -464,20 +477,23 @@ export class Unpickler {
         case 0x7d: // EMPTY_DICT
           this.stack.push(new Map());
           break;
-        case 0x64: { // DICT
+        case 0x64: {
+          // DICT
           const items = this.popMark();
           const m = new Map();
           this.setItems(m, items);
           this.stack.push(m);
           break;
         }
-        case 0x73: { // SETITEM
+        case 0x73: {
+          // SETITEM
           const v = this.pop();
           const k = this.pop();
           this.setItems(this.top(), [k, v]);
           break;
         }
-        case 0x75: { // SETITEMS
+        case 0x75: {
+          // SETITEMS
           const items = this.popMark();
           this.setItems(this.top(), items);
           break;
@@ -485,14 +501,16 @@ export class Unpickler {
         case 0x8f: // EMPTY_SET
           this.stack.push(new Set());
           break;
-        case 0x90: { // ADDITEMS
+        case 0x90: {
+          // ADDITEMS
           const items = this.popMark();
           const s = this.top();
           if (!(s instanceof Set)) this.fail("ADDITEMS on a non-set");
           for (const x of items) (s as Set<unknown>).add(x);
           break;
         }
-        case 0x91: { // FROZENSET
+        case 0x91: {
+          // FROZENSET
           const items = this.popMark();
           this.stack.push(new Set(items));
           break;
@@ -520,20 +538,23 @@ export class Unpickler {
           this.stack.push(this.memoGet(this.u32()));
           break;
         // globals and calls: all routed through the allowlist
-        case 0x63: { // GLOBAL
+        case 0x63: {
+          // GLOBAL
           const module = this.line();
           const name = this.line();
           this.stack.push(this.global(module, name));
           break;
         }
-        case 0x93: { // STACK_GLOBAL
+        case 0x93: {
+          // STACK_GLOBAL
           const name = this.pop();
           const module = this.pop();
           if (typeof module !== "string" || typeof name !== "string") this.fail("STACK_GLOBAL needs two strings");
           this.stack.push(this.global(module as string, name as string));
           break;
         }
-        case 0x52: { // REDUCE
+        case 0x52: {
+          // REDUCE
           const args = this.pop();
           const fn = this.pop();
           if (!(fn instanceof PyGlobal)) this.fail(`REDUCE on a non-callable at byte ${at}`);
@@ -542,7 +563,8 @@ export class Unpickler {
           break;
         }
         case 0x81: // NEWOBJ
-        case 0x92: { // NEWOBJ_EX
+        case 0x92: {
+          // NEWOBJ_EX
           if (op === 0x92) this.pop(); // kwargs
           const args = this.pop();
           const cls = this.pop();
@@ -553,11 +575,13 @@ export class Unpickler {
           else this.fail(`${full} cannot be instantiated`);
           break;
         }
-        case 0x62: { // BUILD: state for an object already made; only placeholders keep it
+        case 0x62: {
+          // BUILD: state for an object already made; only placeholders keep it
           const state = this.pop();
           const obj = this.top();
           if (obj instanceof PyObject) obj.state = state;
-          else if (!(obj instanceof Map) && !(obj instanceof TorchTensorRef)) this.fail(`BUILD on an unsupported object at byte ${at}`);
+          else if (!(obj instanceof Map) && !(obj instanceof TorchTensorRef))
+            this.fail(`BUILD on an unsupported object at byte ${at}`);
           break;
         }
         case 0x50: // PERSID
@@ -618,4 +642,3 @@ function rawUnicodeEscape(s: string): string {
     return cp <= 0x10ffff ? String.fromCodePoint(cp) : m;
   });
 }
-

@@ -69,9 +69,11 @@ class Window {
   }
 }
 
-const failer = (source: string) => (rule: string): never => {
-  throw new AutoencoderKLError(source, `not a valid zip archive: ${rule}`);
-};
+const failer =
+  (source: string) =>
+  (rule: string): never => {
+    throw new AutoencoderKLError(source, `not a valid zip archive: ${rule}`);
+  };
 
 /** How many bytes at the end of a file hold the end records (EOCD + longest comment + zip64 locator and record). */
 const TAIL = 22 + 0xffff + 20 + 56;
@@ -163,10 +165,12 @@ function parseDirectory(cd: Window, end: End, fileSize: number, fail: (rule: str
       }
       e += 4 + len;
     }
-    if (!cd.has(nameStart, nameLength + extraLength + commentLength)) fail(`central directory entry ${i} runs past its end`);
+    if (!cd.has(nameStart, nameLength + extraLength + commentLength))
+      fail(`central directory entry ${i} runs past its end`);
     if (flags & 1) fail(`entry ${JSON.stringify(name)} is encrypted`);
     if (method === 0 && compressedSize !== size) fail(`stored entry ${JSON.stringify(name)} has mismatched sizes`);
-    if (localOffset + 30 + compressedSize > fileSize) fail(`entry ${JSON.stringify(name)} runs past the end of the file`);
+    if (localOffset + 30 + compressedSize > fileSize)
+      fail(`entry ${JSON.stringify(name)} runs past the end of the file`);
     if (names.has(name)) fail(`duplicate entry ${JSON.stringify(name)}`);
     names.add(name);
     out.push({ name, method, compressedSize, size, localOffset });
@@ -190,7 +194,8 @@ export function openZip(bytes: Uint8Array, source = "zip"): ZipArchive {
   if (end.zip64At !== undefined) fail("bad zip64 end-of-central-directory record offset");
   checkEnd(end, bytes.length, fail);
   const entries = new Map<string, ZipEntry>();
-  for (const d of parseDirectory(all, end, bytes.length, fail)) entries.set(d.name, resolveLocal(all, d, bytes.length, fail));
+  for (const d of parseDirectory(all, end, bytes.length, fail))
+    entries.set(d.name, resolveLocal(all, d, bytes.length, fail));
   return { source, bytes, entries };
 }
 
@@ -206,7 +211,8 @@ export async function readZipDirectory(ra: RangeReader, source = "zip"): Promise
   const tailStart = Math.max(0, ra.size - TAIL);
   const tail = new Window(await ra.read(tailStart, ra.size), tailStart, fail);
   const end = findEnd(tail, ra.size, fail);
-  if (end.zip64At !== undefined) readZip64(new Window(await ra.read(end.zip64At, end.zip64At + 56), end.zip64At, fail), end.zip64At, end, fail);
+  if (end.zip64At !== undefined)
+    readZip64(new Window(await ra.read(end.zip64At, end.zip64At + 56), end.zip64At, fail), end.zip64At, end, fail);
   checkEnd(end, ra.size, fail);
   const cd = tail.has(end.cdOffset, end.cdSize)
     ? tail
@@ -234,7 +240,10 @@ export async function readZipEntries(
   const sorted = [...wanted].sort((a, b) => a.localOffset - b.localOffset);
   const out = new Map<string, Uint8Array>();
   // Each entry's span: local header (name + extra unknown until read, bounded) and data.
-  const span = (d: DirectoryEntry): [number, number] => [d.localOffset, Math.min(ra.size, d.localOffset + LOCAL_SLACK + d.compressedSize)];
+  const span = (d: DirectoryEntry): [number, number] => [
+    d.localOffset,
+    Math.min(ra.size, d.localOffset + LOCAL_SLACK + d.compressedSize),
+  ];
   for (let i = 0; i < sorted.length; ) {
     const [start] = span(sorted[i]);
     let stop = span(sorted[i])[1];
@@ -264,7 +273,10 @@ export async function readZipEntries(
 /** A stored entry's bytes as a view into the archive (no copy). Compressed entries need entryBytes. */
 export function storedEntryBytes(zip: ZipArchive, entry: ZipEntry): Uint8Array {
   if (entry.method !== 0) {
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} is compressed (method ${entry.method}); read it with the async loader`);
+    throw new AutoencoderKLError(
+      zip.source,
+      `zip entry ${JSON.stringify(entry.name)} is compressed (method ${entry.method}); read it with the async loader`,
+    );
   }
   return zip.bytes.subarray(entry.dataStart, entry.dataStart + entry.size);
 }
@@ -273,14 +285,23 @@ export function storedEntryBytes(zip: ZipArchive, entry: ZipEntry): Uint8Array {
 export async function entryBytes(zip: ZipArchive, entry: ZipEntry): Promise<Uint8Array> {
   if (entry.method === 0) return storedEntryBytes(zip, entry);
   if (entry.method !== 8) {
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} uses unsupported compression method ${entry.method}`);
+    throw new AutoencoderKLError(
+      zip.source,
+      `zip entry ${JSON.stringify(entry.name)} uses unsupported compression method ${entry.method}`,
+    );
   }
   if (typeof DecompressionStream !== "function") {
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} is deflated and this runtime has no DecompressionStream`);
+    throw new AutoencoderKLError(
+      zip.source,
+      `zip entry ${JSON.stringify(entry.name)} is deflated and this runtime has no DecompressionStream`,
+    );
   }
   // Deflate expands at most ~1032:1, so a larger declared size is a lie we must not allocate for.
   if (entry.size > entry.compressedSize * 1032 + 1024) {
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} declares ${entry.size} bytes, more than ${entry.compressedSize} deflated bytes can hold`);
+    throw new AutoencoderKLError(
+      zip.source,
+      `zip entry ${JSON.stringify(entry.name)} declares ${entry.size} bytes, more than ${entry.compressedSize} deflated bytes can hold`,
+    );
   }
   const compressed = zip.bytes.subarray(entry.dataStart, entry.dataStart + entry.compressedSize);
   const inflate = new DecompressionStream("deflate-raw");
@@ -298,7 +319,10 @@ export async function entryBytes(zip: ZipArchive, entry: ZipEntry): Promise<Uint
       const { done, value } = await reader.read();
       if (done) break;
       if (pos + value.length > entry.size) {
-        throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} inflates past its declared ${entry.size} bytes`);
+        throw new AutoencoderKLError(
+          zip.source,
+          `zip entry ${JSON.stringify(entry.name)} inflates past its declared ${entry.size} bytes`,
+        );
       }
       out.set(value, pos);
       pos += value.length;
@@ -306,10 +330,15 @@ export async function entryBytes(zip: ZipArchive, entry: ZipEntry): Promise<Uint
   } catch (cause) {
     reader.cancel().catch(() => {});
     if (cause instanceof AutoencoderKLError) throw cause;
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} is not valid deflate data`, { cause });
+    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} is not valid deflate data`, {
+      cause,
+    });
   }
   if (pos !== entry.size) {
-    throw new AutoencoderKLError(zip.source, `zip entry ${JSON.stringify(entry.name)} inflates to ${pos} bytes, not the declared ${entry.size}`);
+    throw new AutoencoderKLError(
+      zip.source,
+      `zip entry ${JSON.stringify(entry.name)} inflates to ${pos} bytes, not the declared ${entry.size}`,
+    );
   }
   return out;
 }

@@ -42,9 +42,26 @@ export class MemoryEfficientAttnProcessor implements AttentionProcessor {
   }
 }
 
-async function attendBlocked(ctx: RunContext, attn: Attention, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): Promise<void> {
+async function attendBlocked(
+  ctx: RunContext,
+  attn: Attention,
+  q: DeviceTensor,
+  k: DeviceTensor,
+  v: DeviceTensor,
+  out: DeviceTensor,
+): Promise<void> {
   const [batch, n, c] = q.shape;
-  await ctx.k.attention({ q: q.buf, k: k.buf, v: v.buf, out: out.buf, batch, queries: n, keys: n, dim: c, scale: attn.scale });
+  await ctx.k.attention({
+    q: q.buf,
+    k: k.buf,
+    v: v.buf,
+    out: out.buf,
+    batch,
+    queries: n,
+    keys: n,
+    dim: c,
+    scale: attn.scale,
+  });
 }
 
 /**
@@ -57,9 +74,29 @@ export class AttnProcessor implements AttentionProcessor {
     const [batch, n, c] = tokens.shape;
     return projectAndAttend(ctx, attn, tokens, async (q, k, v, out) => {
       const scores = ctx.alloc([batch, n, n]);
-      await ctx.k.matmul({ a: q.buf, b: k.buf, out: scores.buf, batch, m: n, n, k: c, transposeB: true, alpha: attn.scale });
+      await ctx.k.matmul({
+        a: q.buf,
+        b: k.buf,
+        out: scores.buf,
+        batch,
+        m: n,
+        n,
+        k: c,
+        transposeB: true,
+        alpha: attn.scale,
+      });
       await ctx.k.softmax({ x: scores.buf, out: scores.buf, rows: batch * n, cols: n });
-      await ctx.k.matmul({ a: scores.buf, b: v.buf, out: out.buf, batch, m: n, n: c, k: n, transposeB: false, alpha: 1 });
+      await ctx.k.matmul({
+        a: scores.buf,
+        b: v.buf,
+        out: out.buf,
+        batch,
+        m: n,
+        n: c,
+        k: n,
+        transposeB: false,
+        alpha: 1,
+      });
       ctx.free(scores);
     });
   }
@@ -77,7 +114,19 @@ export class FusedAttnProcessor implements AttentionProcessor {
     const qkv = await qkvProj.forward(ctx, tokens);
     const parts = [0, 1, 2].map((i) => {
       const t = ctx.alloc([batch, n, c]);
-      return { t, done: ctx.k.copy({ x: qkv.buf, out: t.buf, rows: batch * n, cols: c, xOffset: i * c, xRowStride: 3 * c, outOffset: 0, outRowStride: c }) };
+      return {
+        t,
+        done: ctx.k.copy({
+          x: qkv.buf,
+          out: t.buf,
+          rows: batch * n,
+          cols: c,
+          xOffset: i * c,
+          xRowStride: 3 * c,
+          outOffset: 0,
+          outRowStride: c,
+        }),
+      };
     });
     for (const p of parts) await p.done;
     ctx.free(qkv);
@@ -131,8 +180,26 @@ export class Attention extends Module {
     const sources = [this.toQ, this.toK, this.toV];
     for (let i = 0; i < 3; i++) {
       const src = sources[i];
-      await ctx.k.copy({ x: src.weight.value, out: fused.weight.buf, rows: 1, cols: c * c, xOffset: 0, xRowStride: 0, outOffset: i * c * c, outRowStride: 0 });
-      await ctx.k.copy({ x: src.bias.value, out: fused.bias.buf, rows: 1, cols: c, xOffset: 0, xRowStride: 0, outOffset: i * c, outRowStride: 0 });
+      await ctx.k.copy({
+        x: src.weight.value,
+        out: fused.weight.buf,
+        rows: 1,
+        cols: c * c,
+        xOffset: 0,
+        xRowStride: 0,
+        outOffset: i * c * c,
+        outRowStride: 0,
+      });
+      await ctx.k.copy({
+        x: src.bias.value,
+        out: fused.bias.buf,
+        rows: 1,
+        cols: c,
+        xOffset: 0,
+        xRowStride: 0,
+        outOffset: i * c,
+        outRowStride: 0,
+      });
     }
     this.toQkv = fused;
     return fused;

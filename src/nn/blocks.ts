@@ -2,8 +2,8 @@ import type { Activation } from "../backends/kernels.js";
 import { Attention } from "./attention.js";
 import type { DeviceTensor, RunContext } from "./context.js";
 import { Module } from "./module.js";
+import { type Program, runProgram, type Step } from "./program.js";
 import { ResnetBlock2D } from "./resnet.js";
-import { runProgram, type Program, type Step } from "./program.js";
 import { Downsample2D, Upsample2D } from "./sampling.js";
 
 interface Sampler extends Module {
@@ -15,10 +15,23 @@ class ResnetSamplerBlock<S extends Sampler> extends Module {
   readonly resnets: ResnetBlock2D[] = [];
   protected readonly sampler: S | null;
 
-  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, samplerKey: string, sampler: ((prefix: string) => S) | null) {
+  constructor(
+    prefix: string,
+    inChannels: number,
+    outChannels: number,
+    layers: number,
+    groups: number,
+    act: Activation,
+    samplerKey: string,
+    sampler: ((prefix: string) => S) | null,
+  ) {
     super(prefix);
     for (let i = 0; i < layers; i++) {
-      this.resnets.push(this.child(new ResnetBlock2D(this.key(`resnets.${i}`), i === 0 ? inChannels : outChannels, outChannels, groups, act)));
+      this.resnets.push(
+        this.child(
+          new ResnetBlock2D(this.key(`resnets.${i}`), i === 0 ? inChannels : outChannels, outChannels, groups, act),
+        ),
+      );
     }
     this.sampler = sampler ? this.child(sampler(this.key(samplerKey))) : null;
   }
@@ -34,8 +47,25 @@ class ResnetSamplerBlock<S extends Sampler> extends Module {
 
 /** diffusers DownEncoderBlock2D: resnets, then an optional Downsample2D. */
 export class DownEncoderBlock2D extends ResnetSamplerBlock<Downsample2D> {
-  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addDownsample: boolean) {
-    super(prefix, inChannels, outChannels, layers, groups, act, "downsamplers.0", addDownsample ? (key) => new Downsample2D(key, outChannels) : null);
+  constructor(
+    prefix: string,
+    inChannels: number,
+    outChannels: number,
+    layers: number,
+    groups: number,
+    act: Activation,
+    addDownsample: boolean,
+  ) {
+    super(
+      prefix,
+      inChannels,
+      outChannels,
+      layers,
+      groups,
+      act,
+      "downsamplers.0",
+      addDownsample ? (key) => new Downsample2D(key, outChannels) : null,
+    );
   }
   get downsampler(): Downsample2D | null {
     return this.sampler;
@@ -44,8 +74,25 @@ export class DownEncoderBlock2D extends ResnetSamplerBlock<Downsample2D> {
 
 /** diffusers UpDecoderBlock2D: resnets, then an optional Upsample2D. */
 export class UpDecoderBlock2D extends ResnetSamplerBlock<Upsample2D> {
-  constructor(prefix: string, inChannels: number, outChannels: number, layers: number, groups: number, act: Activation, addUpsample: boolean) {
-    super(prefix, inChannels, outChannels, layers, groups, act, "upsamplers.0", addUpsample ? (key) => new Upsample2D(key, outChannels) : null);
+  constructor(
+    prefix: string,
+    inChannels: number,
+    outChannels: number,
+    layers: number,
+    groups: number,
+    act: Activation,
+    addUpsample: boolean,
+  ) {
+    super(
+      prefix,
+      inChannels,
+      outChannels,
+      layers,
+      groups,
+      act,
+      "upsamplers.0",
+      addUpsample ? (key) => new Upsample2D(key, outChannels) : null,
+    );
   }
   get upsampler(): Upsample2D | null {
     return this.sampler;

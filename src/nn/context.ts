@@ -1,5 +1,5 @@
-import { AbortError } from "../errors.js";
 import type { DeviceBuffer, Kernels } from "../backends/kernels.js";
+import { AbortError } from "../errors.js";
 import { shapeSize } from "../tensor/tensor.js";
 
 export interface Progress {

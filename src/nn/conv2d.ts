@@ -25,7 +25,8 @@ export class Conv2d extends Module {
     super(prefix);
     this.weight = this.param("weight", [outChannels, inChannels, kernelSize, kernelSize]);
     this.bias = this.param("bias", [outChannels]);
-    this.padding = typeof padding === "number" ? { top: padding, bottom: padding, left: padding, right: padding } : padding;
+    this.padding =
+      typeof padding === "number" ? { top: padding, bottom: padding, left: padding, right: padding } : padding;
   }
 
   /** Returns a new tensor; `residual` (same shape as the output) is added in the kernel's epilogue. */
@@ -36,10 +37,25 @@ export class Conv2d extends Module {
     const ow = Math.floor((w + left + right - this.kernelSize) / this.stride) + 1;
     const out = ctx.alloc([n, this.outChannels, oh, ow]);
     await ctx.k.conv2d({
-      x: x.buf, weight: this.weight.value, bias: this.bias.value, residual: residual?.buf ?? null, out: out.buf,
-      batch: n, inChannels: this.inChannels, inHeight: h, inWidth: w, outChannels: this.outChannels,
-      kernelH: this.kernelSize, kernelW: this.kernelSize, stride: this.stride,
-      padTop: top, padBottom: bottom, padLeft: left, padRight: right, outHeight: oh, outWidth: ow,
+      x: x.buf,
+      weight: this.weight.value,
+      bias: this.bias.value,
+      residual: residual?.buf ?? null,
+      out: out.buf,
+      batch: n,
+      inChannels: this.inChannels,
+      inHeight: h,
+      inWidth: w,
+      outChannels: this.outChannels,
+      kernelH: this.kernelSize,
+      kernelW: this.kernelSize,
+      stride: this.stride,
+      padTop: top,
+      padBottom: bottom,
+      padLeft: left,
+      padRight: right,
+      outHeight: oh,
+      outWidth: ow,
     });
     return out;
   }

@@ -4,7 +4,7 @@ import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { GroupNorm } from "./group-norm.js";
 import { Module } from "./module.js";
-import { runProgram, type Program } from "./program.js";
+import { type Program, runProgram } from "./program.js";
 
 export interface CoderShape {
   blockOutChannels: number[];
@@ -28,7 +28,19 @@ export class Encoder extends Module {
     this.convIn = this.child(new Conv2d(this.key("conv_in"), inChannels, boc[0], 3, 1, 1));
     let prev = boc[0];
     boc.forEach((c, i) => {
-      this.downBlocks.push(this.child(new DownEncoderBlock2D(this.key(`down_blocks.${i}`), prev, c, s.layersPerBlock, s.groups, s.act, i !== boc.length - 1)));
+      this.downBlocks.push(
+        this.child(
+          new DownEncoderBlock2D(
+            this.key(`down_blocks.${i}`),
+            prev,
+            c,
+            s.layersPerBlock,
+            s.groups,
+            s.act,
+            i !== boc.length - 1,
+          ),
+        ),
+      );
       prev = c;
     });
     const top = boc[boc.length - 1];
@@ -44,10 +56,15 @@ export class Encoder extends Module {
 
   program(): Program {
     return [
-      { kind: "conv", conv: this.convIn }, { kind: "boundary" }, { kind: "progress" },
+      { kind: "conv", conv: this.convIn },
+      { kind: "boundary" },
+      { kind: "progress" },
       ...this.downBlocks.flatMap((b) => [...b.program(), { kind: "progress" } as const]),
-      ...this.midBlock.program(), { kind: "progress" },
-      { kind: "norm", norm: this.convNormOut, act: "silu" }, { kind: "conv", conv: this.convOut }, { kind: "progress" },
+      ...this.midBlock.program(),
+      { kind: "progress" },
+      { kind: "norm", norm: this.convNormOut, act: "silu" },
+      { kind: "conv", conv: this.convOut },
+      { kind: "progress" },
     ];
   }
 

@@ -24,8 +24,16 @@ export class GroupNorm extends Module {
     const out = ctx.alloc(x.shape);
     const spatial = x.shape.slice(2).reduce((a, b) => a * b, 1);
     await ctx.k.groupNorm({
-      x: x.buf, gamma: this.weight.value, beta: this.bias.value, out: out.buf,
-      batch: x.shape[0], channels: this.channels, spatial, groups: this.groups, eps: this.eps, activation,
+      x: x.buf,
+      gamma: this.weight.value,
+      beta: this.bias.value,
+      out: out.buf,
+      batch: x.shape[0],
+      channels: this.channels,
+      spatial,
+      groups: this.groups,
+      eps: this.eps,
+      activation,
     });
     return out;
   }

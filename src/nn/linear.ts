@@ -20,8 +20,13 @@ export class Linear extends Module {
     const rows = x.size / this.inFeatures;
     const out = ctx.alloc([...x.shape.slice(0, -1), this.outFeatures]);
     await ctx.k.linear({
-      x: x.buf, weight: this.weight.value, bias: this.bias.value, out: out.buf,
-      rows, inFeatures: this.inFeatures, outFeatures: this.outFeatures,
+      x: x.buf,
+      weight: this.weight.value,
+      bias: this.bias.value,
+      out: out.buf,
+      rows,
+      inFeatures: this.inFeatures,
+      outFeatures: this.outFeatures,
     });
     return out;
   }

@@ -1,5 +1,5 @@
-import { AutoencoderKLError } from "../errors.js";
 import type { DeviceBuffer, Kernels } from "../backends/kernels.js";
+import { AutoencoderKLError } from "../errors.js";
 import { shapeSize } from "../tensor/tensor.js";
 
 /** A named weight: `key` is its diffusers state-dict key. Lives in backend memory once loaded. */
@@ -23,7 +23,8 @@ export class Parameter {
   }
   /** The host copy (retainHost parameters). */
   get hostValue(): Float32Array {
-    if (!this.host) throw new AutoencoderKLError(this.key, "parameter has no host copy (not loaded, or not retainHost)");
+    if (!this.host)
+      throw new AutoencoderKLError(this.key, "parameter has no host copy (not loaded, or not retainHost)");
     return this.host;
   }
 }

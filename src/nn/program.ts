@@ -41,7 +41,12 @@ export function convOutSize(conv: Conv2d, size: number, axis: 0 | 1): number {
  * Runs the steps on `x` (which stays the caller's) and returns the result, freeing every intermediate as
  * soon as nothing later reads it. `progress: false` skips the progress steps (the tiler counts tiles).
  */
-export async function runProgram(ctx: RunContext, program: Program, x: DeviceTensor, options: { progress?: boolean } = {}): Promise<DeviceTensor> {
+export async function runProgram(
+  ctx: RunContext,
+  program: Program,
+  x: DeviceTensor,
+  options: { progress?: boolean } = {},
+): Promise<DeviceTensor> {
   let h = x;
   const skips: DeviceTensor[] = [];
   // a tensor is the caller's (x) or still needed as a skip: not freed when replaced

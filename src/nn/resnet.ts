@@ -3,7 +3,7 @@ import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { GroupNorm } from "./group-norm.js";
 import { Module } from "./module.js";
-import { runProgram, type Program } from "./program.js";
+import { type Program, runProgram } from "./program.js";
 
 /**
  * diffusers ResnetBlock2D as the VAE uses it (no time embedding, no dropout at inference, output scale 1):
@@ -29,7 +29,8 @@ export class ResnetBlock2D extends Module {
     this.conv1 = this.child(new Conv2d(this.key("conv1"), inChannels, outChannels, 3, 1, 1));
     this.norm2 = this.child(new GroupNorm(this.key("norm2"), groups, outChannels, eps));
     this.conv2 = this.child(new Conv2d(this.key("conv2"), outChannels, outChannels, 3, 1, 1));
-    this.convShortcut = inChannels !== outChannels ? this.child(new Conv2d(this.key("conv_shortcut"), inChannels, outChannels, 1)) : null;
+    this.convShortcut =
+      inChannels !== outChannels ? this.child(new Conv2d(this.key("conv_shortcut"), inChannels, outChannels, 1)) : null;
   }
 
   program(): Program {

@@ -1,14 +1,16 @@
 import type { DeviceTensor, RunContext } from "./context.js";
 import { Conv2d } from "./conv2d.js";
 import { Module } from "./module.js";
-import { runProgram, type Program } from "./program.js";
+import { type Program, runProgram } from "./program.js";
 
 /** diffusers Downsample2D with padding 0: zero pad (left 0, right 1, top 0, bottom 1), 3×3 conv stride 2. */
 export class Downsample2D extends Module {
   readonly conv: Conv2d;
   constructor(prefix: string, channels: number) {
     super(prefix);
-    this.conv = this.child(new Conv2d(this.key("conv"), channels, channels, 3, 2, { top: 0, bottom: 1, left: 0, right: 1 }));
+    this.conv = this.child(
+      new Conv2d(this.key("conv"), channels, channels, 3, 2, { top: 0, bottom: 1, left: 0, right: 1 }),
+    );
   }
   program(): Program {
     return [{ kind: "conv", conv: this.conv }, { kind: "boundary" }];

@@ -1,8 +1,8 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_MAC } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
+import { defineKernel, type KernelDef, NEG } from "../backends/webgpu/shaders.js";
 import { defineOp } from "./op.js";
-import { defineKernel, NEG, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface AttentionArgs {
   q: DeviceBuffer; // [batch, queries, dim]
@@ -33,11 +33,15 @@ export const attention = defineOp<AttentionArgs>({
   },
 
   reference(rt, p) {
-    const q = rt.data(p.q), k = rt.data(p.k), v = rt.data(p.v), out = rt.data(p.out);
+    const q = rt.data(p.q),
+      k = rt.data(p.k),
+      v = rt.data(p.v),
+      out = rt.data(p.out);
     const { queries: NQ, keys: NK, dim: D } = p;
     const s = new Float64Array(NK);
     for (let bt = 0; bt < p.batch; bt++) {
-      const qo = bt * NQ * D, ko = bt * NK * D;
+      const qo = bt * NQ * D,
+        ko = bt * NK * D;
       for (let i = 0; i < NQ; i++) {
         let max = -Infinity;
         for (let j = 0; j < NK; j++) {
@@ -59,18 +63,32 @@ export const attention = defineOp<AttentionArgs>({
 
   wasm(rt, p) {
     const args = {
-      q: rt.ptr("q", p.q), k: rt.ptr("k", p.k), v: rt.ptr("v", p.v), out: rt.ptr("out", p.out),
-      batch: p.batch, NQ: p.queries, NK: p.keys, D: p.dim, scale: p.scale,
+      q: rt.ptr("q", p.q),
+      k: rt.ptr("k", p.k),
+      v: rt.ptr("v", p.v),
+      out: rt.ptr("out", p.out),
+      batch: p.batch,
+      NQ: p.queries,
+      NK: p.keys,
+      D: p.dim,
+      scale: p.scale,
     };
     const per = rt.ex.attentionScratchBytes(p.dim);
     // a 16-byte work counter (zeroed by scratchPtr), then one block per thread
-    return rt.run([{ kernel: "attention", args }], 2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC, (nt) => 16 + nt * per);
+    return rt.run(
+      [{ kernel: "attention", args }],
+      2 * p.batch * p.queries * p.keys * p.dim * NS_PER_MAC,
+      (nt) => 16 + nt * per,
+    );
   },
 
   webgpu(rt, p) {
     const op = "attention";
     const { batch: B, queries: NQ, keys: NK, dim: D } = p;
-    const q = rt.own(op, "q", p.q), k = rt.own(op, "k", p.k), v = rt.own(op, "v", p.v), out = rt.own(op, "out", p.out);
+    const q = rt.own(op, "q", p.q),
+      k = rt.own(op, "k", p.k),
+      v = rt.own(op, "v", p.v),
+      out = rt.own(op, "out", p.out);
     const ext = [B, NQ, NK];
     const sizes = planChunks(op, ext, [
       { what: "q/out", size: (s) => ((s[0] - 1) * NQ + s[1]) * D, limit: rt.cap(rt.eb) },
@@ -80,15 +98,26 @@ export const attention = defineOp<AttentionArgs>({
     ]);
     // Running max/sum per query row only need to survive between dispatches when keys are split.
     const ml = sizes[2] < NK ? rt.allocRaw(B * NQ * 2, 4) : null;
-    for (const { start: [b0, q0, k0], count: [bc, qc, kc] } of chunks(ext, sizes)) {
+    for (const {
+      start: [b0, q0, k0],
+      count: [bc, qc, kc],
+    } of chunks(ext, sizes)) {
       const qr = { lo: (b0 * NQ + q0) * D, hi: ((b0 + bc - 1) * NQ + q0 + qc) * D };
       const kr = { lo: (b0 * NK + k0) * D, hi: ((b0 + bc - 1) * NK + k0 + kc) * D };
       const tiles_q = cdiv(qc, 16);
       const flags = (k0 === 0 ? 1 : 0) | (k0 + kc === NK ? 2 : 0);
-      rt.run(attentionKernel(), [
-        { buf: q, ...qr }, { buf: k, ...kr }, { buf: v, ...kr }, { buf: out, ...qr },
-        ml ? { buf: ml, lo: (b0 * NQ + q0) * 2, hi: ((b0 + bc - 1) * NQ + q0 + qc) * 2 } : null,
-      ], { b0, bc, q0, qc, k0, kc, NQ, NK, D, tiles_q, scale: p.scale, flags }, bc * tiles_q);
+      rt.run(
+        attentionKernel(),
+        [
+          { buf: q, ...qr },
+          { buf: k, ...kr },
+          { buf: v, ...kr },
+          { buf: out, ...qr },
+          ml ? { buf: ml, lo: (b0 * NQ + q0) * 2, hi: ((b0 + bc - 1) * NQ + q0 + qc) * 2 } : null,
+        ],
+        { b0, bc, q0, qc, k0, kc, NQ, NK, D, tiles_q, scale: p.scale, flags },
+        bc * tiles_q,
+      );
     }
     if (ml) rt.freeRaw(ml);
   },
@@ -107,10 +136,26 @@ export const attention = defineOp<AttentionArgs>({
  */
 const attentionKernel = (): KernelDef =>
   defineKernel("attention", () => ({
-    bindings: [{ name: "q" }, { name: "k" }, { name: "v" }, { name: "out", write: true }, { name: "ml", write: true, f32: true }],
+    bindings: [
+      { name: "q" },
+      { name: "k" },
+      { name: "v" },
+      { name: "out", write: true },
+      { name: "ml", write: true, f32: true },
+    ],
     params: [
-      ["b0", "u32"], ["bc", "u32"], ["q0", "u32"], ["qc", "u32"], ["k0", "u32"], ["kc", "u32"],
-      ["NQ", "u32"], ["NK", "u32"], ["D", "u32"], ["tiles_q", "u32"], ["scale", "f32"], ["flags", "u32"],
+      ["b0", "u32"],
+      ["bc", "u32"],
+      ["q0", "u32"],
+      ["qc", "u32"],
+      ["k0", "u32"],
+      ["kc", "u32"],
+      ["NQ", "u32"],
+      ["NK", "u32"],
+      ["D", "u32"],
+      ["tiles_q", "u32"],
+      ["scale", "f32"],
+      ["flags", "u32"],
     ],
     body: `var<workgroup> qs: array<f32, 256>;
 var<workgroup> ks: array<f32, 1024>;

@@ -1,6 +1,6 @@
-import { AutoencoderKLError } from "../errors.js";
 import type { Activation, DeviceBuffer } from "../backends/kernels.js";
 import { ACTIVATION_CODE } from "../backends/wasm/exports.generated.js";
+import { AutoencoderKLError } from "../errors.js";
 
 /**
  * The kernel contract's rules as code: every op's `validate()` runs them before any backend touches memory,
@@ -18,14 +18,16 @@ export class Rules {
   /** Every value is an integer ≥ 1 (a batch or dimension of 0 is a caller bug, never a silent no-op). */
   positive(values: Record<string, number>): void {
     for (const [k, v] of Object.entries(values)) {
-      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) this.fail(`${k} must be a positive integer, got ${String(v)}`);
+      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1)
+        this.fail(`${k} must be a positive integer, got ${String(v)}`);
     }
   }
 
   /** Every value is an integer ≥ 0 (lengths of flat ops, offsets). */
   nonNegative(values: Record<string, number>): void {
     for (const [k, v] of Object.entries(values)) {
-      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) this.fail(`${k} must be a non-negative integer, got ${String(v)}`);
+      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+        this.fail(`${k} must be a non-negative integer, got ${String(v)}`);
     }
   }
 

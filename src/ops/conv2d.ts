@@ -1,8 +1,8 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_MAC } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
+import { defineKernel, type KernelDef, tileOuterProducts } from "../backends/webgpu/shaders.js";
 import { defineOp } from "./op.js";
-import { defineKernel, tileOuterProducts, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface Conv2dArgs {
   x: DeviceBuffer; // [batch, inChannels, inHeight, inWidth]
@@ -58,9 +58,21 @@ export const conv2d = defineOp<Conv2dArgs>({
   },
 
   reference(rt, p) {
-    const x = rt.data(p.x), w = rt.data(p.weight), out = rt.data(p.out);
-    const bias = p.bias ? rt.data(p.bias) : null, res = p.residual ? rt.data(p.residual) : null;
-    const { inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = p;
+    const x = rt.data(p.x),
+      w = rt.data(p.weight),
+      out = rt.data(p.out);
+    const bias = p.bias ? rt.data(p.bias) : null,
+      res = p.residual ? rt.data(p.residual) : null;
+    const {
+      inChannels: C,
+      inHeight: H,
+      inWidth: W,
+      outChannels: O,
+      kernelH: KH,
+      kernelW: KW,
+      outHeight: OH,
+      outWidth: OW,
+    } = p;
     for (let n = 0; n < p.batch; n++) {
       for (let o = 0; o < O; o++) {
         for (let oy = 0; oy < OH; oy++) {
@@ -90,13 +102,19 @@ export const conv2d = defineOp<Conv2dArgs>({
     const { outHeight: OH, outWidth: OW, padTop, padLeft } = p;
     const outN = batch * O * OH * OW;
     const w = rt.ptr("weight", p.weight);
-    const x = rt.ptr("x", p.x), bias = rt.ptr("bias", p.bias), res = rt.ptr("residual", p.residual), out = rt.ptr("out", p.out);
+    const x = rt.ptr("x", p.x),
+      bias = rt.ptr("bias", p.bias),
+      res = rt.ptr("residual", p.residual),
+      out = rt.ptr("out", p.out);
     const ex = rt.ex;
     const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
     if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
       return rt.run(
-        [{ kernel: "winogradPack", args: { w, O, C, W } }, { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } }],
+        [
+          { kernel: "winogradPack", args: { w, O, C, W } },
+          { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } },
+        ],
         outN * C * 4 * NS_PER_MAC,
         (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
       );
@@ -116,7 +134,9 @@ export const conv2d = defineOp<Conv2dArgs>({
     const op = "conv2d";
     const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: S } = p;
     const { padTop: pt, padLeft: pl, outHeight: OH, outWidth: OW } = p;
-    const x = rt.own(op, "x", p.x), w = rt.own(op, "weight", p.weight), out = rt.own(op, "out", p.out);
+    const x = rt.own(op, "x", p.x),
+      w = rt.own(op, "weight", p.weight),
+      out = rt.own(op, "out", p.out);
     const bias = p.bias ? rt.own(op, "bias", p.bias) : null;
     const res = p.residual ? rt.own(op, "residual", p.residual) : null;
     const KA = KH * KW;
@@ -128,23 +148,56 @@ export const conv2d = defineOp<Conv2dArgs>({
       { what: "out", size: (s) => ((s[0] - 1) * O + s[1] - 1) * OH * OW + s[2] * OW, limit: rt.cap(out.eb) },
       { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 64) * cdiv(s[2] * OW, 64), limit: rt.maxGroups },
     ]);
-    for (const { start: [n0, o0, oy0, c0], count: [bc, oc, rc, cc] } of chunks(ext, sizes)) {
+    for (const {
+      start: [n0, o0, oy0, c0],
+      count: [bc, oc, rc, cc],
+    } of chunks(ext, sizes)) {
       const iyLo = Math.min(Math.max(oy0 * S - pt, 0), H - 1);
       const iyHi = Math.max(Math.min((oy0 + rc - 1) * S - pt + KH, H), iyLo + 1);
-      const outR = { lo: ((n0 * O + o0) * OH + oy0) * OW, hi: (((n0 + bc - 1) * O + o0 + oc - 1) * OH + oy0 + rc) * OW };
+      const outR = {
+        lo: ((n0 * O + o0) * OH + oy0) * OW,
+        hi: (((n0 + bc - 1) * O + o0 + oc - 1) * OH + oy0 + rc) * OW,
+      };
       const lastC = c0 + cc === C;
-      const tiles_p = cdiv(rc * OW, 64), tiles_o = cdiv(oc, 64);
+      const tiles_p = cdiv(rc * OW, 64),
+        tiles_o = cdiv(oc, 64);
       // later reduction chunks accumulate onto out; the bias comes with the first, the residual with the last
       const flags = (c0 > 0 ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
-      rt.run(convKernel(KH, KW), [
-        { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
-        { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
-        bias && c0 === 0 ? { buf: bias, lo: o0, hi: o0 + oc } : null,
-        res && lastC ? { buf: res, ...outR } : null,
-        { buf: out, ...outR },
-      ], {
-        n0, bc, o0, oc, oy0, rc, c0, cc, C, H, W, O, OH, OW, KH, KW, sy: S, pad_t: pt, pad_l: pl, tiles_p, tiles_o, flags,
-      }, bc * tiles_p * tiles_o);
+      rt.run(
+        convKernel(KH, KW),
+        [
+          { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
+          { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
+          bias && c0 === 0 ? { buf: bias, lo: o0, hi: o0 + oc } : null,
+          res && lastC ? { buf: res, ...outR } : null,
+          { buf: out, ...outR },
+        ],
+        {
+          n0,
+          bc,
+          o0,
+          oc,
+          oy0,
+          rc,
+          c0,
+          cc,
+          C,
+          H,
+          W,
+          O,
+          OH,
+          OW,
+          KH,
+          KW,
+          sy: S,
+          pad_t: pt,
+          pad_l: pl,
+          tiles_p,
+          tiles_o,
+          flags,
+        },
+        bc * tiles_p * tiles_o,
+      );
     }
   },
 
@@ -170,11 +223,32 @@ const convKernel = (kh: number, kw: number): KernelDef => {
   return defineKernel(fixed ? `conv2d_${kh}x${kw}` : "conv2d", () => ({
     bindings: [{ name: "x" }, { name: "w" }, { name: "bias" }, { name: "res" }, { name: "out", write: true }],
     params: [
-      ["n0", "u32"], ["bc", "u32"], ["o0", "u32"], ["oc", "u32"], ["oy0", "u32"], ["rc", "u32"], ["c0", "u32"], ["cc", "u32"],
-      ["C", "u32"], ["H", "u32"], ["W", "u32"], ["O", "u32"], ["OH", "u32"], ["OW", "u32"], ["KH", "u32"], ["KW", "u32"],
-      ["sy", "u32"], ["pad_t", "i32"], ["pad_l", "i32"], ["tiles_p", "u32"], ["tiles_o", "u32"], ["flags", "u32"],
+      ["n0", "u32"],
+      ["bc", "u32"],
+      ["o0", "u32"],
+      ["oc", "u32"],
+      ["oy0", "u32"],
+      ["rc", "u32"],
+      ["c0", "u32"],
+      ["cc", "u32"],
+      ["C", "u32"],
+      ["H", "u32"],
+      ["W", "u32"],
+      ["O", "u32"],
+      ["OH", "u32"],
+      ["OW", "u32"],
+      ["KH", "u32"],
+      ["KW", "u32"],
+      ["sy", "u32"],
+      ["pad_t", "i32"],
+      ["pad_l", "i32"],
+      ["tiles_p", "u32"],
+      ["tiles_o", "u32"],
+      ["flags", "u32"],
     ],
-    body: sizeFns + `var<workgroup> ws: array<f32, 1024>;
+    body:
+      sizeFns +
+      `var<workgroup> ws: array<f32, 1024>;
 var<workgroup> xs: array<f32, 1024>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

@@ -1,9 +1,9 @@
 import type { Activation, DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_ELEMENT, NS_PER_TRANSCENDENTAL } from "../backends/wasm/runtime.js";
+import { activationFn, defineKernel, ELEMENTWISE_HEAD, type KernelDef } from "../backends/webgpu/shaders.js";
 import { activate } from "./activate.js";
 import { activationCode, isCheapActivation } from "./contract.js";
 import { defineOp } from "./op.js";
-import { defineKernel, activationFn, ELEMENTWISE_HEAD, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface ActivationArgs {
   x: DeviceBuffer;
@@ -31,7 +31,8 @@ export interface ChannelAffineArgs {
 }
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
-const perElement = (a: ActivationArgs["activation"]): number => (isCheapActivation(a) ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL);
+const perElement = (a: ActivationArgs["activation"]): number =>
+  isCheapActivation(a) ? NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL;
 
 /** out = a + b; out may alias a or b; length 0 does nothing. */
 export const add = defineOp<AddArgs>({
@@ -43,7 +44,9 @@ export const add = defineOp<AddArgs>({
     r.fits("out", p.out, p.length);
   },
   reference(rt, p) {
-    const a = rt.data(p.a), b = rt.data(p.b), out = rt.data(p.out);
+    const a = rt.data(p.a),
+      b = rt.data(p.b),
+      out = rt.data(p.out);
     for (let i = 0; i < p.length; i++) out[i] = a[i] + b[i];
   },
   wasm(rt, p) {
@@ -52,10 +55,21 @@ export const add = defineOp<AddArgs>({
     return rt.run([{ kernel: "add", args }], p.length * NS_PER_ELEMENT);
   },
   webgpu(rt, p) {
-    const a = rt.own("add", "a", p.a), b = rt.own("add", "b", p.b), out = rt.own("add", "out", p.out);
+    const a = rt.own("add", "a", p.a),
+      b = rt.own("add", "b", p.b),
+      out = rt.own("add", "out", p.out);
     rt.elementwise("add", p.length, [a.eb, b.eb, out.eb], (start, count) => {
       const r = { lo: start, hi: start + count };
-      rt.run(addKernel(), [{ buf: a, ...r }, { buf: b, ...r }, { buf: out, ...r }], { start, count }, cdiv(count, 256));
+      rt.run(
+        addKernel(),
+        [
+          { buf: a, ...r },
+          { buf: b, ...r },
+          { buf: out, ...r },
+        ],
+        { start, count },
+        cdiv(count, 256),
+      );
     });
   },
   // in place: the backend roots every alias of a written buffer at its first binding
@@ -72,20 +86,35 @@ export const activation = defineOp<ActivationArgs>({
     r.fits("out", p.out, p.length);
   },
   reference(rt, p) {
-    const x = rt.data(p.x), out = rt.data(p.out);
+    const x = rt.data(p.x),
+      out = rt.data(p.out);
     for (let i = 0; i < p.length; i++) out[i] = activate(x[i], p.activation);
   },
   wasm(rt, p) {
     if (p.length === 0) return;
-    const args = { x: rt.ptr("x", p.x), out: rt.ptr("out", p.out), length: p.length, act: activationCode(p.activation) };
+    const args = {
+      x: rt.ptr("x", p.x),
+      out: rt.ptr("out", p.out),
+      length: p.length,
+      act: activationCode(p.activation),
+    };
     return rt.run([{ kernel: "activation", args }], p.length * perElement(p.activation));
   },
   webgpu(rt, p) {
-    const x = rt.own("activation", "x", p.x), out = rt.own("activation", "out", p.out);
+    const x = rt.own("activation", "x", p.x),
+      out = rt.own("activation", "out", p.out);
     const k = activationKernel(p.activation);
     rt.elementwise("activation", p.length, [x.eb, out.eb], (start, count) => {
       const r = { lo: start, hi: start + count };
-      rt.run(k, [{ buf: x, ...r }, { buf: out, ...r }], { start, count }, cdiv(count, 256));
+      rt.run(
+        k,
+        [
+          { buf: x, ...r },
+          { buf: out, ...r },
+        ],
+        { start, count },
+        cdiv(count, 256),
+      );
     });
   },
   warmup: (acts) => acts.flatMap((a) => [{ def: activationKernel(a) }, { def: activationKernel(a), roots: [0, 0] }]),
@@ -105,7 +134,10 @@ export const channelAffine = defineOp<ChannelAffineArgs>({
     r.fits("out", p.out, planes * p.spatial);
   },
   reference(rt, p) {
-    const x = rt.data(p.x), out = rt.data(p.out), scale = rt.data(p.scale), shift = rt.data(p.shift);
+    const x = rt.data(p.x),
+      out = rt.data(p.out),
+      scale = rt.data(p.scale),
+      shift = rt.data(p.shift);
     for (let bc = 0; bc < p.batch * p.channels; bc++) {
       for (let s = 0; s < p.spatial; s++) {
         const i = bc * p.spatial + s;
@@ -116,24 +148,49 @@ export const channelAffine = defineOp<ChannelAffineArgs>({
   wasm(rt, p) {
     const planes = p.batch * p.channels;
     const args = {
-      x: rt.ptr("x", p.x), scale: rt.ptr("scale", p.scale), shift: rt.ptr("shift", p.shift), out: rt.ptr("out", p.out),
-      planes, spatial: p.spatial, act: activationCode(p.activation),
+      x: rt.ptr("x", p.x),
+      scale: rt.ptr("scale", p.scale),
+      shift: rt.ptr("shift", p.shift),
+      out: rt.ptr("out", p.out),
+      planes,
+      spatial: p.spatial,
+      act: activationCode(p.activation),
     };
     return rt.run([{ kernel: "channelAffine", args }], planes * p.spatial * perElement(p.activation));
   },
   webgpu(rt, p) {
     const op = "channelAffine";
-    const planes = p.batch * p.channels, S = p.spatial;
+    const planes = p.batch * p.channels,
+      S = p.spatial;
     const k = channelAffineKernel(p.activation);
-    const x = rt.own(op, "x", p.x), scale = rt.own(op, "scale", p.scale), shift = rt.own(op, "shift", p.shift);
+    const x = rt.own(op, "x", p.x),
+      scale = rt.own(op, "scale", p.scale),
+      shift = rt.own(op, "shift", p.shift);
     const out = rt.own(op, "out", p.out);
-    rt.elementwise(op, planes * S, [x.eb, out.eb], (start, count) => {
-      const r = { lo: start, hi: start + count };
-      const pr = { lo: Math.floor(start / S), hi: Math.floor((start + count - 1) / S) + 1 };
-      rt.run(k, [{ buf: x, ...r }, { buf: scale, ...pr }, { buf: shift, ...pr }, { buf: out, ...r }], { start, count, spatial: S }, cdiv(count, 256));
-    }, [{ what: "scale/shift", size: (s) => cdiv(s[0], S) + 1, limit: rt.cap(scale.eb) }]);
+    rt.elementwise(
+      op,
+      planes * S,
+      [x.eb, out.eb],
+      (start, count) => {
+        const r = { lo: start, hi: start + count };
+        const pr = { lo: Math.floor(start / S), hi: Math.floor((start + count - 1) / S) + 1 };
+        rt.run(
+          k,
+          [
+            { buf: x, ...r },
+            { buf: scale, ...pr },
+            { buf: shift, ...pr },
+            { buf: out, ...r },
+          ],
+          { start, count, spatial: S },
+          cdiv(count, 256),
+        );
+      },
+      [{ what: "scale/shift", size: (s) => cdiv(s[0], S) + 1, limit: rt.cap(scale.eb) }],
+    );
   },
-  warmup: (acts) => acts.flatMap((a) => [{ def: channelAffineKernel(a) }, { def: channelAffineKernel(a), roots: [0, 1, 2, 0] }]),
+  warmup: (acts) =>
+    acts.flatMap((a) => [{ def: channelAffineKernel(a) }, { def: channelAffineKernel(a), roots: [0, 1, 2, 0] }]),
 });
 
 // ---- WGSL ----------------------------------------------------------------------------------------
@@ -141,14 +198,20 @@ export const channelAffine = defineOp<ChannelAffineArgs>({
 const addKernel = (): KernelDef =>
   defineKernel("add", () => ({
     bindings: [{ name: "a" }, { name: "b" }, { name: "out", write: true }],
-    params: [["start", "u32"], ["count", "u32"]],
+    params: [
+      ["start", "u32"],
+      ["count", "u32"],
+    ],
     body: ELEMENTWISE_HEAD + "  st_out(e, ld_a(e) + ld_b(e));\n}\n",
   }));
 
 const activationKernel = (a: Activation): KernelDef =>
   defineKernel(`act_${a}`, () => ({
     bindings: [{ name: "x" }, { name: "out", write: true }],
-    params: [["start", "u32"], ["count", "u32"]],
+    params: [
+      ["start", "u32"],
+      ["count", "u32"],
+    ],
     body: activationFn(a) + ELEMENTWISE_HEAD + "  st_out(e, act(ld_x(e)));\n}\n",
   }));
 
@@ -156,8 +219,15 @@ const activationKernel = (a: Activation): KernelDef =>
 const channelAffineKernel = (a: Activation): KernelDef =>
   defineKernel(`affine_${a}`, () => ({
     bindings: [{ name: "x" }, { name: "scale" }, { name: "shift" }, { name: "out", write: true }],
-    params: [["start", "u32"], ["count", "u32"], ["spatial", "u32"]],
-    body: activationFn(a) + ELEMENTWISE_HEAD + `  let plane = e / P.spatial;
+    params: [
+      ["start", "u32"],
+      ["count", "u32"],
+      ["spatial", "u32"],
+    ],
+    body:
+      activationFn(a) +
+      ELEMENTWISE_HEAD +
+      `  let plane = e / P.spatial;
   st_out(e, act(ld_x(e) * ld_scale(plane) + ld_shift(plane)));
 }
 `,

@@ -1,10 +1,10 @@
 import type { Activation, DeviceBuffer } from "../backends/kernels.js";
-import { activate } from "./activate.js";
 import { NS_PER_ELEMENT, NS_PER_TRANSCENDENTAL } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
+import { activationFn, defineKernel, ELEMENTWISE_HEAD, type KernelDef } from "../backends/webgpu/shaders.js";
+import { activate } from "./activate.js";
 import { activationCode, isCheapActivation } from "./contract.js";
 import { defineOp } from "./op.js";
-import { defineKernel, activationFn, ELEMENTWISE_HEAD, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface GroupNormArgs {
   x: DeviceBuffer; // [batch, channels, spatial]
@@ -31,7 +31,8 @@ export const groupNorm = defineOp<GroupNormArgs>({
   validate(r, p) {
     r.positive({ batch: p.batch, channels: p.channels, spatial: p.spatial, groups: p.groups });
     if (p.channels % p.groups !== 0) r.fail(`groups (${p.groups}) must divide channels (${p.channels})`);
-    if (!(typeof p.eps === "number" && p.eps >= 0 && Number.isFinite(p.eps))) r.fail(`eps must be a non-negative number, got ${String(p.eps)}`);
+    if (!(typeof p.eps === "number" && p.eps >= 0 && Number.isFinite(p.eps)))
+      r.fail(`eps must be a non-negative number, got ${String(p.eps)}`);
     r.activation(p.activation);
     r.noAlias(p.out, { gamma: p.gamma, beta: p.beta });
     const n = p.batch * p.channels * p.spatial;
@@ -42,8 +43,12 @@ export const groupNorm = defineOp<GroupNormArgs>({
   },
 
   reference(rt, p) {
-    const x = rt.data(p.x), g = rt.data(p.gamma), b = rt.data(p.beta), out = rt.data(p.out);
-    const cpg = p.channels / p.groups, span = cpg * p.spatial;
+    const x = rt.data(p.x),
+      g = rt.data(p.gamma),
+      b = rt.data(p.beta),
+      out = rt.data(p.out);
+    const cpg = p.channels / p.groups,
+      span = cpg * p.spatial;
     for (let n = 0; n < p.batch; n++) {
       for (let grp = 0; grp < p.groups; grp++) {
         const base = (n * p.channels + grp * cpg) * p.spatial;
@@ -67,18 +72,33 @@ export const groupNorm = defineOp<GroupNormArgs>({
   wasm(rt, p) {
     const n = p.batch * p.channels * p.spatial;
     const args = {
-      x: rt.ptr("x", p.x), gamma: rt.ptr("gamma", p.gamma), beta: rt.ptr("beta", p.beta), out: rt.ptr("out", p.out),
-      batch: p.batch, channels: p.channels, spatial: p.spatial, groups: p.groups, eps: p.eps, act: activationCode(p.activation),
+      x: rt.ptr("x", p.x),
+      gamma: rt.ptr("gamma", p.gamma),
+      beta: rt.ptr("beta", p.beta),
+      out: rt.ptr("out", p.out),
+      batch: p.batch,
+      channels: p.channels,
+      spatial: p.spatial,
+      groups: p.groups,
+      eps: p.eps,
+      act: activationCode(p.activation),
     };
-    return rt.run([{ kernel: "groupNorm", args }], n * (isCheapActivation(p.activation) ? 2 * NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL));
+    return rt.run(
+      [{ kernel: "groupNorm", args }],
+      n * (isCheapActivation(p.activation) ? 2 * NS_PER_ELEMENT : NS_PER_TRANSCENDENTAL),
+    );
   },
 
   webgpu(rt, p) {
     const op = "groupNorm";
     const { batch: N, channels: C, spatial: S, groups: G } = p;
-    const x = rt.own(op, "x", p.x), gamma = rt.own(op, "gamma", p.gamma), beta = rt.own(op, "beta", p.beta);
+    const x = rt.own(op, "x", p.x),
+      gamma = rt.own(op, "gamma", p.gamma),
+      beta = rt.own(op, "beta", p.beta);
     const out = rt.own(op, "out", p.out);
-    const cpg = C / G, span = cpg * S, NG = N * G;
+    const cpg = C / G,
+      span = cpg * S,
+      NG = N * G;
     const slice = Math.min(span, GN_SLICE, rt.cap(x.eb));
     const parts = cdiv(span, slice);
     const part = rt.allocRaw(NG * parts * 3, 4);
@@ -87,45 +107,96 @@ export const groupNorm = defineOp<GroupNormArgs>({
 
     // 1. per-slice (count, mean, M2)
     const total = NG * parts;
-    const [ss] = planChunks(op, [total], [
-      { what: "x", size: (s) => s[0] * slice, limit: rt.cap(x.eb) },
-      { what: "partials", size: (s) => s[0] * 3, limit: cap4 },
-      { what: "workgroups", size: (s) => s[0], limit: rt.maxGroups },
-    ]);
+    const [ss] = planChunks(
+      op,
+      [total],
+      [
+        { what: "x", size: (s) => s[0] * slice, limit: rt.cap(x.eb) },
+        { what: "partials", size: (s) => s[0] * 3, limit: cap4 },
+        { what: "workgroups", size: (s) => s[0], limit: rt.maxGroups },
+      ],
+    );
     const sliceLo = (s: number): number => Math.floor(s / parts) * span + (s % parts) * slice;
     const sliceHi = (s: number): number => Math.floor(s / parts) * span + Math.min(span, ((s % parts) + 1) * slice);
-    for (const { start: [s0], count: [sc] } of chunks([total], [ss])) {
-      rt.run(groupNormStatsKernel(), [{ buf: x, lo: sliceLo(s0), hi: sliceHi(s0 + sc - 1) }, { buf: part, lo: s0 * 3, hi: (s0 + sc) * 3 }],
-        { s0, sc, span, slice, parts }, sc);
+    for (const {
+      start: [s0],
+      count: [sc],
+    } of chunks([total], [ss])) {
+      rt.run(
+        groupNormStatsKernel(),
+        [
+          { buf: x, lo: sliceLo(s0), hi: sliceHi(s0 + sc - 1) },
+          { buf: part, lo: s0 * 3, hi: (s0 + sc) * 3 },
+        ],
+        { s0, sc, span, slice, parts },
+        sc,
+      );
     }
     // 2. per-group mean and 1/std
-    const [gs] = planChunks(op, [NG], [
-      { what: "partials", size: (s) => s[0] * parts * 3, limit: cap4 },
-      { what: "workgroups", size: (s) => cdiv(s[0], 64), limit: rt.maxGroups },
-    ]);
-    for (const { start: [g0], count: [gc] } of chunks([NG], [gs])) {
-      rt.run(groupNormFinalKernel(), [{ buf: part, lo: g0 * parts * 3, hi: (g0 + gc) * parts * 3 }, { buf: stat, lo: g0 * 2, hi: (g0 + gc) * 2 }],
-        { g0, gc, parts, eps: p.eps }, cdiv(gc, 64));
+    const [gs] = planChunks(
+      op,
+      [NG],
+      [
+        { what: "partials", size: (s) => s[0] * parts * 3, limit: cap4 },
+        { what: "workgroups", size: (s) => cdiv(s[0], 64), limit: rt.maxGroups },
+      ],
+    );
+    for (const {
+      start: [g0],
+      count: [gc],
+    } of chunks([NG], [gs])) {
+      rt.run(
+        groupNormFinalKernel(),
+        [
+          { buf: part, lo: g0 * parts * 3, hi: (g0 + gc) * parts * 3 },
+          { buf: stat, lo: g0 * 2, hi: (g0 + gc) * 2 },
+        ],
+        { g0, gc, parts, eps: p.eps },
+        cdiv(gc, 64),
+      );
     }
     // 3. normalise + affine + activation
     const gIndex = (e: number): number => Math.floor(e / (C * S)) * G + Math.floor((Math.floor(e / S) % C) / cpg);
-    rt.elementwise(op, N * C * S, [x.eb, out.eb], (start, count) => {
-      const end = start + count;
-      const n0 = Math.floor(start / (C * S)), n1 = Math.floor((end - 1) / (C * S));
-      const ch = n0 === n1 ? { lo: Math.floor(start / S) % C, hi: (Math.floor((end - 1) / S) % C) + 1 } : { lo: 0, hi: C };
-      const r = { lo: start, hi: end };
-      rt.run(groupNormApplyKernel(p.activation), [
-        { buf: x, ...r }, { buf: gamma, ...ch }, { buf: beta, ...ch },
-        { buf: stat, lo: gIndex(start) * 2, hi: gIndex(end - 1) * 2 + 2 }, { buf: out, ...r },
-      ], { start, count, spatial: S, channels: C, cpg, groups: G }, cdiv(count, 256));
-    }, [{ what: "statistics", size: (s) => (cdiv(s[0], span) + 1) * 2, limit: cap4 }, { what: "gamma/beta", size: (s) => Math.min(C, cdiv(s[0], S) + 1), limit: rt.cap(gamma.eb) }]);
+    rt.elementwise(
+      op,
+      N * C * S,
+      [x.eb, out.eb],
+      (start, count) => {
+        const end = start + count;
+        const n0 = Math.floor(start / (C * S)),
+          n1 = Math.floor((end - 1) / (C * S));
+        const ch =
+          n0 === n1 ? { lo: Math.floor(start / S) % C, hi: (Math.floor((end - 1) / S) % C) + 1 } : { lo: 0, hi: C };
+        const r = { lo: start, hi: end };
+        rt.run(
+          groupNormApplyKernel(p.activation),
+          [
+            { buf: x, ...r },
+            { buf: gamma, ...ch },
+            { buf: beta, ...ch },
+            { buf: stat, lo: gIndex(start) * 2, hi: gIndex(end - 1) * 2 + 2 },
+            { buf: out, ...r },
+          ],
+          { start, count, spatial: S, channels: C, cpg, groups: G },
+          cdiv(count, 256),
+        );
+      },
+      [
+        { what: "statistics", size: (s) => (cdiv(s[0], span) + 1) * 2, limit: cap4 },
+        { what: "gamma/beta", size: (s) => Math.min(C, cdiv(s[0], S) + 1), limit: rt.cap(gamma.eb) },
+      ],
+    );
     rt.freeRaw(part);
     rt.freeRaw(stat);
   },
-  
+
   warmup: (acts) => [
-    { def: groupNormStatsKernel() }, { def: groupNormFinalKernel() },
-    ...acts.flatMap((a) => [{ def: groupNormApplyKernel(a) }, { def: groupNormApplyKernel(a), roots: [0, 1, 2, 3, 0] }]),
+    { def: groupNormStatsKernel() },
+    { def: groupNormFinalKernel() },
+    ...acts.flatMap((a) => [
+      { def: groupNormApplyKernel(a) },
+      { def: groupNormApplyKernel(a), roots: [0, 1, 2, 3, 0] },
+    ]),
   ],
 });
 
@@ -149,7 +220,13 @@ const CHAN = `fn chan(a: vec3f, b: vec3f) -> vec3f {
 const groupNormStatsKernel = (): KernelDef =>
   defineKernel("gn_stats", () => ({
     bindings: [{ name: "x" }, { name: "part", write: true, f32: true }],
-    params: [["s0", "u32"], ["sc", "u32"], ["span", "u32"], ["slice", "u32"], ["parts", "u32"]],
+    params: [
+      ["s0", "u32"],
+      ["sc", "u32"],
+      ["span", "u32"],
+      ["slice", "u32"],
+      ["parts", "u32"],
+    ],
     body: `var<workgroup> red: array<vec3f, 256>;
 ${CHAN}
 @compute @workgroup_size(256)
@@ -183,8 +260,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 /** Group-norm statistics, stage 2: merge each group's slices into stat[g] = (mean, 1/sqrt(var + eps)). */
 const groupNormFinalKernel = (): KernelDef =>
   defineKernel("gn_final", () => ({
-    bindings: [{ name: "part", f32: true }, { name: "stat", write: true, f32: true }],
-    params: [["g0", "u32"], ["gc", "u32"], ["parts", "u32"], ["eps", "f32"]],
+    bindings: [
+      { name: "part", f32: true },
+      { name: "stat", write: true, f32: true },
+    ],
+    params: [
+      ["g0", "u32"],
+      ["gc", "u32"],
+      ["parts", "u32"],
+      ["eps", "f32"],
+    ],
     body: `${CHAN}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -205,9 +290,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 /** Group-norm stage 3, elementwise: normalise, affine, fused activation. */
 const groupNormApplyKernel = (a: Activation): KernelDef =>
   defineKernel(`gn_apply_${a}`, () => ({
-    bindings: [{ name: "x" }, { name: "gamma" }, { name: "beta" }, { name: "stat", f32: true }, { name: "out", write: true }],
+    bindings: [
+      { name: "x" },
+      { name: "gamma" },
+      { name: "beta" },
+      { name: "stat", f32: true },
+      { name: "out", write: true },
+    ],
     params: [
-      ["start", "u32"], ["count", "u32"], ["spatial", "u32"], ["channels", "u32"], ["cpg", "u32"], ["groups", "u32"],
+      ["start", "u32"],
+      ["count", "u32"],
+      ["spatial", "u32"],
+      ["channels", "u32"],
+      ["cpg", "u32"],
+      ["groups", "u32"],
     ],
     body:
       activationFn(a) +

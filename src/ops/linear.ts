@@ -27,7 +27,10 @@ export const linear = defineOp<LinearArgs>({
   },
 
   reference(rt, p) {
-    const x = rt.data(p.x), w = rt.data(p.weight), out = rt.data(p.out), bias = p.bias ? rt.data(p.bias) : null;
+    const x = rt.data(p.x),
+      w = rt.data(p.weight),
+      out = rt.data(p.out),
+      bias = p.bias ? rt.data(p.bias) : null;
     for (let r = 0; r < p.rows; r++) {
       for (let o = 0; o < p.outFeatures; o++) {
         let acc = bias ? bias[o] : 0;
@@ -39,8 +42,13 @@ export const linear = defineOp<LinearArgs>({
 
   wasm(rt, p) {
     const args = {
-      x: rt.ptr("x", p.x), weight: rt.ptr("weight", p.weight), bias: rt.ptr("bias", p.bias), out: rt.ptr("out", p.out),
-      rows: p.rows, inF: p.inFeatures, outF: p.outFeatures,
+      x: rt.ptr("x", p.x),
+      weight: rt.ptr("weight", p.weight),
+      bias: rt.ptr("bias", p.bias),
+      out: rt.ptr("out", p.out),
+      rows: p.rows,
+      inF: p.inFeatures,
+      outF: p.outFeatures,
     };
     const per = rt.ex.matmulScratchBytes(p.outFeatures, p.inFeatures);
     return rt.run([{ kernel: "linear", args }], p.rows * p.inFeatures * p.outFeatures * NS_PER_MAC, (nt) => nt * per);
@@ -49,8 +57,16 @@ export const linear = defineOp<LinearArgs>({
   webgpu(rt, p) {
     const op = "linear";
     gemmWebGPU(rt, op, {
-      a: rt.own(op, "x", p.x), b: rt.own(op, "weight", p.weight), bias: p.bias ? rt.own(op, "bias", p.bias) : null,
-      out: rt.own(op, "out", p.out), batch: 1, M: p.rows, N: p.outFeatures, K: p.inFeatures, transB: true, alpha: 1,
+      a: rt.own(op, "x", p.x),
+      b: rt.own(op, "weight", p.weight),
+      bias: p.bias ? rt.own(op, "bias", p.bias) : null,
+      out: rt.own(op, "out", p.out),
+      batch: 1,
+      M: p.rows,
+      N: p.outFeatures,
+      K: p.inFeatures,
+      transB: true,
+      alpha: 1,
     });
   },
 });

@@ -3,8 +3,8 @@ import { NS_PER_MAC } from "../backends/wasm/runtime.js";
 import type { GpuBuffer } from "../backends/webgpu/buffers.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
 import type { WebGPURuntime } from "../backends/webgpu/runtime.js";
+import { defineKernel, type KernelDef, tileOuterProducts } from "../backends/webgpu/shaders.js";
 import { defineOp } from "./op.js";
-import { defineKernel, tileOuterProducts, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface MatmulArgs {
   a: DeviceBuffer; // [batch, m, k]
@@ -34,10 +34,14 @@ export const matmul = defineOp<MatmulArgs>({
   },
 
   reference(rt, p) {
-    const a = rt.data(p.a), b = rt.data(p.b), out = rt.data(p.out);
+    const a = rt.data(p.a),
+      b = rt.data(p.b),
+      out = rt.data(p.out);
     const { m, n, k } = p;
     for (let bt = 0; bt < p.batch; bt++) {
-      const ao = bt * m * k, bo = bt * k * n, oo = bt * m * n;
+      const ao = bt * m * k,
+        bo = bt * k * n,
+        oo = bt * m * n;
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
           let acc = 0;
@@ -50,8 +54,15 @@ export const matmul = defineOp<MatmulArgs>({
 
   wasm(rt, p) {
     const args = {
-      a: rt.ptr("a", p.a), b: rt.ptr("b", p.b), out: rt.ptr("out", p.out),
-      batch: p.batch, m: p.m, n: p.n, k: p.k, transposeB: !!p.transposeB, alpha: p.alpha,
+      a: rt.ptr("a", p.a),
+      b: rt.ptr("b", p.b),
+      out: rt.ptr("out", p.out),
+      batch: p.batch,
+      m: p.m,
+      n: p.n,
+      k: p.k,
+      transposeB: !!p.transposeB,
+      alpha: p.alpha,
     };
     const per = rt.ex.matmulScratchBytes(p.n, p.k);
     return rt.run([{ kernel: "matmul", args }], p.batch * p.m * p.n * p.k * NS_PER_MAC, (nt) => nt * per);
@@ -60,8 +71,16 @@ export const matmul = defineOp<MatmulArgs>({
   webgpu(rt, p) {
     const op = "matmul";
     gemmWebGPU(rt, op, {
-      a: rt.own(op, "a", p.a), b: rt.own(op, "b", p.b), bias: null, out: rt.own(op, "out", p.out),
-      batch: p.batch, M: p.m, N: p.n, K: p.k, transB: !!p.transposeB, alpha: p.alpha,
+      a: rt.own(op, "a", p.a),
+      b: rt.own(op, "b", p.b),
+      bias: null,
+      out: rt.own(op, "out", p.out),
+      batch: p.batch,
+      M: p.m,
+      N: p.n,
+      K: p.k,
+      transB: !!p.transposeB,
+      alpha: p.alpha,
     });
   },
 
@@ -69,10 +88,22 @@ export const matmul = defineOp<MatmulArgs>({
 });
 
 /** The WGSL GEMM (64×64 tiles) over chunks that fit the device limits; linear and matmul both use it. */
-export function gemmWebGPU(rt: WebGPURuntime, op: string, g: {
-  a: GpuBuffer; b: GpuBuffer; bias: GpuBuffer | null; out: GpuBuffer;
-  batch: number; M: number; N: number; K: number; transB: boolean; alpha: number;
-}): void {
+export function gemmWebGPU(
+  rt: WebGPURuntime,
+  op: string,
+  g: {
+    a: GpuBuffer;
+    b: GpuBuffer;
+    bias: GpuBuffer | null;
+    out: GpuBuffer;
+    batch: number;
+    M: number;
+    N: number;
+    K: number;
+    transB: boolean;
+    alpha: number;
+  },
+): void {
   const { a, b, bias, out, batch, M, N, K, transB, alpha } = g;
   const ext = [batch, M, N, K];
   const sizes = planChunks(op, ext, [
@@ -83,20 +114,30 @@ export function gemmWebGPU(rt: WebGPURuntime, op: string, g: {
     { what: "out", size: (s) => ((s[0] - 1) * M + s[1] - 1) * N + s[2], limit: rt.cap(out.eb) },
     { what: "workgroups", size: (s) => s[0] * cdiv(s[1], 64) * cdiv(s[2], 64), limit: rt.maxGroups },
   ]);
-  for (const { start: [b0, m0, n0, k0], count: [bc, mc, nc, kc] } of chunks(ext, sizes)) {
+  for (const {
+    start: [b0, m0, n0, k0],
+    count: [bc, mc, nc, kc],
+  } of chunks(ext, sizes)) {
     const bLast = b0 + bc - 1;
     const aR = { lo: (b0 * M + m0) * K + k0, hi: (bLast * M + m0 + mc - 1) * K + k0 + kc };
     const bR = transB
       ? { lo: (b0 * N + n0) * K + k0, hi: (bLast * N + n0 + nc - 1) * K + k0 + kc }
       : { lo: (b0 * K + k0) * N + n0, hi: (bLast * K + k0 + kc - 1) * N + n0 + nc };
-    const tiles_m = cdiv(mc, 64), tiles_n = cdiv(nc, 64);
+    const tiles_m = cdiv(mc, 64),
+      tiles_n = cdiv(nc, 64);
     // later reduction chunks accumulate onto out; the bias comes with the first
     const flags = (k0 > 0 ? 1 : 0) | (k0 === 0 && bias ? 2 : 0);
-    rt.run(gemmKernel(transB), [
-      { buf: a, ...aR }, { buf: b, ...bR },
-      bias && k0 === 0 ? { buf: bias, lo: n0, hi: n0 + nc } : null,
-      { buf: out, lo: (b0 * M + m0) * N + n0, hi: (bLast * M + m0 + mc - 1) * N + n0 + nc },
-    ], { b0, bc, m0, mc, n0, nc, k0, kc, M, N, K, tiles_m, tiles_n, alpha, flags }, bc * tiles_m * tiles_n);
+    rt.run(
+      gemmKernel(transB),
+      [
+        { buf: a, ...aR },
+        { buf: b, ...bR },
+        bias && k0 === 0 ? { buf: bias, lo: n0, hi: n0 + nc } : null,
+        { buf: out, lo: (b0 * M + m0) * N + n0, hi: (bLast * M + m0 + mc - 1) * N + n0 + nc },
+      ],
+      { b0, bc, m0, mc, n0, nc, k0, kc, M, N, K, tiles_m, tiles_n, alpha, flags },
+      bc * tiles_m * tiles_n,
+    );
   }
 }
 
@@ -112,8 +153,21 @@ const gemmKernel = (transB: boolean): KernelDef =>
   defineKernel(transB ? "gemm_nt" : "gemm_nn", () => ({
     bindings: [{ name: "a" }, { name: "b" }, { name: "bias" }, { name: "out", write: true }],
     params: [
-      ["b0", "u32"], ["bc", "u32"], ["m0", "u32"], ["mc", "u32"], ["n0", "u32"], ["nc", "u32"], ["k0", "u32"], ["kc", "u32"],
-      ["M", "u32"], ["N", "u32"], ["K", "u32"], ["tiles_m", "u32"], ["tiles_n", "u32"], ["alpha", "f32"], ["flags", "u32"],
+      ["b0", "u32"],
+      ["bc", "u32"],
+      ["m0", "u32"],
+      ["mc", "u32"],
+      ["n0", "u32"],
+      ["nc", "u32"],
+      ["k0", "u32"],
+      ["kc", "u32"],
+      ["M", "u32"],
+      ["N", "u32"],
+      ["K", "u32"],
+      ["tiles_m", "u32"],
+      ["tiles_n", "u32"],
+      ["alpha", "f32"],
+      ["flags", "u32"],
     ],
     body: `var<workgroup> as_: array<f32, 1024>;
 var<workgroup> bs_: array<f32, 1024>;
@@ -137,16 +191,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       var v = 0.0;
       if (m_base + mm < P.mc && kt + kk < k_end) { v = ld_a((bt * P.M + P.m0 + m_base + mm) * P.K + kt + kk); }
       as_[kk * 64u + mm] = v;
-${transB
-  ? `      let nn = li / 16u + 16u * q;
+${
+  transB
+    ? `      let nn = li / 16u + 16u * q;
       var u = 0.0;
       if (n_base + nn < P.nc && kt + kk < k_end) { u = ld_b((bt * P.N + P.n0 + n_base + nn) * P.K + kt + kk); }
       bs_[kk * 64u + nn] = u;`
-  : `      let kb = li / 64u + 4u * q;
+    : `      let kb = li / 64u + 4u * q;
       let nn = li % 64u;
       var u = 0.0;
       if (n_base + nn < P.nc && kt + kb < k_end) { u = ld_b((bt * P.K + kt + kb) * P.N + P.n0 + n_base + nn); }
-      bs_[kb * 64u + nn] = u;`}
+      bs_[kb * 64u + nn] = u;`
+}
     }
     workgroupBarrier();
 ${tileOuterProducts("as_", "bs_")}

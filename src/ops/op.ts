@@ -39,6 +39,7 @@ export function defineOp<A>(op: Op<A>): Op<A> {
 
 /** The shared check every backend runs before its implementation. */
 export function validate<A>(backend: BackendName, op: Op<A>, args: A): void {
-  if (typeof args !== "object" || args === null) throw new Rules(`${backend}: ${op.name}`).fail("arguments must be an object");
+  if (typeof args !== "object" || args === null)
+    throw new Rules(`${backend}: ${op.name}`).fail("arguments must be an object");
   op.validate(new Rules(`${backend}: ${op.name}`), args);
 }

@@ -15,7 +15,18 @@ import { upsampleNearest2x } from "./upsample.js";
  * its file (src/ops/), its AssemblyScript kernel and one line here.
  */
 export const OPS = {
-  conv2d, groupNorm, linear, matmul, softmax, attention, add, activation, upsampleNearest2x, transpose, channelAffine, copy,
+  conv2d,
+  groupNorm,
+  linear,
+  matmul,
+  softmax,
+  attention,
+  add,
+  activation,
+  upsampleNearest2x,
+  transpose,
+  channelAffine,
+  copy,
 } as const;
 
 export type OpName = keyof typeof OPS;
@@ -24,7 +35,10 @@ export type OpArgs<K extends OpName> = (typeof OPS)[K] extends Op<infer A> ? A :
 export type OpMethods = { [K in OpName]: (args: OpArgs<K>) => MaybePromise };
 
 /** Adds one method per op to a backend class's prototype; `impl` runs validate and the backend's side. */
-export function installOps<T extends object>(proto: T, impl: (op: Op<unknown>) => (this: T, args: unknown) => MaybePromise): void {
+export function installOps<T extends object>(
+  proto: T,
+  impl: (op: Op<unknown>) => (this: T, args: unknown) => MaybePromise,
+): void {
   for (const [name, op] of Object.entries(OPS)) {
     Object.defineProperty(proto, name, { value: impl(op as Op<unknown>), writable: true, configurable: true });
   }

@@ -1,8 +1,8 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_TRANSCENDENTAL } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
+import { defineKernel, type KernelDef, NEG } from "../backends/webgpu/shaders.js";
 import { defineOp } from "./op.js";
-import { defineKernel, NEG, type KernelDef } from "../backends/webgpu/shaders.js";
 
 export interface SoftmaxArgs {
   x: DeviceBuffer; // [rows, cols], softmax along cols
@@ -22,7 +22,8 @@ export const softmax = defineOp<SoftmaxArgs>({
   },
 
   reference(rt, p) {
-    const x = rt.data(p.x), out = rt.data(p.out);
+    const x = rt.data(p.x),
+      out = rt.data(p.out);
     const e = new Float64Array(p.cols);
     for (let r = 0; r < p.rows; r++) {
       const o = r * p.cols;
@@ -36,20 +37,39 @@ export const softmax = defineOp<SoftmaxArgs>({
 
   wasm(rt, p) {
     const n = p.rows * p.cols;
-    return rt.run([{ kernel: "softmax", args: { x: rt.ptr("x", p.x), out: rt.ptr("out", p.out), rows: p.rows, cols: p.cols } }], n * NS_PER_TRANSCENDENTAL);
+    return rt.run(
+      [{ kernel: "softmax", args: { x: rt.ptr("x", p.x), out: rt.ptr("out", p.out), rows: p.rows, cols: p.cols } }],
+      n * NS_PER_TRANSCENDENTAL,
+    );
   },
 
   webgpu(rt, p) {
     const op = "softmax";
     const { rows, cols } = p;
-    const x = rt.own(op, "x", p.x), out = rt.own(op, "out", p.out);
-    const [size] = planChunks(op, [rows], [
-      { what: "x/out rows", size: (s) => s[0] * cols, limit: rt.cap(rt.eb) },
-      { what: "workgroups", size: (s) => s[0], limit: rt.maxGroups },
-    ]);
-    for (const { start: [r0], count: [rc] } of chunks([rows], [size])) {
+    const x = rt.own(op, "x", p.x),
+      out = rt.own(op, "out", p.out);
+    const [size] = planChunks(
+      op,
+      [rows],
+      [
+        { what: "x/out rows", size: (s) => s[0] * cols, limit: rt.cap(rt.eb) },
+        { what: "workgroups", size: (s) => s[0], limit: rt.maxGroups },
+      ],
+    );
+    for (const {
+      start: [r0],
+      count: [rc],
+    } of chunks([rows], [size])) {
       const r = { lo: r0 * cols, hi: (r0 + rc) * cols };
-      rt.run(softmaxKernel(), [{ buf: x, ...r }, { buf: out, ...r }], { r0, rc, cols }, rc);
+      rt.run(
+        softmaxKernel(),
+        [
+          { buf: x, ...r },
+          { buf: out, ...r },
+        ],
+        { r0, rc, cols },
+        rc,
+      );
     }
   },
 
@@ -62,7 +82,11 @@ export const softmax = defineOp<SoftmaxArgs>({
 const softmaxKernel = (): KernelDef =>
   defineKernel("softmax", () => ({
     bindings: [{ name: "x" }, { name: "out", write: true }],
-    params: [["r0", "u32"], ["rc", "u32"], ["cols", "u32"]],
+    params: [
+      ["r0", "u32"],
+      ["rc", "u32"],
+      ["cols", "u32"],
+    ],
     body: `var<workgroup> red_m: array<f32, 256>;
 var<workgroup> red_s: array<f32, 256>;
 @compute @workgroup_size(256)

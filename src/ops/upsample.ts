@@ -1,8 +1,8 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
 import { NS_PER_ELEMENT } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
-import { defineOp } from "./op.js";
 import { defineKernel, type KernelDef } from "../backends/webgpu/shaders.js";
+import { defineOp } from "./op.js";
 
 export interface Upsample2xArgs {
   x: DeviceBuffer; // [planes, height, width]
@@ -25,7 +25,8 @@ export const upsampleNearest2x = defineOp<Upsample2xArgs>({
     r.fits("out", p.out, 4 * n);
   },
   reference(rt, p) {
-    const x = rt.data(p.x), out = rt.data(p.out);
+    const x = rt.data(p.x),
+      out = rt.data(p.out);
     const { height: H, width: W } = p;
     for (let pl = 0; pl < p.planes; pl++) {
       for (let y = 0; y < 2 * H; y++) {
@@ -39,17 +40,33 @@ export const upsampleNearest2x = defineOp<Upsample2xArgs>({
   },
   webgpu(rt, p) {
     const op = "upsampleNearest2x";
-    const rows = p.planes * p.height, w = p.width;
-    const x = rt.own(op, "x", p.x), out = rt.own(op, "out", p.out);
+    const rows = p.planes * p.height,
+      w = p.width;
+    const x = rt.own(op, "x", p.x),
+      out = rt.own(op, "out", p.out);
     // Input rows are independent: flattened row r feeds output rows 2r and 2r + 1.
-    const [size] = planChunks(op, [rows], [
-      { what: "x", size: (s) => s[0] * w, limit: rt.cap(x.eb) },
-      { what: "out", size: (s) => s[0] * 4 * w, limit: rt.cap(out.eb) },
-      { what: "workgroups", size: (s) => cdiv(s[0] * 4 * w, 256), limit: rt.maxGroups },
-    ]);
-    for (const { start: [r0], count: [rc] } of chunks([rows], [size])) {
-      rt.run(upsampleKernel(), [{ buf: x, lo: r0 * w, hi: (r0 + rc) * w }, { buf: out, lo: r0 * 4 * w, hi: (r0 + rc) * 4 * w }],
-        { r0, rc, w }, cdiv(rc * 4 * w, 256));
+    const [size] = planChunks(
+      op,
+      [rows],
+      [
+        { what: "x", size: (s) => s[0] * w, limit: rt.cap(x.eb) },
+        { what: "out", size: (s) => s[0] * 4 * w, limit: rt.cap(out.eb) },
+        { what: "workgroups", size: (s) => cdiv(s[0] * 4 * w, 256), limit: rt.maxGroups },
+      ],
+    );
+    for (const {
+      start: [r0],
+      count: [rc],
+    } of chunks([rows], [size])) {
+      rt.run(
+        upsampleKernel(),
+        [
+          { buf: x, lo: r0 * w, hi: (r0 + rc) * w },
+          { buf: out, lo: r0 * 4 * w, hi: (r0 + rc) * 4 * w },
+        ],
+        { r0, rc, w },
+        cdiv(rc * 4 * w, 256),
+      );
     }
   },
 
@@ -62,7 +79,11 @@ export const upsampleNearest2x = defineOp<Upsample2xArgs>({
 const upsampleKernel = (): KernelDef =>
   defineKernel("upsample2x", () => ({
     bindings: [{ name: "x" }, { name: "out", write: true }],
-    params: [["r0", "u32"], ["rc", "u32"], ["w", "u32"]],
+    params: [
+      ["r0", "u32"],
+      ["rc", "u32"],
+      ["w", "u32"],
+    ],
     body: `@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = flat_wg(wid, nwg) * 256u + li;

@@ -201,7 +201,8 @@ function buildF8Table(e: number, m: number, fn: boolean): Float32Array {
     const mant = b & ((1 << m) - 1);
     let v: number;
     if (exp === expMax && (fn ? mant === (1 << m) - 1 : true)) v = fn || mant !== 0 ? NaN : sign * Infinity;
-    else if (exp === 0) v = sign * mant * 2 ** (1 - bias - m); // subnormals (and ±0)
+    else if (exp === 0)
+      v = sign * mant * 2 ** (1 - bias - m); // subnormals (and ±0)
     else v = sign * (1 + mant / 2 ** m) * 2 ** (exp - bias);
     table[b] = v;
   }
@@ -233,7 +234,14 @@ function f8BytesToF32(bytes: Uint8Array, table: Float32Array, count?: number): F
 export type FloatDtype = "F16" | "BF16" | "F32" | "F64" | "F8_E4M3" | "F8_E5M2";
 
 /** Bytes per element of each float storage dtype. */
-export const FLOAT_DTYPE_SIZE: Readonly<Record<FloatDtype, number>> = { F16: 2, BF16: 2, F32: 4, F64: 8, F8_E4M3: 1, F8_E5M2: 1 };
+export const FLOAT_DTYPE_SIZE: Readonly<Record<FloatDtype, number>> = {
+  F16: 2,
+  BF16: 2,
+  F32: 4,
+  F64: 8,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+};
 
 /** Little-endian bytes of `dtype` → Float32Array of `count` elements. */
 export function floatBytesToF32(bytes: Uint8Array, dtype: FloatDtype, count?: number): Float32Array {

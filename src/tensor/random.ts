@@ -4,7 +4,7 @@
  * reproduce torch.randn's stream — pass `noise` explicitly to match a PyTorch run bit for bit.
  */
 export function randn(length: number, seed: number): Float32Array {
-  let s = seed >>> 0 ^ Math.floor(seed / 2 ** 32);
+  let s = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
   const next32 = () => {
     s = (s + 0x9e3779b9) | 0;
     let z = s;
@@ -12,12 +12,20 @@ export function randn(length: number, seed: number): Float32Array {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return (z ^ (z >>> 16)) >>> 0;
   };
-  let a = next32(), b = next32(), c = next32(), d = next32();
+  let a = next32(),
+    b = next32(),
+    c = next32(),
+    d = next32();
   const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
   const xoshiro = () => {
     const r = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
     const t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = rotl(d, 11);
     return r;
   };
   // Uniform in (0, 1] with 53 bits, so log() never sees 0.

@@ -9,7 +9,10 @@ export function shapeSize(shape: readonly number[], what = "tensor"): number {
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i];
     if (!Number.isSafeInteger(d) || d < 0) {
-      throw new AutoencoderKLError(what, `shape[${i}] = ${String(d)} is not a non-negative integer (shape [${shape.join(", ")}])`);
+      throw new AutoencoderKLError(
+        what,
+        `shape[${i}] = ${String(d)} is not a non-negative integer (shape [${shape.join(", ")}])`,
+      );
     }
     n *= d;
     if (n > MAX_TENSOR_ELEMENTS) {
@@ -29,7 +32,10 @@ export class Tensor {
     const size = shapeSize(shape, "Tensor");
     const arr = data instanceof Float32Array ? data : Float32Array.from(data ?? []);
     if (arr.length !== size) {
-      throw new AutoencoderKLError("Tensor", `data has ${arr.length} elements but shape [${shape.join(", ")}] needs ${size}`);
+      throw new AutoencoderKLError(
+        "Tensor",
+        `data has ${arr.length} elements but shape [${shape.join(", ")}] needs ${size}`,
+      );
     }
     this.data = arr;
     this.shape = [...shape];

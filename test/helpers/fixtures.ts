@@ -37,7 +37,8 @@ export const manifest: Manifest = JSON.parse(readFileSync(FIXTURES + "manifest.j
 /** Reads a case file into { input: {x, z, ...}, expected: {...} }. */
 export function loadCase(c: FixtureCase): { input: Record<string, Tensor>; expected: Record<string, Tensor> } {
   const { tensors } = readSafetensors(new Uint8Array(readFileSync(FIXTURES + c.file)), c.file);
-  const input: Record<string, Tensor> = {}, expected: Record<string, Tensor> = {};
+  const input: Record<string, Tensor> = {},
+    expected: Record<string, Tensor> = {};
   for (const [k, t] of tensors) {
     const [kind, name] = k.split(".");
     (kind === "input" ? input : expected)[name] = t;
@@ -50,7 +51,9 @@ export function compare(got: Tensor, expected: Tensor): { maxAbs: number; relL2:
   if (got.shape.join(",") !== expected.shape.join(",")) {
     throw new Error(`shape [${got.shape}] != expected [${expected.shape}]`);
   }
-  let maxAbs = 0, num = 0, den = 0;
+  let maxAbs = 0,
+    num = 0,
+    den = 0;
   for (let i = 0; i < got.size; i++) {
     const d = got.data[i] - expected.data[i];
     if (!(Math.abs(d) <= maxAbs)) maxAbs = Math.abs(d); // NaN propagates as a failure

@@ -16,5 +16,8 @@ export function enableRelaxedSimd(): { ok: boolean; reason?: string } {
   }
   return wasmRelaxedSimdSupported()
     ? { ok: true }
-    : { ok: false, reason: "WebAssembly.validate rejects relaxed_madd in this engine, even with --experimental-wasm-relaxed-simd" };
+    : {
+        ok: false,
+        reason: "WebAssembly.validate rejects relaxed_madd in this engine, even with --experimental-wasm-relaxed-simd",
+      };
 }

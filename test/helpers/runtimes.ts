@@ -9,12 +9,12 @@ import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
 import { it } from "vitest";
 import { createWasmBackend } from "../../src/backends/wasm/index.js";
-import { AutoencoderKL } from "../../src/models/autoencoder-kl/autoencoder-kl.js";
-import { readSafetensors } from "../../src/io/safetensors.js";
-import type { Tensor } from "../../src/tensor/tensor.js";
-import { enableRelaxedSimd } from "./relaxed-simd.js";
-import { probe } from "../runtimes/probe.mjs";
 import * as lib from "../../src/index.js";
+import { readSafetensors } from "../../src/io/safetensors.js";
+import { AutoencoderKL } from "../../src/models/autoencoder-kl/autoencoder-kl.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
+import { probe } from "../runtimes/probe.mjs";
+import { enableRelaxedSimd } from "./relaxed-simd.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const DEMO = join(ROOT, "assets", "demo-vae");
@@ -37,13 +37,27 @@ const platform = `${process.platform}-${process.arch}`;
 
 /** The pinned devDependencies' binaries (their platform packages; the npm wrappers need install scripts). */
 export function findDeno(): Found {
-  const pkg = { "linux-x64": "@deno/linux-x64-glibc", "linux-arm64": "@deno/linux-arm64-glibc", "darwin-arm64": "@deno/darwin-arm64", "darwin-x64": "@deno/darwin-x64" }[platform];
+  const pkg = {
+    "linux-x64": "@deno/linux-x64-glibc",
+    "linux-arm64": "@deno/linux-arm64-glibc",
+    "darwin-arm64": "@deno/darwin-arm64",
+    "darwin-x64": "@deno/darwin-x64",
+  }[platform];
   return firstBinary("Deno", [...(pkg ? [`${pkg}/deno`] : []), "deno/deno"], "run `npm ci` (devDependency deno)");
 }
 
 export function findBun(): Found {
-  const pkg = { "linux-x64": "@oven/bun-linux-x64", "linux-arm64": "@oven/bun-linux-aarch64", "darwin-arm64": "@oven/bun-darwin-aarch64", "darwin-x64": "@oven/bun-darwin-x64" }[platform];
-  return firstBinary("Bun", [...(pkg ? [`${pkg}/bin/bun`] : []), "bun/bin/bun.exe"], "run `npm ci` (devDependency bun)");
+  const pkg = {
+    "linux-x64": "@oven/bun-linux-x64",
+    "linux-arm64": "@oven/bun-linux-aarch64",
+    "darwin-arm64": "@oven/bun-darwin-aarch64",
+    "darwin-x64": "@oven/bun-darwin-x64",
+  }[platform];
+  return firstBinary(
+    "Bun",
+    [...(pkg ? [`${pkg}/bin/bun`] : []), "bun/bin/bun.exe"],
+    "run `npm ci` (devDependency bun)",
+  );
 }
 
 /** Node of that major version: this process's, or tools/node's pinned binary (`npm ci --prefix tools/node`). */
@@ -51,12 +65,15 @@ export function findNode(major: number): Found {
   if (Number(process.versions.node.split(".")[0]) === major) return { path: process.execPath };
   const p = join(ROOT, "tools", "node", "node_modules", `node${major}`, "bin", "node");
   if (existsSync(p)) return { path: p };
-  return { reason: `Node ${major}: not this process's Node (${process.version}) and ${p} is missing; run \`npm ci --prefix tools/node\` (linux-x64)` };
+  return {
+    reason: `Node ${major}: not this process's Node (${process.version}) and ${p} is missing; run \`npm ci --prefix tools/node\` (linux-x64)`,
+  };
 }
 
 /** A Node that miniflare accepts (>= 22) and miniflare itself. */
 export function findMiniflareNode(): Found {
-  if (!existsSync(join(ROOT, "node_modules", "miniflare", "package.json"))) return { reason: "miniflare: not installed; run `npm ci`" };
+  if (!existsSync(join(ROOT, "node_modules", "miniflare", "package.json")))
+    return { reason: "miniflare: not installed; run `npm ci`" };
   if (Number(process.versions.node.split(".")[0]) >= 22) return { path: process.execPath };
   const n = findNode(22);
   return n.path ? n : { reason: `miniflare needs Node >= 22: ${n.reason}` };
@@ -72,10 +89,14 @@ export function itWith(found: Found, name: string, fn: (path: string) => Promise
     it.skip(`${name} (skipped: ${found.reason})`, () => undefined);
     return;
   }
-  it(name, async () => {
-    if (found.path === undefined) throw new Error(`cannot run in CI: ${found.reason}`);
-    await fn(found.path);
-  }, timeout);
+  it(
+    name,
+    async () => {
+      if (found.path === undefined) throw new Error(`cannot run in CI: ${found.reason}`);
+      await fn(found.path);
+    },
+    timeout,
+  );
 }
 
 export interface RunResult {
@@ -89,11 +110,21 @@ export interface RunResult {
  * Runs a command to its end (no shell), with a time limit. It leads its own process group, so a timeout
  * also ends what it started (workerd under miniflare).
  */
-export function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: process.platform !== "win32" });
-    const out: Buffer[] = [], err: Buffer[] = [];
+    const child = spawn(cmd, args, {
+      cwd: options.cwd ?? ROOT,
+      env: options.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: process.platform !== "win32",
+    });
+    const out: Buffer[] = [],
+      err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
     const timer = setTimeout(() => {
@@ -110,7 +141,12 @@ export function run(cmd: string, args: string[], options: { cwd?: string; env?: 
     });
     child.on("close", (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8"), ms: performance.now() - t0 });
+      resolve({
+        code,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString("utf8"),
+        ms: performance.now() - t0,
+      });
     });
   });
 }
@@ -135,9 +171,18 @@ export async function freshPackage(dir: string): Promise<{ index: string }> {
     }
   };
   walk(join(ROOT, "src"));
-  await build({ entryPoints: files, outdir: join(dir, "dist"), outbase: join(ROOT, "src"), format: "esm", platform: "neutral", target: "es2022", logLevel: "error" });
+  await build({
+    entryPoints: files,
+    outdir: join(dir, "dist"),
+    outbase: join(ROOT, "src"),
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    logLevel: "error",
+  });
   mkdirSync(join(dir, "build"));
-  for (const f of ["kernels-simd.wasm", "kernels-relaxed.wasm"]) copyFileSync(join(ROOT, "build", f), join(dir, "build", f));
+  for (const f of ["kernels-simd.wasm", "kernels-relaxed.wasm"])
+    copyFileSync(join(ROOT, "build", f), join(dir, "build", f));
   return { index: join(dir, "dist", "index.js") };
 }
 
@@ -149,7 +194,10 @@ export const packageAliases: Plugin = {
   name: "autoencoderkl-aliases",
   setup(b) {
     b.onResolve({ filter: /^autoencoderkl$/ }, () => ({ path: join(ROOT, "src", "index.ts") }));
-    b.onResolve({ filter: /^autoencoderkl\/kernels-(simd|relaxed)\.wasm$/ }, (a) => ({ path: `./${a.path.slice("autoencoderkl/".length)}`, external: true }));
+    b.onResolve({ filter: /^autoencoderkl\/kernels-(simd|relaxed)\.wasm$/ }, (a) => ({
+      path: `./${a.path.slice("autoencoderkl/".length)}`,
+      external: true,
+    }));
   },
 };
 
@@ -184,7 +232,8 @@ const references = new Map<string, Promise<ProbeResult>>();
  * must match. Relaxed SIMD is switched on for this process where Node 20 needs the flag.
  */
 export function nodeReference(isa: string): Promise<ProbeResult> {
-  if (isa !== "simd" && isa !== "relaxed-simd") throw new Error(`no Node reference for instruction set ${JSON.stringify(isa)}`);
+  if (isa !== "simd" && isa !== "relaxed-simd")
+    throw new Error(`no Node reference for instruction set ${JSON.stringify(isa)}`);
   let p = references.get(isa);
   if (!p) {
     p = (async () => {
@@ -209,10 +258,12 @@ export function nodeReference(isa: string): Promise<ProbeResult> {
 /** Largest |a - b| over every tensor of the probe; throws if names or shapes differ. */
 export function maxProbeDiff(got: ProbeResult, want: ProbeResult): number {
   const names = [...want.tensors.keys()].sort();
-  if ([...got.tensors.keys()].sort().join() !== names.join()) throw new Error(`tensors ${[...got.tensors.keys()]} vs ${names}`);
+  if ([...got.tensors.keys()].sort().join() !== names.join())
+    throw new Error(`tensors ${[...got.tensors.keys()]} vs ${names}`);
   let max = 0;
   for (const k of names) {
-    const a = got.tensors.get(k)!, b = want.tensors.get(k)!;
+    const a = got.tensors.get(k)!,
+      b = want.tensors.get(k)!;
     if (a.shape.join() !== b.shape.join()) throw new Error(`${k}: shape [${a.shape}] vs [${b.shape}]`);
     for (let i = 0; i < a.data.length; i++) {
       const d = Math.abs(a.data[i] - b.data[i]);

@@ -86,7 +86,11 @@ export async function startStaticServer(root: string, options: StaticServerOptio
         res.writeHead(416, { "Content-Range": `bytes */${size}` }).end();
         return;
       }
-      res.writeHead(206, { "Content-Type": type, "Content-Length": end - start, "Content-Range": `bytes ${start}-${end - 1}/${size}` });
+      res.writeHead(206, {
+        "Content-Type": type,
+        "Content-Length": end - start,
+        "Content-Range": `bytes ${start}-${end - 1}/${size}`,
+      });
       if (req.method === "HEAD") res.end();
       else {
         served.push({ path, start, end });

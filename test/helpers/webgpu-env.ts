@@ -18,11 +18,13 @@ export function acquireTestGPU(): Promise<TestGPU> {
   probe ??= (async (): Promise<TestGPU> => {
     if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
     const gpu = await getWebGPU();
-    if (!gpu) return { reason: "no WebGPU implementation (navigator.gpu missing and the 'webgpu' package did not load)" };
+    if (!gpu)
+      return { reason: "no WebGPU implementation (navigator.gpu missing and the 'webgpu' package did not load)" };
     const adapter = await gpu.requestAdapter();
     if (!adapter) {
       return {
-        reason: `no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? "unset"}; ` +
+        reason:
+          `no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? "unset"}; ` +
           `install Debian's chromium and libvulkan1 for SwiftShader at ${SWIFTSHADER_ICD})`,
       };
     }

@@ -17,7 +17,8 @@ function onlyOurErrors(fn: () => unknown): void {
   }
 }
 
-const flips = (max: number) => fc.array(fc.tuple(fc.nat({ max: max - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 });
+const flips = (max: number) =>
+  fc.array(fc.tuple(fc.nat({ max: max - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 });
 /** Run `fn` on `bytes` with edits applied in place, then restore (no multi-megabyte copy per run). */
 function withEdits(bytes: Uint8Array, edits: [number, number][], fn: (b: Uint8Array) => void): void {
   const saved = edits.map(([p]) => bytes[p]);
@@ -53,7 +54,9 @@ describe("checkpoint parsers under mutation: only AutoencoderKLError escapes", (
     const cdStart = bytes.length - 30_000;
     fc.assert(
       fc.property(flips(pkl.size), flips(30_000), fc.boolean(), (inPkl, inDir, which) => {
-        const edits: [number, number][] = which ? inPkl.map(([p, v]) => [pkl.dataStart + p, v]) : inDir.map(([p, v]) => [cdStart + p, v]);
+        const edits: [number, number][] = which
+          ? inPkl.map(([p, v]) => [pkl.dataStart + p, v])
+          : inDir.map(([p, v]) => [cdStart + p, v]);
         withEdits(bytes, edits, (b) =>
           onlyOurErrors(() => {
             const c = readTorchCheckpoint(b, "fuzz");
@@ -69,10 +72,35 @@ describe("checkpoint parsers under mutation: only AutoencoderKLError escapes", (
     // A small Flax-shaped tree: {encoder: {conv_in: {bias: ndarray[2], kernel: ndarray[1,1,1,2]}}}.
     const str = (t: string) => [0xa0 | t.length, ...new TextEncoder().encode(t)];
     const arr = (shape: number[]) => {
-      const payload = [0x93, 0x90 | shape.length, ...shape, ...str("float32"), 0xc4, 8, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40];
+      const payload = [
+        0x93,
+        0x90 | shape.length,
+        ...shape,
+        ...str("float32"),
+        0xc4,
+        8,
+        0,
+        0,
+        0x80,
+        0x3f,
+        0,
+        0,
+        0,
+        0x40,
+      ];
       return [0xc7, payload.length, 1, ...payload];
     };
-    const seed = Uint8Array.from([0x81, ...str("encoder"), 0x81, ...str("conv_in"), 0x82, ...str("bias"), ...arr([2]), ...str("kernel"), ...arr([1, 1, 1, 2])]);
+    const seed = Uint8Array.from([
+      0x81,
+      ...str("encoder"),
+      0x81,
+      ...str("conv_in"),
+      0x82,
+      ...str("bias"),
+      ...arr([2]),
+      ...str("kernel"),
+      ...arr([1, 1, 1, 2]),
+    ]);
     expect(readFlaxStateDict(seed, "seed").get("encoder.conv_in.weight")!.shape).toEqual([2, 1, 1, 1]);
     fc.assert(
       fc.property(flips(seed.length), fc.nat({ max: seed.length }), (edits, cut) => {

@@ -1,8 +1,10 @@
-import { describe, expect, test } from "vitest";
 import fc from "fast-check";
+import { describe, expect, test } from "vitest";
 import {
   bf16BitsToF32,
   bf16BytesToF32,
+  f8e4m3ToF32,
+  f8e5m2ToF32,
   f16BitsToF32,
   f16BytesToF32,
   f32ToBf16,
@@ -10,8 +12,6 @@ import {
   f32ToF16,
   f32ToF16Bits,
   f64BytesToF32,
-  f8e4m3ToF32,
-  f8e5m2ToF32,
   floatBytesToF32,
 } from "../../src/tensor/dtype.js";
 
@@ -66,7 +66,9 @@ describe("f16", () => {
     const bad: number[] = [];
     for (let h = 0; h < 65536; h++) {
       const want = halfByFormula(h);
-      const ok = Number.isNaN(want) ? Number.isNaN(out[h]) && Number.isNaN(f16BitsToF32(h)) : Object.is(out[h], want) && Object.is(f16BitsToF32(h), want);
+      const ok = Number.isNaN(want)
+        ? Number.isNaN(out[h]) && Number.isNaN(f16BitsToF32(h))
+        : Object.is(out[h], want) && Object.is(f16BitsToF32(h), want);
       if (!ok) bad.push(h);
     }
     expect(bad).toEqual([]);
@@ -82,7 +84,9 @@ describe("f16", () => {
     const bad: number[] = [];
     for (let h = 0; h < 65536; h++) {
       const x = f16BitsToF32(h);
-      const ok = Number.isNaN(x) ? (f32ToF16Bits(x) & 0x7c00) === 0x7c00 && (f32ToF16Bits(x) & 0x3ff) !== 0 : f32ToF16Bits(x) === h;
+      const ok = Number.isNaN(x)
+        ? (f32ToF16Bits(x) & 0x7c00) === 0x7c00 && (f32ToF16Bits(x) & 0x3ff) !== 0
+        : f32ToF16Bits(x) === h;
       if (!ok) bad.push(h);
     }
     expect(bad).toEqual([]);
@@ -109,7 +113,19 @@ describe("f16", () => {
       { numRuns: 20000 },
     );
     // Exact ties and edges.
-    for (const x of [65504, 65519.99, 65520, 2 ** -25, 2 ** -25 * 1.0000001, 3 * 2 ** -25, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -14 - 2 ** -25, -0, 1e-10]) {
+    for (const x of [
+      65504,
+      65519.99,
+      65520,
+      2 ** -25,
+      2 ** -25 * 1.0000001,
+      3 * 2 ** -25,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      2 ** -14 - 2 ** -25,
+      -0,
+      1e-10,
+    ]) {
       expect(f32ToF16Bits(x)).toBe(halfBySearch(Math.fround(x)));
     }
   });
@@ -141,7 +157,7 @@ describe("bf16", () => {
         if (Number.isNaN(x)) return (got & 0x7f80) === 0x7f80 && (got & 0x7f) !== 0;
         const below = b >>> 16;
         const lowBits = b & 0xffff;
-        const want = lowBits > 0x8000 || (lowBits === 0x8000 && (below & 1)) ? below + 1 : below;
+        const want = lowBits > 0x8000 || (lowBits === 0x8000 && below & 1) ? below + 1 : below;
         return got === want;
       }),
       { numRuns: 20000 },
@@ -163,7 +179,10 @@ describe("8-bit floats", () => {
     return new Float32Array(bits.buffer)[0];
   }
   test("F8_E4M3 (e4m3fn) decodes all 256 patterns exactly: max 448, no inf, NaN only at 0x7f/0xff", () => {
-    const all = floatBytesToF32(Uint8Array.from({ length: 256 }, (_, i) => i), "F8_E4M3");
+    const all = floatBytesToF32(
+      Uint8Array.from({ length: 256 }, (_, i) => i),
+      "F8_E4M3",
+    );
     for (let b = 0; b < 256; b++) {
       if ((b & 0x7f) === 0x7f) expect(all[b], `0x${b.toString(16)}`).toBeNaN();
       else expect(Object.is(all[b], byBits(b, 4, 3)), `0x${b.toString(16)}: ${all[b]}`).toBe(true);
@@ -174,7 +193,10 @@ describe("8-bit floats", () => {
     expect(all.some((v) => !Number.isFinite(v) && !Number.isNaN(v))).toBe(false);
   });
   test("F8_E5M2 decodes all 256 patterns exactly: the top byte of an f16", () => {
-    const all = floatBytesToF32(Uint8Array.from({ length: 256 }, (_, i) => i), "F8_E5M2");
+    const all = floatBytesToF32(
+      Uint8Array.from({ length: 256 }, (_, i) => i),
+      "F8_E5M2",
+    );
     for (let b = 0; b < 256; b++) {
       const viaHalf = f16BitsToF32(b << 8);
       if (Number.isNaN(viaHalf)) expect(all[b]).toBeNaN();

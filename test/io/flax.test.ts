@@ -58,22 +58,50 @@ describe("flax checkpoints", () => {
     for (const [k, t] of want) {
       const g = got.get(k)!;
       expect(g.shape, k).toEqual(t.shape);
-      for (let i = 0; i < t.data.length; i++) if (g.data[i] !== t.data[i]) throw new Error(`${k}[${i}]: ${g.data[i]} vs ${t.data[i]}`);
+      for (let i = 0; i < t.data.length; i++)
+        if (g.data[i] !== t.data[i]) throw new Error(`${k}[${i}]: ${g.data[i]} vs ${t.data[i]}`);
     }
   });
 
   test("kernels are transposed, scale becomes weight, list indices become dots", () => {
     const bytes = pack(
       tree([
-        ["params", tree([
-          ["encoder", tree([
-            ["down_blocks_1", tree([["resnets_0", tree([["conv1", tree([["kernel", ndarray([1, 2, 2, 3], "float32", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])]])]])]])],
-            ["mid_block", tree([["attentions_0", tree([
-              ["proj_attn", tree([["kernel", ndarray([2, 3], "float32", [1, 2, 3, 4, 5, 6])]])],
-              ["group_norm", tree([["scale", ndarray([2], "float32", [7, 8])]])],
-            ])]])],
-          ])],
-        ])],
+        [
+          "params",
+          tree([
+            [
+              "encoder",
+              tree([
+                [
+                  "down_blocks_1",
+                  tree([
+                    [
+                      "resnets_0",
+                      tree([
+                        [
+                          "conv1",
+                          tree([["kernel", ndarray([1, 2, 2, 3], "float32", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])]]),
+                        ],
+                      ]),
+                    ],
+                  ]),
+                ],
+                [
+                  "mid_block",
+                  tree([
+                    [
+                      "attentions_0",
+                      tree([
+                        ["proj_attn", tree([["kernel", ndarray([2, 3], "float32", [1, 2, 3, 4, 5, 6])]])],
+                        ["group_norm", tree([["scale", ndarray([2], "float32", [7, 8])]])],
+                      ]),
+                    ],
+                  ]),
+                ],
+              ]),
+            ],
+          ]),
+        ],
       ]),
     );
     const sd = readFlaxStateDict(bytes, "t.msgpack");
@@ -88,21 +116,47 @@ describe("flax checkpoints", () => {
   });
 
   test("chunked arrays are reassembled", () => {
-    const bytes = pack(tree([["quant_conv", tree([["bias", tree([
-      ["__msgpack_chunked_array__", true],
-      ["shape", tree([["0", 3]])],
-      ["chunks", tree([["0", ndarray([2], "float32", [1, 2])], ["1", ndarray([1], "float32", [3])]])],
-    ])]])]]));
+    const bytes = pack(
+      tree([
+        [
+          "quant_conv",
+          tree([
+            [
+              "bias",
+              tree([
+                ["__msgpack_chunked_array__", true],
+                ["shape", tree([["0", 3]])],
+                [
+                  "chunks",
+                  tree([
+                    ["0", ndarray([2], "float32", [1, 2])],
+                    ["1", ndarray([1], "float32", [3])],
+                  ]),
+                ],
+              ]),
+            ],
+          ]),
+        ],
+      ]),
+    );
     expect([...readFlaxStateDict(bytes, "c").get("quant_conv.bias")!.data]).toEqual([1, 2, 3]);
   });
 
   test("bad leaves are refused naming the parameter", () => {
     const bad = (v: V, re: RegExp) => {
-      expect(() => readFlaxStateDict(pack(tree([["quant_conv", tree([["bias", v]])]])), "bad.msgpack")).toThrow(AutoencoderKLError);
+      expect(() => readFlaxStateDict(pack(tree([["quant_conv", tree([["bias", v]])]])), "bad.msgpack")).toThrow(
+        AutoencoderKLError,
+      );
       expect(() => readFlaxStateDict(pack(tree([["quant_conv", tree([["bias", v]])]])), "bad.msgpack")).toThrow(re);
     };
-    bad(ndarray([3], "float32", [1, 2]), /bad\.msgpack: parameter "quant_conv\/bias": float32 shape \[3\] needs 12 bytes, has 8/);
-    bad({ ext: 1, data: pack([[2], "int32", new Uint8Array(8)]) }, /"quant_conv\/bias": dtype "int32" cannot be loaded/);
+    bad(
+      ndarray([3], "float32", [1, 2]),
+      /bad\.msgpack: parameter "quant_conv\/bias": float32 shape \[3\] needs 12 bytes, has 8/,
+    );
+    bad(
+      { ext: 1, data: pack([[2], "int32", new Uint8Array(8)]) },
+      /"quant_conv\/bias": dtype "int32" cannot be loaded/,
+    );
     bad(5, /"quant_conv\/bias": expected an array, found number/);
     bad({ ext: 1, data: pack([[2], "float32"]) }, /not \[shape, dtype, bytes\]/);
   });

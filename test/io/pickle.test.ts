@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
-import { readTorchCheckpoint, readTorchCheckpointAsync, readTorchStateDict, readTorchZipRanged, Unpickler } from "../../src/io/torch-checkpoint.js";
+import {
+  readTorchCheckpoint,
+  readTorchCheckpointAsync,
+  readTorchStateDict,
+  readTorchZipRanged,
+  Unpickler,
+} from "../../src/io/torch-checkpoint.js";
 import { entryBytes, openZip } from "../../src/io/zip.js";
 
 const fixture = (p: string) => new Uint8Array(readFileSync(`test/fixtures/${p}`));
@@ -31,17 +37,36 @@ const pk = (...parts: (number[] | number)[]) => Uint8Array.from(parts.flat());
 /** One tensor `name` = storage "0" (FloatStorage, numel) viewed with size/stride at offset. */
 function tensorPickle(name: string, numel: number, offset: number, size: number[], stride: number[]): Uint8Array {
   return pk(
-    P.proto, P.emptyDict, P.mark, P.str(name),
+    P.proto,
+    P.emptyDict,
+    P.mark,
+    P.str(name),
     P.global("torch._utils", "_rebuild_tensor_v2"),
     P.mark,
-    P.mark, P.str("storage"), P.global("torch", "FloatStorage"), P.str("0"), P.str("cpu"), P.int(numel), P.tuple, P.binpersid,
+    P.mark,
+    P.str("storage"),
+    P.global("torch", "FloatStorage"),
+    P.str("0"),
+    P.str("cpu"),
+    P.int(numel),
+    P.tuple,
+    P.binpersid,
     P.int(offset),
-    P.mark, ...size.map(P.int), P.tuple,
-    P.mark, ...stride.map(P.int), P.tuple,
+    P.mark,
+    ...size.map(P.int),
+    P.tuple,
+    P.mark,
+    ...stride.map(P.int),
+    P.tuple,
     P.newfalse,
-    P.global("collections", "OrderedDict"), P.mark, P.tuple, P.reduce,
-    P.tuple, P.reduce,
-    P.setitems, P.stop,
+    P.global("collections", "OrderedDict"),
+    P.mark,
+    P.tuple,
+    P.reduce,
+    P.tuple,
+    P.reduce,
+    P.setitems,
+    P.stop,
   );
 }
 
@@ -54,20 +79,50 @@ function zip(entries: [string, Uint8Array][], localExtra = 0): Uint8Array {
   for (const [name, data] of entries) {
     const offset = chunks.length;
     const nb = enc(name);
-    u32(chunks, 0x04034b50); u16(chunks, 20); u16(chunks, 0); u16(chunks, 0); u16(chunks, 0); u16(chunks, 0);
-    u32(chunks, 0); u32(chunks, data.length); u32(chunks, data.length); u16(chunks, nb.length); u16(chunks, localExtra ? localExtra + 4 : 0);
+    u32(chunks, 0x04034b50);
+    u16(chunks, 20);
+    u16(chunks, 0);
+    u16(chunks, 0);
+    u16(chunks, 0);
+    u16(chunks, 0);
+    u32(chunks, 0);
+    u32(chunks, data.length);
+    u32(chunks, data.length);
+    u16(chunks, nb.length);
+    u16(chunks, localExtra ? localExtra + 4 : 0);
     chunks.push(...nb);
-    if (localExtra) u16(chunks, 0x4246), u16(chunks, localExtra), chunks.push(...new Array<number>(localExtra).fill(0x5a)); // torch's "FB" padding
+    if (localExtra)
+      u16(chunks, 0x4246), u16(chunks, localExtra), chunks.push(...new Array<number>(localExtra).fill(0x5a)); // torch's "FB" padding
     chunks.push(...data);
-    u32(central, 0x02014b50); u16(central, 20); u16(central, 20); u16(central, 0); u16(central, 0); u16(central, 0); u16(central, 0);
-    u32(central, 0); u32(central, data.length); u32(central, data.length); u16(central, nb.length); u16(central, 0); u16(central, 0);
-    u16(central, 0); u16(central, 0); u32(central, 0); u32(central, offset);
+    u32(central, 0x02014b50);
+    u16(central, 20);
+    u16(central, 20);
+    u16(central, 0);
+    u16(central, 0);
+    u16(central, 0);
+    u16(central, 0);
+    u32(central, 0);
+    u32(central, data.length);
+    u32(central, data.length);
+    u16(central, nb.length);
+    u16(central, 0);
+    u16(central, 0);
+    u16(central, 0);
+    u16(central, 0);
+    u32(central, 0);
+    u32(central, offset);
     central.push(...nb);
   }
   const cdOffset = chunks.length;
   const out = [...chunks, ...central];
-  u32(out, 0x06054b50); u16(out, 0); u16(out, 0); u16(out, entries.length); u16(out, entries.length);
-  u32(out, central.length); u32(out, cdOffset); u16(out, 0);
+  u32(out, 0x06054b50);
+  u16(out, 0);
+  u16(out, 0);
+  u16(out, entries.length);
+  u16(out, entries.length);
+  u32(out, central.length);
+  u32(out, cdOffset);
+  u16(out, 0);
   return Uint8Array.from(out);
 }
 
@@ -89,7 +144,9 @@ describe("torch checkpoints", () => {
     expect(a.tensors.size).toBe(125);
     expect([...a.tensors.keys()]).toEqual([...b.tensors.keys()]);
     expect((a.root as Map<string, unknown>).get("global_step")).toBe(470000);
-    const filtered = readTorchStateDict(fixture("models/tiny-ckpt/tiny.ckpt"), "tiny.ckpt", { filter: (n) => n.endsWith(".bias") });
+    const filtered = readTorchStateDict(fixture("models/tiny-ckpt/tiny.ckpt"), "tiny.ckpt", {
+      filter: (n) => n.endsWith(".bias"),
+    });
     expect([...filtered.keys()].every((n) => n.endsWith(".bias"))).toBe(true);
   });
 
@@ -98,7 +155,10 @@ describe("torch checkpoints", () => {
     const whole = readTorchCheckpoint(bytes, "tiny.ckpt");
     let read = 0;
     let requests = 0;
-    const ra = { size: bytes.length, read: async (s: number, e: number) => ((read += e - s), requests++, bytes.subarray(s, e)) };
+    const ra = {
+      size: bytes.length,
+      read: async (s: number, e: number) => ((read += e - s), requests++, bytes.subarray(s, e)),
+    };
     const ranged = await readTorchZipRanged(ra, "tiny.ckpt");
     expect([...ranged.tensors.keys()]).toEqual([...whole.tensors.keys()]);
     const all = [...whole.tensors.keys()];
@@ -114,7 +174,13 @@ describe("torch checkpoints", () => {
 
   test("ranged reading copes with local headers longer than its read-ahead", async () => {
     const data = new Uint8Array(Float32Array.from([1, 2, 3]).buffer);
-    const bytes = zip([["archive/data.pkl", tensorPickle("w", 3, 0, [3], [1])], ["archive/data/0", data]], 3000);
+    const bytes = zip(
+      [
+        ["archive/data.pkl", tensorPickle("w", 3, 0, [3], [1])],
+        ["archive/data/0", data],
+      ],
+      3000,
+    );
     expect([...readTorchStateDict(bytes, "x.pt").get("w")!.data]).toEqual([1, 2, 3]);
     const ranged = await readTorchZipRanged({ size: bytes.length, read: async (s, e) => bytes.subarray(s, e) }, "x.pt");
     await ranged.prefetch(["w"]);
@@ -124,7 +190,10 @@ describe("torch checkpoints", () => {
   test("non-contiguous tensors are gathered through their strides", () => {
     const data = new Uint8Array(Float32Array.from([0, 1, 2, 3, 4, 5, 6]).buffer);
     // A transposed 2×3 view ([3,2] with stride [1,3]) at offset 1.
-    const bytes = zip([["archive/data.pkl", tensorPickle("w", 7, 1, [3, 2], [1, 3])], ["archive/data/0", data]]);
+    const bytes = zip([
+      ["archive/data.pkl", tensorPickle("w", 7, 1, [3, 2], [1, 3])],
+      ["archive/data/0", data],
+    ]);
     const t = readTorchStateDict(bytes, "t.pt").get("w")!;
     expect(t.shape).toEqual([3, 2]);
     expect([...t.data]).toEqual([1, 4, 2, 5, 3, 6]);
@@ -132,12 +201,18 @@ describe("torch checkpoints", () => {
 
   test("a view reaching past its storage is refused", () => {
     const data = new Uint8Array(Float32Array.from([0, 1, 2, 3]).buffer);
-    const bytes = zip([["archive/data.pkl", tensorPickle("w", 4, 2, [3], [1])], ["archive/data/0", data]]);
+    const bytes = zip([
+      ["archive/data.pkl", tensorPickle("w", 4, 2, [3], [1])],
+      ["archive/data/0", data],
+    ]);
     rejects(() => readTorchStateDict(bytes, "v.pt"), /v\.pt: tensor "w": .*reaches past its storage of 4 elements/);
   });
 
   test("a storage file shorter than its element count is refused", () => {
-    const bytes = zip([["archive/data.pkl", tensorPickle("w", 4, 0, [4], [1])], ["archive/data/0", new Uint8Array(8)]]);
+    const bytes = zip([
+      ["archive/data.pkl", tensorPickle("w", 4, 0, [4], [1])],
+      ["archive/data/0", new Uint8Array(8)],
+    ]);
     rejects(() => readTorchStateDict(bytes, "s.pt"), /s\.pt: storage "0" has 8 bytes, needs 16/);
   });
 
@@ -148,8 +223,13 @@ describe("torch checkpoints", () => {
 
   test("non-float storages are refused by name unless filtered out", () => {
     const p = tensorPickle("ids", 2, 0, [2], [1]);
-    const longPickle = new Uint8Array([...p].join(",").replace(enc("FloatStorage").join(","), enc("LongStorage").join(",")).split(",").map(Number));
-    const bytes = zip([["archive/data.pkl", longPickle], ["archive/data/0", new Uint8Array(16)]]);
+    const longPickle = new Uint8Array(
+      [...p].join(",").replace(enc("FloatStorage").join(","), enc("LongStorage").join(",")).split(",").map(Number),
+    );
+    const bytes = zip([
+      ["archive/data.pkl", longPickle],
+      ["archive/data/0", new Uint8Array(16)],
+    ]);
     rejects(() => readTorchStateDict(bytes, "i.pt"), /tensor "ids": dtype I64 \(torch\.LongStorage\)/);
     expect(readTorchStateDict(bytes, "i.pt", { filter: () => false }).size).toBe(0);
   });
@@ -157,21 +237,35 @@ describe("torch checkpoints", () => {
   test("float8 storages (torch.float8_e4m3fn, float8_e5m2) load as exact float32", () => {
     const withStorage = (cls: string) => {
       const p = tensorPickle("w", 4, 0, [4], [1]);
-      return new Uint8Array([...p].join(",").replace(enc("FloatStorage").join(","), enc(cls).join(",")).split(",").map(Number));
+      return new Uint8Array(
+        [...p].join(",").replace(enc("FloatStorage").join(","), enc(cls).join(",")).split(",").map(Number),
+      );
     };
-    const e4m3 = zip([["archive/data.pkl", withStorage("Float8_e4m3fnStorage")], ["archive/data/0", Uint8Array.from([0x7e, 0x01, 0xb8, 0x38])]]);
+    const e4m3 = zip([
+      ["archive/data.pkl", withStorage("Float8_e4m3fnStorage")],
+      ["archive/data/0", Uint8Array.from([0x7e, 0x01, 0xb8, 0x38])],
+    ]);
     expect(Array.from(readTorchStateDict(e4m3, "f8.pt").get("w")!.data)).toEqual([448, 2 ** -9, -1, 1]);
-    const e5m2 = zip([["archive/data.pkl", withStorage("Float8_e5m2Storage")], ["archive/data/0", Uint8Array.from([0x7b, 0x01, 0xbc, 0x7c])]]);
+    const e5m2 = zip([
+      ["archive/data.pkl", withStorage("Float8_e5m2Storage")],
+      ["archive/data/0", Uint8Array.from([0x7b, 0x01, 0xbc, 0x7c])],
+    ]);
     expect(Array.from(readTorchStateDict(e5m2, "f8.pt").get("w")!.data)).toEqual([57344, 2 ** -16, -1, Infinity]);
   });
 
   test("deflated entries load through the async reader", async () => {
     const pkl = tensorPickle("w", 2, 0, [2], [1]);
     const data = new Uint8Array(Float32Array.from([5, 6]).buffer);
-    const deflate = async (b: Uint8Array<ArrayBuffer>) => new Uint8Array(await new Response(new Blob([b]).stream().pipeThrough(new CompressionStream("deflate-raw"))).arrayBuffer());
+    const deflate = async (b: Uint8Array<ArrayBuffer>) =>
+      new Uint8Array(
+        await new Response(new Blob([b]).stream().pipeThrough(new CompressionStream("deflate-raw"))).arrayBuffer(),
+      );
     // Build a stored zip, then patch in deflated data for the storage entry.
     const compressed = await deflate(data);
-    const bytes = zip([["archive/data.pkl", pkl], ["archive/data/0", compressed]]);
+    const bytes = zip([
+      ["archive/data.pkl", pkl],
+      ["archive/data/0", compressed],
+    ]);
     // Mark entry 2 as deflate with uncompressed size 8 in the central directory.
     const z = openZip(bytes, "z");
     const dv = new DataView(bytes.buffer);
@@ -188,7 +282,9 @@ describe("torch checkpoints", () => {
     // A lying size is caught, not trusted.
     dv.setUint32(second + 24, 12, true);
     const bad = openZip(bytes, "bad.zip");
-    await expect(entryBytes(bad, bad.entries.get("archive/data/0")!)).rejects.toThrow(/bad\.zip: .*inflates to 8 bytes, not the declared 12/);
+    await expect(entryBytes(bad, bad.entries.get("archive/data/0")!)).rejects.toThrow(
+      /bad\.zip: .*inflates to 8 bytes, not the declared 12/,
+    );
   });
 });
 
@@ -197,13 +293,19 @@ describe("the unpickler refuses anything that could run code", () => {
   test("forbidden globals are named, via GLOBAL and STACK_GLOBAL", () => {
     rejects(run(pk(P.proto, P.global("os", "system"), P.stop)), /^evil\.pkl: pickle: forbidden global os\.system$/);
     rejects(run(pk(P.proto, P.global("__builtin__", "eval"), P.stop)), /forbidden global builtins\.eval/);
-    rejects(run(pk(P.proto, 0x8c, 10, ...enc("subprocess"), 0x8c, 5, ...enc("Popen"), 0x93, P.stop)), /forbidden global subprocess\.Popen/);
+    rejects(
+      run(pk(P.proto, 0x8c, 10, ...enc("subprocess"), 0x8c, 5, ...enc("Popen"), 0x93, P.stop)),
+      /forbidden global subprocess\.Popen/,
+    );
     rejects(run(pk(P.proto, P.global("torch", "load"), P.stop)), /forbidden global torch\.load/);
     rejects(run(pk(P.proto, P.global("torch", "constructor"), P.stop)), /forbidden global torch\.constructor/);
     rejects(run(pk(P.proto, P.global("collections", "__proto__"), P.stop)), /forbidden global collections\.__proto__/);
   });
   test("the malicious fixture is refused at its global, before its REDUCE", () => {
-    rejects(() => readTorchCheckpoint(fixture("models/tiny-ckpt/malicious.ckpt"), "malicious.ckpt"), /malicious\.ckpt: pickle: forbidden global builtins\.print/);
+    rejects(
+      () => readTorchCheckpoint(fixture("models/tiny-ckpt/malicious.ckpt"), "malicious.ckpt"),
+      /malicious\.ckpt: pickle: forbidden global builtins\.print/,
+    );
   });
   test("instance-building opcodes and extensions are refused", () => {
     rejects(run(pk(P.proto, P.mark, 0x69, ...enc("os\nsystem\n"), P.stop)), /INST/);
@@ -211,11 +313,31 @@ describe("the unpickler refuses anything that could run code", () => {
     rejects(run(pk(P.proto, 0x82, 1, P.stop)), /extension registry/);
   });
   test("allowed globals can't be misused", () => {
-    rejects(run(pk(P.proto, P.global("torch", "FloatStorage"), P.mark, P.tuple, P.reduce, P.stop)), /torch\.FloatStorage cannot be called/);
+    rejects(
+      run(pk(P.proto, P.global("torch", "FloatStorage"), P.mark, P.tuple, P.reduce, P.stop)),
+      /torch\.FloatStorage cannot be called/,
+    );
     rejects(run(pk(P.proto, P.global("torch._utils", "_rebuild_tensor_v2"), 0x81, P.stop)), /stack underflow|NEWOBJ/);
     rejects(run(pk(P.proto, P.int(3), P.mark, P.tuple, P.reduce, P.stop)), /REDUCE on a non-callable/);
-    rejects(run(pk(P.proto, P.global("torch._utils", "_rebuild_tensor_v2"), P.mark, P.int(1), P.int(0), P.tuple, P.reduce, P.stop)), /not a storage/);
-    rejects(run(pk(P.proto, P.mark, P.str("storage"), P.tuple, P.binpersid, P.stop)), /persistent id outside the main pickle/);
+    rejects(
+      run(
+        pk(
+          P.proto,
+          P.global("torch._utils", "_rebuild_tensor_v2"),
+          P.mark,
+          P.int(1),
+          P.int(0),
+          P.tuple,
+          P.reduce,
+          P.stop,
+        ),
+      ),
+      /not a storage/,
+    );
+    rejects(
+      run(pk(P.proto, P.mark, P.str("storage"), P.tuple, P.binpersid, P.stop)),
+      /persistent id outside the main pickle/,
+    );
   });
   test("malformed streams", () => {
     rejects(run(pk(P.proto, P.str("abc"))), /ended without STOP/);
@@ -225,24 +347,40 @@ describe("the unpickler refuses anything that could run code", () => {
     rejects(run(pk(P.proto, 0xff)), /unknown opcode 0xff/);
     rejects(run(pk(P.proto, P.tuple)), /no MARK/);
     rejects(run(pk(P.proto, 0x29, P.int(1), 0x61, P.stop)), /APPEND\(S\) on a non-list/);
-    rejects(run(pk(P.proto, 0x8b, 0x00, 0x10, 0x00, 0x00, ...new Array(4096).fill(1), P.stop)), /integer of 4096 bytes/);
+    rejects(
+      run(pk(P.proto, 0x8b, 0x00, 0x10, 0x00, 0x00, ...new Array(4096).fill(1), P.stop)),
+      /integer of 4096 bytes/,
+    );
     rejects(run(pk(0x80, 9)), /unsupported pickle protocol 9/);
   });
   test("plain values decode", () => {
-    const v = new Unpickler(pk(P.proto, P.mark, P.int(-5), P.str("é"), P.none, 0x88, 0x8a, 1, 0xff, P.tuple, P.stop), 0, "ok").load();
+    const v = new Unpickler(
+      pk(P.proto, P.mark, P.int(-5), P.str("é"), P.none, 0x88, 0x8a, 1, 0xff, P.tuple, P.stop),
+      0,
+      "ok",
+    ).load();
     expect(v).toEqual([-5, "é", null, true, -1]);
   });
 });
 
 describe("zip reader", () => {
   test("bad archives are AutoencoderKLErrors", () => {
-    rejects(() => openZip(Uint8Array.from([0x50, 0x4b, 3, 4, 0, 0]), "a.zip"), /a\.zip: not a valid zip archive: no end-of-central-directory/);
+    rejects(
+      () => openZip(Uint8Array.from([0x50, 0x4b, 3, 4, 0, 0]), "a.zip"),
+      /a\.zip: not a valid zip archive: no end-of-central-directory/,
+    );
     const good = zip([["archive/data.pkl", new Uint8Array(4)]]);
     const truncated = good.slice();
     new DataView(truncated.buffer).setUint32(truncated.length - 6, 10_000, true); // central directory offset
     rejects(() => openZip(truncated, "b.zip"), /b\.zip: .*central directory runs past/);
-    const dup = zip([["x", new Uint8Array(1)], ["x", new Uint8Array(1)]]);
+    const dup = zip([
+      ["x", new Uint8Array(1)],
+      ["x", new Uint8Array(1)],
+    ]);
     rejects(() => openZip(dup, "c.zip"), /duplicate entry "x"/);
-    rejects(() => readTorchCheckpoint(zip([["x", new Uint8Array(1)]]), "d.pt"), /d\.pt: torch zip archive needs exactly one <dir>\/data\.pkl, found 0/);
+    rejects(
+      () => readTorchCheckpoint(zip([["x", new Uint8Array(1)]]), "d.pt"),
+      /d\.pt: torch zip archive needs exactly one <dir>\/data\.pkl, found 0/,
+    );
   });
 });

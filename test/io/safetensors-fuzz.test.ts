@@ -6,7 +6,11 @@ import { Tensor } from "../../src/tensor/tensor.js";
 
 /** Valid seeds: several dtypes, an empty tensor, a scalar, metadata, and a file with foreign dtypes. */
 function seeds(): Uint8Array[] {
-  const t = (n: number, shape: number[]) => new Tensor(Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3), shape);
+  const t = (n: number, shape: number[]) =>
+    new Tensor(
+      Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3),
+      shape,
+    );
   const tensors = { "a.weight": t(6, [2, 3]), "b.bias": t(4, [4]), empty: t(0, [0, 5]), scalar: t(1, []) };
   const header = (h: string, dataLength: number) => {
     const hb = new TextEncoder().encode(h);
@@ -66,9 +70,36 @@ const seedArb = fc.integer({ min: 0, max: SEEDS.length - 1 }).map((i) => SEEDS[i
 /** Values to splice into the header in place of a number or string. */
 const replacement = fc.oneof(
   fc.constantFrom(
-    "0", "1", "-1", "-0", "1.5", "1e2", "1E400", "9007199254740992", "9007199254740993", "18446744073709551616",
-    "4294967296", "null", "true", '"x"', "[]", "{}", "[0]", "[0,0,0]", '"F32"', '"F16"', '"BF16"', '"I64"', '"F4"',
-    '"F33"', '"__proto__"', '"constructor"', '"\\ud800"', '"\\u0000"', "[[[[[]]]]]", '{"a":1,"a":2}',
+    "0",
+    "1",
+    "-1",
+    "-0",
+    "1.5",
+    "1e2",
+    "1E400",
+    "9007199254740992",
+    "9007199254740993",
+    "18446744073709551616",
+    "4294967296",
+    "null",
+    "true",
+    '"x"',
+    "[]",
+    "{}",
+    "[0]",
+    "[0,0,0]",
+    '"F32"',
+    '"F16"',
+    '"BF16"',
+    '"I64"',
+    '"F4"',
+    '"F33"',
+    '"__proto__"',
+    '"constructor"',
+    '"\\ud800"',
+    '"\\u0000"',
+    "[[[[[]]]]]",
+    '{"a":1,"a":2}',
   ),
   fc.integer({ min: -10, max: 1 << 30 }).map(String),
   fc.string({ maxLength: 6 }).map((s) => JSON.stringify(s)),
@@ -78,17 +109,22 @@ const RUNS = { flips: 8000, truncate: 2000, tokens: 6000, structure: 2000 };
 
 describe("readSafetensors under mutation: only AutoencoderKLError escapes", () => {
   test("seeds are valid", () => {
-    for (const s of SEEDS) expect(readSafetensors(s, "seed", { filter: (_, e) => e.dtype !== "I64" }).tensors.size).toBeGreaterThan(0);
+    for (const s of SEEDS)
+      expect(readSafetensors(s, "seed", { filter: (_, e) => e.dtype !== "I64" }).tensors.size).toBeGreaterThan(0);
   });
 
   test("byte flips (header-biased)", () => {
     fc.assert(
-      fc.property(seedArb, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), { minLength: 1, maxLength: 6 }), (seed, flips) => {
-        const b = seed.slice();
-        const headerEnd = Math.min(b.length, 8 + new DataView(b.buffer).getUint32(0, true));
-        for (const [pos, val, inHeader] of flips) b[inHeader ? pos % headerEnd : pos % b.length] = val;
-        check(b);
-      }),
+      fc.property(
+        seedArb,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), { minLength: 1, maxLength: 6 }),
+        (seed, flips) => {
+          const b = seed.slice();
+          const headerEnd = Math.min(b.length, 8 + new DataView(b.buffer).getUint32(0, true));
+          for (const [pos, val, inHeader] of flips) b[inHeader ? pos % headerEnd : pos % b.length] = val;
+          check(b);
+        },
+      ),
       { numRuns: RUNS.flips },
     );
   });
@@ -128,23 +164,32 @@ describe("readSafetensors under mutation: only AutoencoderKLError escapes", () =
         return m ? h.replace("{", `{${m[0]},`) : h;
       }),
       // drop a field
-      fc.constantFrom("dtype", "shape", "data_offsets").map((f) => (h: string) => h.replace(new RegExp(`"${f}":(\\[[^\\]]*\\]|"[^"]*"),?`), "")),
+      fc
+        .constantFrom("dtype", "shape", "data_offsets")
+        .map((f) => (h: string) => h.replace(new RegExp(`"${f}":(\\[[^\\]]*\\]|"[^"]*"),?`), "")),
       // swap offsets around
       fc.constant((h: string) => h.replace(/"data_offsets":\[(\d+),(\d+)\]/, '"data_offsets":[$2,$1]')),
       // enormous shape
-      fc.constant((h: string) => h.replace(/"shape":\[[^\]]*\]/, '"shape":[4294967296,4294967296,4294967296,4294967296]')),
+      fc.constant((h: string) =>
+        h.replace(/"shape":\[[^\]]*\]/, '"shape":[4294967296,4294967296,4294967296,4294967296]'),
+      ),
       // trailing garbage / whitespace
       fc.constantFrom(" ", "\n", "\0", "}", ",", "x").map((s) => (h: string) => h + s),
       // wrap in an array
       fc.constant((h: string) => `[${h}]`),
     );
     fc.assert(
-      fc.property(seedArb, edit, fc.option(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), { freq: 4 }), (seed, f, declared) => {
-        const { header, data } = split(seed);
-        const b = withLength(f(header), data);
-        if (declared !== null) new DataView(b.buffer).setBigUint64(0, declared, true);
-        check(b);
-      }),
+      fc.property(
+        seedArb,
+        edit,
+        fc.option(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), { freq: 4 }),
+        (seed, f, declared) => {
+          const { header, data } = split(seed);
+          const b = withLength(f(header), data);
+          if (declared !== null) new DataView(b.buffer).setBigUint64(0, declared, true);
+          check(b);
+        },
+      ),
       { numRuns: RUNS.structure },
     );
   });

@@ -42,19 +42,35 @@ describe("round trip", () => {
   const c = new Tensor(new Float32Array(0), [0, 4]);
 
   test("F32 is exact, with metadata and names in sorted order", () => {
-    const bytes = writeSafetensors({ "z.weight": a, "a.bias": b, "m.empty": c }, { format: "pt", note: 'quote " here' });
+    const bytes = writeSafetensors(
+      { "z.weight": a, "a.bias": b, "m.empty": c },
+      { format: "pt", note: 'quote " here' },
+    );
     const headerLength = new DataView(bytes.buffer).getUint32(0, true);
     expect(headerLength % 8).toBe(0);
     const header = readSafetensorsHeader(bytes, "rt");
     expect(header.entries.map((e) => e.name)).toEqual(["a.bias", "m.empty", "z.weight"]);
-    expect(header.entries.map((e) => e.dataOffsets)).toEqual([[0, 4], [4, 4], [4, 52]]);
+    expect(header.entries.map((e) => e.dataOffsets)).toEqual([
+      [0, 4],
+      [4, 4],
+      [4, 52],
+    ]);
     const { metadata, tensors } = readSafetensors(bytes, "rt");
     expect({ ...metadata }).toEqual({ format: "pt", note: 'quote " here' });
     expect(tensors.get("z.weight")).toEqual(a);
     expect(tensors.get("a.bias")).toEqual(b);
     expect(tensors.get("m.empty")!.shape).toEqual([0, 4]);
     // A Map input gives the same bytes as a record.
-    expect(writeSafetensors(new Map([["m.empty", c], ["a.bias", b], ["z.weight", a]]), { format: "pt", note: 'quote " here' })).toEqual(bytes);
+    expect(
+      writeSafetensors(
+        new Map([
+          ["m.empty", c],
+          ["a.bias", b],
+          ["z.weight", a],
+        ]),
+        { format: "pt", note: 'quote " here' },
+      ),
+    ).toEqual(bytes);
   });
 
   test("F16 and BF16 round to nearest even and read back", () => {
@@ -93,7 +109,11 @@ describe("round trip", () => {
     expect(() => writeSafetensors({ x: { data: [1], shape: [1] } as unknown as Tensor })).toThrow(AutoencoderKLError);
     expect(() => writeSafetensors({ __metadata__: new Tensor([1], [1]) })).toThrow(/reserved/);
     expect(() => writeSafetensors({ ["a\ud800"]: new Tensor([1], [1]) })).toThrow(/lone surrogate/);
-    expect(readSafetensors(writeSafetensors({ ["emoji \ud83d\ude00"]: new Tensor([1], [1]) })).tensors.has("emoji \ud83d\ude00")).toBe(true);
+    expect(
+      readSafetensors(writeSafetensors({ ["emoji \ud83d\ude00"]: new Tensor([1], [1]) })).tensors.has(
+        "emoji \ud83d\ude00",
+      ),
+    ).toBe(true);
     expect(() => writeSafetensors({}, { a: 1 } as unknown as Record<string, string>)).toThrow(/metadata "a"/);
     expect(() => writeSafetensors({}, undefined, { dtype: "I8" as "F32" })).toThrow(AutoencoderKLError);
   });
@@ -103,7 +123,10 @@ describe("fixtures", () => {
   const fp32 = readSafetensors(fixture("models/sdlike/diffusion_pytorch_model.safetensors"), "fp32");
 
   test("fp16 and bf16 variants are the fp32 weights rounded to nearest even", () => {
-    for (const [variant, enc] of [["fp16", f32ToF16Bits], ["bf16", f32ToBf16Bits]] as const) {
+    for (const [variant, enc] of [
+      ["fp16", f32ToF16Bits],
+      ["bf16", f32ToBf16Bits],
+    ] as const) {
       const bytes = fixture(`models/sdlike/diffusion_pytorch_model.${variant}.safetensors`);
       const header = readSafetensorsHeader(bytes, variant);
       const { tensors } = readSafetensors(bytes, variant);
@@ -127,7 +150,9 @@ describe("fixtures", () => {
     const byName = new Map(theirs.entries.map((e) => [e.name, e]));
     for (const e of mine.entries) {
       const t = byName.get(e.name)!;
-      expect(Buffer.from(ours.subarray(e.start, e.end)).equals(theirsBytes.subarray(t.start, t.end)), e.name).toBe(true);
+      expect(Buffer.from(ours.subarray(e.start, e.end)).equals(theirsBytes.subarray(t.start, t.end)), e.name).toBe(
+        true,
+      );
     }
   });
 
@@ -172,47 +197,113 @@ describe("rejections name the file, the tensor and the rule", () => {
     rejects(read(file('{"a":' + "[".repeat(100) + "]".repeat(100) + "}", 0)), "nesting");
   });
   test("duplicate tensor names (JSON.parse would keep the last)", () =>
-    rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}`, 16)), 'duplicate key "w"'));
+    rejects(
+      read(
+        file(
+          `{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}`,
+          16,
+        ),
+      ),
+      'duplicate key "w"',
+    ));
   test("duplicate field inside a tensor", () =>
-    rejects(read(file(`{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8)), 'duplicate key "dtype"'));
+    rejects(
+      read(file(`{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8)),
+      'duplicate key "dtype"',
+    ));
   test("__metadata__ must map strings to strings", () => {
     rejects(read(file(`{"__metadata__":{"format":1}}`, 0)), '__metadata__ "format"', "string");
     rejects(read(file(`{"__metadata__":["x"]}`, 0)), "__metadata__ must be an object");
-    expect({ ...readSafetensors(file(`{"__metadata__":{"__proto__":"x"}}`, 0)).metadata }).toEqual({ ["__proto__"]: "x" });
+    expect({ ...readSafetensors(file(`{"__metadata__":{"__proto__":"x"}}`, 0)).metadata }).toEqual({
+      ["__proto__"]: "x",
+    });
   });
   test("tensor entry not an object", () => rejects(read(file(`{"w":[1]}`, 0)), 'tensor "w"', "expected an object"));
   test("dtype missing or unknown", () => {
     rejects(read(file(`{"w":{"shape":[2],"data_offsets":[0,8]}}`, 8)), 'tensor "w"', "dtype must be a string");
-    rejects(read(file(`{"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}`, 8)), 'tensor "w"', 'unknown dtype "F33"');
+    rejects(
+      read(file(`{"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}`, 8)),
+      'tensor "w"',
+      'unknown dtype "F33"',
+    );
   });
   test("shape entries must be non-negative integers", () => {
     for (const s of ["-2", "2.0", "2e0", "1.5", '"2"', "9007199254740993", "null"]) {
       rejects(read(file(`{"w":{"dtype":"F32","shape":[${s}],"data_offsets":[0,8]}}`, 8)), 'tensor "w"', "shape[0]");
     }
-    rejects(read(file(`{"w":{"dtype":"F32","shape":2,"data_offsets":[0,8]}}`, 8)), 'tensor "w"', "shape must be an array");
+    rejects(
+      read(file(`{"w":{"dtype":"F32","shape":2,"data_offsets":[0,8]}}`, 8)),
+      'tensor "w"',
+      "shape must be an array",
+    );
   });
   test("shape product overflowing the data section", () =>
-    rejects(read(file(`{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}`, 8)), 'tensor "w"', "needs more bytes"));
+    rejects(
+      read(file(`{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}`, 8)),
+      'tensor "w"',
+      "needs more bytes",
+    ));
   test("data_offsets must be two non-negative integers", () => {
     rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}}`, 8)), 'tensor "w"', "[begin, end]");
-    rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}`, 8)), 'tensor "w"', "non-negative integers");
-    rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[-0,8]}}`, 8)), 'tensor "w"', "non-negative integers");
+    rejects(
+      read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}`, 8)),
+      'tensor "w"',
+      "non-negative integers",
+    );
+    rejects(
+      read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[-0,8]}}`, 8)),
+      'tensor "w"',
+      "non-negative integers",
+    );
   });
-  test("begin after end", () => rejects(read(file(`{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}`, 8)), 'tensor "w"', "begin after end"));
-  test("end past the data section", () => rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}`, 8)), 'tensor "w"', "run past"));
+  test("begin after end", () =>
+    rejects(read(file(`{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}`, 8)), 'tensor "w"', "begin after end"));
+  test("end past the data section", () =>
+    rejects(read(file(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}`, 8)), 'tensor "w"', "run past"));
   test("size must be product(shape) × dtype size", () =>
-    rejects(read(file(`{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8)), 'tensor "w"', "needs 4 bytes", "span 8"));
+    rejects(
+      read(file(`{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,8]}}`, 8)),
+      'tensor "w"',
+      "needs 4 bytes",
+      "span 8",
+    ));
   test("sub-byte dtypes must fill whole bytes", () =>
     rejects(read(file(`{"w":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}`, 2)), 'tensor "w"', "whole bytes"));
   test("gaps between tensors", () =>
-    rejects(read(file(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`, 12)), 'tensor "b"', "gap", 'tensor "a"'));
+    rejects(
+      read(
+        file(
+          `{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`,
+          12,
+        ),
+      ),
+      'tensor "b"',
+      "gap",
+      'tensor "a"',
+    ));
   test("gap at the start", () =>
-    rejects(read(file(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8)), 'tensor "a"', "gap", "start of the data section"));
+    rejects(
+      read(file(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8)),
+      'tensor "a"',
+      "gap",
+      "start of the data section",
+    ));
   test("overlapping tensors", () =>
-    rejects(read(file(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8)), "overlap"));
+    rejects(
+      read(
+        file(
+          `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`,
+          8,
+        ),
+      ),
+      "overlap",
+    ));
   test("data section not fully covered", () => rejects(read(file(good(), 12)), "cover 8 bytes", "has 12"));
   test("non-float dtypes are refused by name unless filtered out", () => {
-    const f = file(`{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`, 12);
+    const f = file(
+      `{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`,
+      12,
+    );
     rejects(read(f), 'tensor "ids"', "I64");
     const { tensors } = readSafetensors(f, "ok", { filter: (n) => n !== "ids" });
     expect([...tensors.keys()]).toEqual(["w"]);
@@ -227,7 +318,10 @@ describe("rejections name the file, the tensor and the rule", () => {
     rejects(read(file("\ufeff" + good(), 8)), "starting with '{'");
   });
   test("F8_E4M3 and F8_E5M2 tensors load as exact float32", () => {
-    const f = file(`{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"F8_E5M2","shape":[4],"data_offsets":[4,8]}}`, 8);
+    const f = file(
+      `{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"F8_E5M2","shape":[4],"data_offsets":[4,8]}}`,
+      8,
+    );
     f.set([0x7e, 0x01, 0xb8, 0x7f], f.length - 8); // 448, 2^-9, -1, NaN
     f.set([0x7b, 0x01, 0xbc, 0x7c], f.length - 4); // 57344, 2^-16, -1, inf
     const { tensors } = readSafetensors(f, "f8");
@@ -237,8 +331,14 @@ describe("rejections name the file, the tensor and the rule", () => {
   test("a file that is not safetensors says so, and what it is when recognisable", () => {
     const png = fixture("../../assets/chelsea.png");
     rejects(read(png), "not a safetensors file: it is a PNG image");
-    rejects(read(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46])), "not a safetensors file: it is a JPEG image");
-    rejects(read(new TextEncoder().encode('{"_class_name": "AutoencoderKL"}')), "not a safetensors file: it is JSON text");
+    rejects(
+      read(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46])),
+      "not a safetensors file: it is a JPEG image",
+    );
+    rejects(
+      read(new TextEncoder().encode('{"_class_name": "AutoencoderKL"}')),
+      "not a safetensors file: it is JSON text",
+    );
     rejects(read(new TextEncoder().encode("hello, this is text\n")), "not a safetensors file: it is a text file");
     // Unrecognised bytes keep the precise rule, and say what it means.
     rejects(read(file(good(), 8, 100_000_001)), "exceeds", "not a safetensors file");
@@ -248,12 +348,21 @@ describe("rejections name the file, the tensor and the rule", () => {
     expect(readSafetensors(file(h, 8), "ok").tensors.get("w")!.shape).toEqual([2]);
   });
   test("out-of-order offsets are fine, as in the reference", () => {
-    const f = file(`{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 8);
+    const f = file(
+      `{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`,
+      8,
+    );
     expect([...readSafetensors(f).tensors.keys()]).toEqual(["b", "a"]);
   });
   test("names like __proto__ and constructor are plain names", () => {
     const t = new Tensor(Float32Array.from([1, 2]), [2]);
-    const bytes = writeSafetensors(new Map([["__proto__", t], ["constructor", t], ["toString", t]]));
+    const bytes = writeSafetensors(
+      new Map([
+        ["__proto__", t],
+        ["constructor", t],
+        ["toString", t],
+      ]),
+    );
     const { tensors } = readSafetensors(bytes);
     expect([...tensors.keys()].sort()).toEqual(["__proto__", "constructor", "toString"]);
     expect(tensors.get("__proto__")!.data).toEqual(t.data);

@@ -41,7 +41,10 @@ const DIFFUSERS_DEFAULTS = { use_quant_conv: true, use_post_quant_conv: true, mi
 
 describe("original latent-diffusion names", () => {
   const sdlike = readSafetensors(fixture("models/sdlike/diffusion_pytorch_model.safetensors"), "sdlike").tensors;
-  const sdlike16 = readSafetensors(fixture("models/sdlike/diffusion_pytorch_model.fp16.safetensors"), "sdlike16").tensors;
+  const sdlike16 = readSafetensors(
+    fixture("models/sdlike/diffusion_pytorch_model.fp16.safetensors"),
+    "sdlike16",
+  ).tensors;
 
   test("the SD single file converts to exactly the diffusers keys, shapes and (fp16) values", async () => {
     const { stateDict, config } = await readSingleFile(path("models/sdlike-single-file.safetensors"));
@@ -59,7 +62,9 @@ describe("original latent-diffusion names", () => {
   });
 
   test("options.config overrides what can't be inferred", async () => {
-    const { config } = await readSingleFile(fixture("models/sdlike-single-file.safetensors"), { config: { norm_num_groups: 16, sample_size: 32 } });
+    const { config } = await readSingleFile(fixture("models/sdlike-single-file.safetensors"), {
+      config: { norm_num_groups: 16, sample_size: 32 },
+    });
     expect(config.norm_num_groups).toBe(16);
     expect(config.sample_size).toBe(32);
   });
@@ -97,7 +102,10 @@ describe("original latent-diffusion names", () => {
     );
     expect(stateDict.get("encoder.mid_block.attentions.0.to_q.weight")!.shape).toEqual([2, 2]);
     expect(() =>
-      convertVaeStateDict(new Map([["encoder.mid.attn_1.q.weight", new Tensor(new Float32Array(8), [2, 2, 2, 1])]]), "f.ckpt"),
+      convertVaeStateDict(
+        new Map([["encoder.mid.attn_1.q.weight", new Tensor(new Float32Array(8), [2, 2, 2, 1])]]),
+        "f.ckpt",
+      ),
     ).toThrow(/f\.ckpt: .*to_q\.weight.*not a 1×1/);
   });
 
@@ -116,9 +124,9 @@ describe("original latent-diffusion names", () => {
       "decoder.mid_block.attentions.0.group_norm.weight",
     ]);
     expect(plan.skipped).toEqual(["loss.logvar", "model_ema.decay"]);
-    expect(() => planVaeKeys(["encoder.mid.attn_1.q.weight", "encoder.mid_block.attentions.0.to_q.weight"], "dup.safetensors")).toThrow(
-      /dup\.safetensors: .*both map to "encoder\.mid_block\.attentions\.0\.to_q\.weight"/,
-    );
+    expect(() =>
+      planVaeKeys(["encoder.mid.attn_1.q.weight", "encoder.mid_block.attentions.0.to_q.weight"], "dup.safetensors"),
+    ).toThrow(/dup\.safetensors: .*both map to "encoder\.mid_block\.attentions\.0\.to_q\.weight"/);
     void t;
   });
 
@@ -130,7 +138,9 @@ describe("original latent-diffusion names", () => {
     expect(pick(direct.config)).toEqual(pick(json("models/tiny/config.json"), DIFFUSERS_DEFAULTS));
 
     // Re-save the SD file's VAE without prefix (like vae-ft-mse-840000.safetensors) and read it back.
-    const sd = readSafetensors(fixture("models/sdlike-single-file.safetensors"), "sd", { filter: (n) => n.startsWith("first_stage_model.") }).tensors;
+    const sd = readSafetensors(fixture("models/sdlike-single-file.safetensors"), "sd", {
+      filter: (n) => n.startsWith("first_stage_model."),
+    }).tensors;
     const vaeOnly = new Map([...sd].map(([k, v]) => [k.slice("first_stage_model.".length), v]));
     vaeOnly.set("loss.logvar", new Tensor([0], []));
     const converted = convertSingleFile(writeSafetensors(vaeOnly), "vae-only");
@@ -140,7 +150,9 @@ describe("original latent-diffusion names", () => {
   test("files without VAE tensors are refused by name", () => {
     const bytes = writeSafetensors({ "model.diffusion_model.x": new Tensor([1], [1]) });
     expect(() => convertSingleFile(bytes, "unet.safetensors")).toThrow(AutoencoderKLError);
-    expect(() => convertSingleFile(bytes, "unet.safetensors")).toThrow(/unet\.safetensors: no VAE tensors.*model\.diffusion_model\.x/);
+    expect(() => convertSingleFile(bytes, "unet.safetensors")).toThrow(
+      /unet\.safetensors: no VAE tensors.*model\.diffusion_model\.x/,
+    );
   });
 
   test("config inference from shapes", () => {
@@ -181,7 +193,9 @@ describe("PyTorch checkpoints", () => {
   }
 
   test("malicious.ckpt is refused before anything runs", async () => {
-    await expect(readSingleFile(path("models/tiny-ckpt/malicious.ckpt"))).rejects.toThrow(/malicious\.ckpt: .*forbidden global builtins\.print/);
+    await expect(readSingleFile(path("models/tiny-ckpt/malicious.ckpt"))).rejects.toThrow(
+      /malicious\.ckpt: .*forbidden global builtins\.print/,
+    );
     await expect(readSingleFile(path("models/tiny-ckpt/malicious.ckpt"))).rejects.toBeInstanceOf(AutoencoderKLError);
   });
 });
@@ -207,7 +221,9 @@ describe("sources", () => {
 
 describe("ranged reads skip what isn't the VAE", () => {
   // The SD fixture's VAE (2.8 MB) plus an 8 MB stand-in for the UNet.
-  const sd = readSafetensors(fixture("models/sdlike-single-file.safetensors"), "sd", { filter: (n) => n.startsWith("first_stage_model.") }).tensors;
+  const sd = readSafetensors(fixture("models/sdlike-single-file.safetensors"), "sd", {
+    filter: (n) => n.startsWith("first_stage_model."),
+  }).tensors;
   const big = new Map(sd);
   big.set("model.diffusion_model.big", new Tensor(new Float32Array(1 << 22), [1 << 22]));
   const file = writeSafetensors(big, undefined, { dtype: "F16" });
@@ -235,7 +251,9 @@ describe("ranged reads skip what isn't the VAE", () => {
     const port = (server.address() as { port: number }).port;
     try {
       const progress: [number, number | undefined][] = [];
-      const got = await readSingleFile(`http://127.0.0.1:${port}/sd.safetensors`, { onProgress: (l, t) => progress.push([l, t]) });
+      const got = await readSingleFile(`http://127.0.0.1:${port}/sd.safetensors`, {
+        onProgress: (l, t) => progress.push([l, t]),
+      });
       expect([...got.stateDict.keys()]).toEqual([...want.stateDict.keys()]);
       for (const [k, t] of want.stateDict) expect(maxAbsDiff(got.stateDict.get(k)!.data, t.data), k).toBe(0);
       expect(served).toBeLessThan(file.length / 2);
@@ -257,6 +275,8 @@ describe("ranged reads skip what isn't the VAE", () => {
   test("a corrupt header is still refused by name when read by ranges", async () => {
     const bad = file.slice();
     new DataView(bad.buffer).setUint32(0, bad.length, true);
-    await expect(readSingleFile(new Blob([bad]))).rejects.toThrow(/blob: header length \d+ runs past the end of the file/);
+    await expect(readSingleFile(new Blob([bad]))).rejects.toThrow(
+      /blob: header length \d+ runs past the end of the file/,
+    );
   });
 });

@@ -1,5 +1,5 @@
-import { createServer, type Server } from "node:http";
 import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { AutoencoderKLError } from "../../src/errors.js";
 import { openRandomAccess, readSource } from "../../src/io/source.js";
@@ -18,7 +18,10 @@ beforeAll(async () => {
     } else if (req.url === "/ranged") {
       const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? "");
       const [s, e] = m ? [Number(m[1]), Math.min(Number(m[2]), body.length - 1)] : [0, body.length - 1];
-      res.writeHead(m ? 206 : 200, { "content-range": `bytes ${s}-${e}/${body.length}`, "content-length": String(e - s + 1) });
+      res.writeHead(m ? 206 : 200, {
+        "content-range": `bytes ${s}-${e}/${body.length}`,
+        "content-length": String(e - s + 1),
+      });
       res.end(body.subarray(s, e + 1));
     } else if (req.url === "/chunked") {
       res.writeHead(200); // no content-length: chunked transfer

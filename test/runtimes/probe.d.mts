@@ -5,4 +5,9 @@ export const LATENT_SHAPE: number[];
 export const CROP: { height: number; width: number };
 export function fixedLatent(T: typeof Tensor, shape?: number[], seed?: number): Tensor;
 export function instructionSetOf(description: string): string;
-export function probe(lib: unknown, vae: AutoencoderKL, png: Uint8Array, metadata?: Record<string, string>): Promise<Uint8Array>;
+export function probe(
+  lib: unknown,
+  vae: AutoencoderKL,
+  png: Uint8Array,
+  metadata?: Record<string, string>,
+): Promise<Uint8Array>;

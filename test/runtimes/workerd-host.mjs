@@ -3,7 +3,7 @@
 //   probe <out file>   GET / → the probe's safetensors written to <out file>; GET /without-module → JSON
 //   load <spec.json>   the load test: see runLoad below
 // Prints one JSON line with what it found; exits non-zero on failure. Listens on 127.0.0.1 only.
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Miniflare } from "miniflare";
@@ -99,21 +99,32 @@ async function runLoad(url, spec) {
     const isa = /^wasm \(([a-z-]+),/.exec(backend)?.[1];
     const wasmBytes = Number(res.headers.get("x-wasm-memory-bytes"));
     if (res.status !== 200 || res.headers.get("content-type") !== "image/png") {
-      return { ok: false, why: `HTTP ${res.status} ${res.headers.get("content-type")}: ${new TextDecoder().decode(bytes).slice(0, 200)}`, wasmBytes };
+      return {
+        ok: false,
+        why: `HTTP ${res.status} ${res.headers.get("content-type")}: ${new TextDecoder().decode(bytes).slice(0, 200)}`,
+        wasmBytes,
+      };
     }
     const want = expectedFor(isa);
     if (!want) return { ok: false, why: `no expected PNG for instruction set ${isa} (${backend})`, wasmBytes };
     if (Buffer.compare(bytes, want) === 0) return { ok: true, exact: true, isa, wasmBytes };
-    const a = (await lib.readImage(bytes)).data, b = (await lib.readImage(want)).data;
+    const a = (await lib.readImage(bytes)).data,
+      b = (await lib.readImage(want)).data;
     let max = a.length === b.length ? 0 : Infinity;
     for (let i = 0; i < a.length && max < Infinity; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
     // readImage maps 0..255 to [-1, 1]: one 8-bit step is 2/255
-    return max <= 2 / 255 + 1e-6 ? { ok: true, exact: false, isa, wasmBytes } : { ok: false, why: `pixels differ by up to ${(max * 127.5).toFixed(1)} steps`, wasmBytes };
+    return max <= 2 / 255 + 1e-6
+      ? { ok: true, exact: false, isa, wasmBytes }
+      : { ok: false, why: `pixels differ by up to ${(max * 127.5).toFixed(1)} steps`, wasmBytes };
   }
 
   const usage = await fetch(url, { signal: AbortSignal.timeout(10_000) });
   const usageOk = usage.status === 200 && (await usage.text()).includes("POST");
-  const bad = await fetch(url, { method: "POST", body: new Uint8Array([1, 2, 3]), signal: AbortSignal.timeout(10_000) });
+  const bad = await fetch(url, {
+    method: "POST",
+    body: new Uint8Array([1, 2, 3]),
+    signal: AbortSignal.timeout(10_000),
+  });
   const badRequest = { status: bad.status, text: (await bad.text()).trim() };
 
   step("big request");
@@ -126,7 +137,8 @@ async function runLoad(url, spec) {
   step("load");
   const results = [];
   let next = 0;
-  let inFlight = 0, maxInFlight = 0;
+  let inFlight = 0,
+    maxInFlight = 0;
   t0 = performance.now();
   await Promise.all(
     Array.from({ length: spec.concurrency }, async () => {
@@ -187,21 +199,28 @@ async function isolateHeap(inspector) {
     pending.get(m.id)?.(m.result);
     pending.delete(m.id);
   };
-  const call = (method) => new Promise((resolve, reject) => {
-    const n = ++id;
-    const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), 10_000);
-    pending.set(n, (r) => {
-      clearTimeout(timer);
-      resolve(r);
+  const call = (method) =>
+    new Promise((resolve, reject) => {
+      const n = ++id;
+      const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), 10_000);
+      pending.set(n, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      ws.send(JSON.stringify({ id: n, method }));
     });
-    ws.send(JSON.stringify({ id: n, method }));
-  });
   const usage = async () => {
     const u = await call("Runtime.getHeapUsage");
     const mib = (b) => b / 2 ** 20;
-    return { jsHeapMiB: mib(u.usedSize), backingStoresMiB: mib(u.backingStorageSize ?? 0), totalMiB: mib(u.usedSize + (u.backingStorageSize ?? 0)) };
+    return {
+      jsHeapMiB: mib(u.usedSize),
+      backingStoresMiB: mib(u.backingStorageSize ?? 0),
+      totalMiB: mib(u.usedSize + (u.backingStorageSize ?? 0)),
+    };
   };
-  let peak = null, timer = null, busy = false;
+  let peak = null,
+    timer = null,
+    busy = false;
   return {
     start(ms) {
       timer = setInterval(async () => {

@@ -1,10 +1,11 @@
 // A module Worker around the probe (embedded.mjs): the kernels imported as precompiled modules, as
 // wrangler bundles them, and the model and photo from the static-assets binding (ASSETS = assets/).
-import simd from "./kernels-simd.wasm";
+
+import { loadWithout, runProbe } from "./embedded.mjs";
 import relaxed from "./kernels-relaxed.wasm";
 // the same kernels as plain bytes (a Data module): compiling them must be refused here
 import simdBytes from "./kernels-simd.bin";
-import { loadWithout, runProbe } from "./embedded.mjs";
+import simd from "./kernels-simd.wasm";
 
 async function asset(env, path) {
   const res = await env.ASSETS.fetch(new URL(path, "http://assets.local"));

@@ -4,8 +4,8 @@
 // Workers may not compile WebAssembly at run time, so the kernels are imported as modules that the
 // platform compiles at deploy time, and handed to the library as `wasmModule`.
 import { AutoencoderKL, AutoencoderKLError, readSafetensors, writePng } from "autoencoderkl";
-import simd from "autoencoderkl/kernels-simd.wasm";
 import relaxed from "autoencoderkl/kernels-relaxed.wasm";
+import simd from "autoencoderkl/kernels-simd.wasm";
 
 /** Largest latent side accepted: 32 → a 256×256 image, which keeps the demo model well inside 128 MB. */
 const MAX_LATENT_SIDE = 32;
@@ -37,10 +37,17 @@ async function decode(env, body) {
   const vae = await model;
   const { metadata, tensors } = readSafetensors(new Uint8Array(body), "request body");
   const z = tensors.get("latents") ?? (tensors.size === 1 ? [...tensors.values()][0] : undefined);
-  if (!z) throw new AutoencoderKLError("request body", `needs a tensor "latents", found ${[...tensors.keys()].join(", ") || "none"}`);
+  if (!z)
+    throw new AutoencoderKLError(
+      "request body",
+      `needs a tensor "latents", found ${[...tensors.keys()].join(", ") || "none"}`,
+    );
   const [, , h, w] = z.shape;
   if (z.shape.length !== 4 || h > MAX_LATENT_SIDE || w > MAX_LATENT_SIDE) {
-    throw new AutoencoderKLError("latents", `must be [1, C, h, w] with h, w ≤ ${MAX_LATENT_SIDE}, got [${z.shape.join(", ")}]`);
+    throw new AutoencoderKLError(
+      "latents",
+      `must be [1, C, h, w] with h, w ≤ ${MAX_LATENT_SIDE}, got [${z.shape.join(", ")}]`,
+    );
   }
   if (metadata.latents === "scaled") {
     // undo the pipeline scaling `autoencoderkl encode` applied: z / scaling_factor + shift_factor
@@ -57,7 +64,7 @@ async function decode(env, body) {
 export default {
   async fetch(request, env) {
     if (request.method !== "POST") {
-      return new Response("POST a safetensors file with the tensor \"latents\" [1, C, h, w]; the answer is a PNG.\n", {
+      return new Response('POST a safetensors file with the tensor "latents" [1, C, h, w]; the answer is a PNG.\n', {
         status: request.method === "GET" ? 200 : 405,
         headers: { "content-type": "text/plain; charset=utf-8", allow: "GET, POST" },
       });
@@ -67,7 +74,10 @@ export default {
       return new Response(png, { headers: { "content-type": "image/png", "x-backend": backend } });
     } catch (e) {
       const status = e instanceof AutoencoderKLError ? 400 : 500;
-      return new Response(`${e instanceof Error ? e.message : String(e)}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+      return new Response(`${e instanceof Error ? e.message : String(e)}\n`, {
+        status,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
     }
   },
 };

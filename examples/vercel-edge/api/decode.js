@@ -2,8 +2,8 @@
 // and get the decoded PNG. The Edge runtime may not compile WebAssembly from bytes, so the kernels are
 // imported with `?module` (compiled at deploy time) and handed to the library as `wasmModule`.
 import { AutoencoderKL, AutoencoderKLError, readSafetensors, writePng } from "autoencoderkl";
-import simd from "autoencoderkl/kernels-simd.wasm?module";
 import relaxed from "autoencoderkl/kernels-relaxed.wasm?module";
+import simd from "autoencoderkl/kernels-simd.wasm?module";
 
 export const config = { runtime: "edge" };
 
@@ -26,11 +26,16 @@ export default async function handler(request) {
     const vae = await model;
     const { tensors } = readSafetensors(new Uint8Array(await request.arrayBuffer()), "request body");
     const z = tensors.get("latents");
-    if (!z || z.shape.length !== 4 || z.shape[2] > MAX_LATENT_SIDE || z.shape[3] > MAX_LATENT_SIDE) {
-      throw new AutoencoderKLError("request body", `needs a tensor "latents" [1, C, h, w] with h, w ≤ ${MAX_LATENT_SIDE}`);
+    if (z?.shape.length !== 4 || z.shape[2] > MAX_LATENT_SIDE || z.shape[3] > MAX_LATENT_SIDE) {
+      throw new AutoencoderKLError(
+        "request body",
+        `needs a tensor "latents" [1, C, h, w] with h, w ≤ ${MAX_LATENT_SIDE}`,
+      );
     }
     const { sample } = await vae.decode(z);
-    return new Response(await writePng(sample), { headers: { "content-type": "image/png", "x-backend": vae.backendDescription } });
+    return new Response(await writePng(sample), {
+      headers: { "content-type": "image/png", "x-backend": vae.backendDescription },
+    });
   } catch (e) {
     return new Response(`${e?.message ?? e}\n`, { status: e instanceof AutoencoderKLError ? 400 : 500 });
   }

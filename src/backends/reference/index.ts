@@ -13,7 +13,8 @@ class RefBuffer implements DeviceBuffer {
 }
 
 function d(b: DeviceBuffer): Float32Array {
-  if (!(b instanceof RefBuffer)) throw new AutoencoderKLError("reference backend", "buffer was not allocated by this backend");
+  if (!(b instanceof RefBuffer))
+    throw new AutoencoderKLError("reference backend", "buffer was not allocated by this backend");
   return b.data;
 }
 
@@ -25,6 +26,7 @@ export interface ReferenceKernels extends OpMethods {}
  * float64 accumulation (each op's `reference` in src/ops/). They are the ground truth the SIMD and WGSL
  * kernels are tested against, and they check the contract exactly as the other backends do.
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the op methods are declared by the interface of the same name, built from the op registry, and installed on the prototype
 export class ReferenceKernels implements Kernels, ReferenceRuntime {
   readonly name = "reference" as const;
   readonly description = "reference (plain TypeScript, float64 accumulation)";
@@ -41,7 +43,10 @@ export class ReferenceKernels implements Kernels, ReferenceRuntime {
   write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
     const a = d(buffer);
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > a.length) {
-      throw new AutoencoderKLError("reference backend: write", `${data.length} values at offset ${offset} do not fit a buffer of ${a.length}`);
+      throw new AutoencoderKLError(
+        "reference backend: write",
+        `${data.length} values at offset ${offset} do not fit a buffer of ${a.length}`,
+      );
     }
     a.set(data, offset);
   }
@@ -57,9 +62,11 @@ export class ReferenceKernels implements Kernels, ReferenceRuntime {
   dispose(): void {}
 }
 
-installOps(ReferenceKernels.prototype, (op: Op<unknown>) =>
-  function (this: ReferenceKernels, args: unknown): void {
-    validate("reference", op, args);
-    op.reference(this, args);
-  },
+installOps(
+  ReferenceKernels.prototype,
+  (op: Op<unknown>) =>
+    function (this: ReferenceKernels, args: unknown): void {
+      validate("reference", op, args);
+      op.reference(this, args);
+    },
 );

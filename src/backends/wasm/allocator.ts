@@ -83,8 +83,10 @@ export class FreeListAllocator {
     }
     const prev = lo - 1;
     const next = lo;
-    if (prev >= 0 && this.offsets[prev] + this.sizes[prev] > offset) throw new Error(`double free or overlap at ${offset}`);
-    if (next < this.offsets.length && offset + size > this.offsets[next]) throw new Error(`double free or overlap at ${offset}`);
+    if (prev >= 0 && this.offsets[prev] + this.sizes[prev] > offset)
+      throw new Error(`double free or overlap at ${offset}`);
+    if (next < this.offsets.length && offset + size > this.offsets[next])
+      throw new Error(`double free or overlap at ${offset}`);
     const joinPrev = prev >= 0 && this.offsets[prev] + this.sizes[prev] === offset;
     const joinNext = next < this.offsets.length && offset + size === this.offsets[next];
     if (joinPrev && joinNext) {

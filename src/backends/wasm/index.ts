@@ -1,12 +1,12 @@
 import { AutoencoderKLError } from "../../errors.js";
 import { WINOGRAD_MIN_CHANNELS } from "../../ops/conv2d.js";
-import { validate, type Op } from "../../ops/op.js";
+import { type Op, validate } from "../../ops/op.js";
 import { installOps, type OpMethods } from "../../ops/registry.js";
 import type { DeviceBuffer, Kernels, MaybePromise } from "../kernels.js";
 import { FreeListAllocator } from "./allocator.js";
-import { loadKernels, type KernelSourceOptions } from "./loader.js";
+import { type KernelSourceOptions, loadKernels } from "./loader.js";
 import { ThreadPool } from "./pool.js";
-import { pack, type KernelExports, type WasmRuntime, type WasmStep } from "./runtime.js";
+import { type KernelExports, pack, type WasmRuntime, type WasmStep } from "./runtime.js";
 
 export { wasmRelaxedSimdSupported, wasmSimdSupported } from "./binary.js";
 export { isWasmModule, type KernelSourceOptions, type WasmModuleOption } from "./loader.js";
@@ -67,6 +67,7 @@ export interface WasmKernels extends OpMethods {}
  * memory, each on its slice of the output; ops then return promises and run one at a time in call order
  * (read() waits for them). Await an op before write() or free() on the buffers it uses.
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the op methods are declared by the interface of the same name, built from the op registry, and installed on the prototype
 export class WasmKernels implements Kernels, WasmRuntime {
   readonly name = "wasm" as const;
   readonly description: string;
@@ -253,7 +254,8 @@ export class WasmKernels implements Kernels, WasmRuntime {
         return;
       }
       this.parallelOps++;
-      for (const [name, args] of packed) await pool.run(name, [...args, ...extra], (tid, n) => call(name, args, extra, tid, n));
+      for (const [name, args] of packed)
+        await pool.run(name, [...args, ...extra], (tid, n) => call(name, args, extra, tid, n));
     };
     const p = this.queue.then(go);
     this.queue = p.catch(() => undefined);
@@ -270,11 +272,13 @@ export class WasmKernels implements Kernels, WasmRuntime {
   }
 }
 
-installOps(WasmKernels.prototype, (op: Op<unknown>) =>
-  function (this: WasmKernels, args: unknown): MaybePromise {
-    validate("wasm", op, args);
-    return op.wasm(this, args);
-  },
+installOps(
+  WasmKernels.prototype,
+  (op: Op<unknown>) =>
+    function (this: WasmKernels, args: unknown): MaybePromise {
+      validate("wasm", op, args);
+      return op.wasm(this, args);
+    },
 );
 
 // ---- creation --------------------------------------------------------------------------------------------
@@ -305,9 +309,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   let fallback: string | null = null;
   if (wantThreads > 1) {
     if (!shared) {
-      fallback = options.sharedMemory === false
-        ? "sharedMemory: false"
-        : "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
+      fallback =
+        options.sharedMemory === false
+          ? "sharedMemory: false"
+          : "no shared WebAssembly memory here (SharedArrayBuffer needs cross-origin isolation in browsers)";
     } else {
       try {
         pool = await ThreadPool.create(wantThreads, module, memory);
@@ -319,13 +324,19 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
   const k = new WasmKernels(memory, instance, pool, maxPages, fallback);
   if (options.parallelThresholdNs !== undefined) {
     if (!(options.parallelThresholdNs >= 0)) {
-      throw new AutoencoderKLError("wasm backend: parallelThresholdNs", `must be a non-negative number, got ${options.parallelThresholdNs}`);
+      throw new AutoencoderKLError(
+        "wasm backend: parallelThresholdNs",
+        `must be a non-negative number, got ${options.parallelThresholdNs}`,
+      );
     }
     k.parallelThresholdNs = options.parallelThresholdNs;
   }
   if (options.winogradMinChannels !== undefined) {
     if (!(options.winogradMinChannels >= 1)) {
-      throw new AutoencoderKLError("wasm backend: winogradMinChannels", `must be a number >= 1, got ${options.winogradMinChannels}`);
+      throw new AutoencoderKLError(
+        "wasm backend: winogradMinChannels",
+        `must be a number >= 1, got ${options.winogradMinChannels}`,
+      );
     }
     k.winogradMinChannels = options.winogradMinChannels;
   }

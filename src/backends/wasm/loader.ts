@@ -54,7 +54,7 @@ export interface LoadedKernels {
 const MAX_PAGES = 65536; // wasm32: 4 GiB
 
 const ALTERNATIVES =
-  "pass wasmModule (a precompiled WebAssembly.Module, e.g. `import simd from \"autoencoderkl/kernels-simd.wasm\"`), " +
+  'pass wasmModule (a precompiled WebAssembly.Module, e.g. `import simd from "autoencoderkl/kernels-simd.wasm"`), ' +
   "wasmBytes or wasmUrl";
 
 /** True for a WebAssembly.Module from any realm (edge-runtime hands modules across vm contexts). */
@@ -90,7 +90,11 @@ function resolveUrl(wasmUrl: string | URL): URL {
   try {
     return new URL(wasmUrl, moduleBase() ?? undefined);
   } catch (e) {
-    throw new AutoencoderKLError("options.wasmUrl", `is not a URL (nor relative to one): ${JSON.stringify(String(wasmUrl))}`, { cause: e });
+    throw new AutoencoderKLError(
+      "options.wasmUrl",
+      `is not a URL (nor relative to one): ${JSON.stringify(String(wasmUrl))}`,
+      { cause: e },
+    );
   }
 }
 
@@ -155,7 +159,12 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 /** Which module of `wasmModule` to run, by the `relaxed` option and what the engine validates. */
 function pickModule(option: WasmModuleOption, relaxed: boolean | "auto"): WebAssembly.Module {
   if (isWasmModule(option)) return option;
-  if (typeof option !== "object" || option === null || ArrayBuffer.isView(option) || Object.prototype.toString.call(option) === "[object ArrayBuffer]") {
+  if (
+    typeof option !== "object" ||
+    option === null ||
+    ArrayBuffer.isView(option) ||
+    Object.prototype.toString.call(option) === "[object ArrayBuffer]"
+  ) {
     throw new AutoencoderKLError(
       "options.wasmModule",
       `must be a WebAssembly.Module or { simd?, relaxed? } of them, got ${Object.prototype.toString.call(option)} (bytes go in wasmBytes)`,
@@ -163,15 +172,24 @@ function pickModule(option: WasmModuleOption, relaxed: boolean | "auto"): WebAss
   }
   const { simd, relaxed: relaxedModule } = option;
   for (const [k, v] of Object.entries({ simd, relaxed: relaxedModule })) {
-    if (v !== undefined && !isWasmModule(v)) throw new AutoencoderKLError(`options.wasmModule.${k}`, "must be a WebAssembly.Module");
+    if (v !== undefined && !isWasmModule(v))
+      throw new AutoencoderKLError(`options.wasmModule.${k}`, "must be a WebAssembly.Module");
   }
   if (!simd && !relaxedModule) throw new AutoencoderKLError("options.wasmModule", "holds neither simd nor relaxed");
   if (relaxed === true) {
-    if (!relaxedModule) throw new AutoencoderKLError("options.wasmModule", "relaxed SIMD was asked for but wasmModule.relaxed is missing");
+    if (!relaxedModule)
+      throw new AutoencoderKLError(
+        "options.wasmModule",
+        "relaxed SIMD was asked for but wasmModule.relaxed is missing",
+      );
     return relaxedModule;
   }
   if (relaxed === false) {
-    if (!simd) throw new AutoencoderKLError("options.wasmModule", "plain SIMD was asked for (relaxed: false) but wasmModule.simd is missing");
+    if (!simd)
+      throw new AutoencoderKLError(
+        "options.wasmModule",
+        "plain SIMD was asked for (relaxed: false) but wasmModule.simd is missing",
+      );
     return simd;
   }
   // a relaxed module that exists was compiled by this engine, so it runs here; prefer it where it is validated
@@ -229,11 +247,14 @@ export async function loadKernels(options: LoadOptions): Promise<LoadedKernels> 
   let made = wantShared ? makeMemory(initialPages, true) : null;
   const shared = made !== null;
   if (!made) made = makeMemory(initialPages, false);
-  if (!made) throw new AutoencoderKLError("wasm backend", `cannot create a WebAssembly memory of ${initialPages} pages`);
+  if (!made)
+    throw new AutoencoderKLError("wasm backend", `cannot create a WebAssembly memory of ${initialPages} pages`);
   try {
     if (importsSharedMemory(bytes) !== shared) bytes = withSharedMemoryImport(bytes, shared);
   } catch (e) {
-    throw new AutoencoderKLError("options.wasmBytes", `is not the kernels' WebAssembly module: ${message(e)}`, { cause: e });
+    throw new AutoencoderKLError("options.wasmBytes", `is not the kernels' WebAssembly module: ${message(e)}`, {
+      cause: e,
+    });
   }
 
   let module: WebAssembly.Module;

@@ -54,7 +54,10 @@ export class ThreadPool {
       const started: Promise<void>[] = [];
       for (let i = 1; i < size; i++) {
         started.push(new Promise<void>((resolve, reject) => pool.ready.push({ resolve, reject })));
-        const port = await spawn((m) => pool.onMessage(m), (e) => pool.onError(e));
+        const port = await spawn(
+          (m) => pool.onMessage(m),
+          (e) => pool.onError(e),
+        );
         pool.ports.push(port);
         port.post({ type: "init", module, memory });
       }
@@ -77,7 +80,7 @@ export class ThreadPool {
       this.waiting.set(id, { left: this.ports.length, resolve, reject });
     });
     for (const p of this.ports) p.ref();
-    this.ports.forEach((p, i) => p.post({ type: "run", id, name, args, tid: i + 1, nt: this.size }));
+    for (const [i, p] of this.ports.entries()) p.post({ type: "run", id, name, args, tid: i + 1, nt: this.size });
     let localError: unknown = null;
     try {
       local(0, this.size);

@@ -1,16 +1,24 @@
 /// <reference types="@webgpu/types" preserve="true" />
 import { AutoencoderKLError } from "../../errors.js";
-import { validate, type Op } from "../../ops/op.js";
+import { type Op, validate } from "../../ops/op.js";
 import { installOps, OPS, type OpMethods } from "../../ops/registry.js";
 import type { Activation, DeviceBuffer, Kernels } from "../kernels.js";
-import { BufferPool, GpuBuffer, halfToFloat, MAP_MODE_READ, roundUp, sizeClass, USAGE_STORAGE, type PoolKind } from "./buffers.js";
+import {
+  BufferPool,
+  GpuBuffer,
+  halfToFloat,
+  MAP_MODE_READ,
+  type PoolKind,
+  roundUp,
+  sizeClass,
+  USAGE_STORAGE,
+} from "./buffers.js";
 import type { WebGPULimits } from "./device.js";
 import { PipelineCache } from "./pipelines.js";
-import { chunks, foldGrid, planChunks, type Constraint } from "./plan.js";
+import { type Constraint, chunks, foldGrid, planChunks } from "./plan.js";
 import { Recorder } from "./recorder.js";
 import type { Bind, WebGPURuntime } from "./runtime.js";
 import { castKernel, type KernelDef } from "./shaders.js";
-
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
@@ -30,6 +38,7 @@ export interface WebGPUKernels extends OpMethods {}
  * pipelines are compiled per kernel variant (pipelines.ts). A freed buffer that is reused later is only
  * touched by commands submitted after the ones that used it before (queue order).
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the op methods are declared by the interface of the same name, built from the op registry, and installed on the prototype
 export class WebGPUKernels implements Kernels, WebGPURuntime {
   readonly name = "webgpu" as const;
   readonly description: string;
@@ -52,7 +61,10 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
   private readonly dummyRW: GPUBuffer;
   private disposed = false;
 
-  constructor(device: GPUDevice, info: { adapter?: string; ownsDevice: boolean; f16: boolean; limits?: Partial<WebGPULimits> }) {
+  constructor(
+    device: GPUDevice,
+    info: { adapter?: string; ownsDevice: boolean; f16: boolean; limits?: Partial<WebGPULimits> },
+  ) {
     this.device = device;
     this.ownsDevice = info.ownsDevice;
     this.f16 = info.f16;
@@ -70,10 +82,15 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     this.storageAlign = dl.minStorageBufferOffsetAlignment;
     this.maxGroups = Math.min(this.limits.maxComputeWorkgroupsPerDimension ** 3, 2 ** 31);
     if (this.limits.maxStorageBufferBindingSize < this.storageAlign + 64) {
-      throw new AutoencoderKLError("webgpu limits", `maxStorageBufferBindingSize ${this.limits.maxStorageBufferBindingSize} is too small (needs > ${this.storageAlign + 64})`);
+      throw new AutoencoderKLError(
+        "webgpu limits",
+        `maxStorageBufferBindingSize ${this.limits.maxStorageBufferBindingSize} is too small (needs > ${this.storageAlign + 64})`,
+      );
     }
     this.recorder = new Recorder(device, dl.minUniformBufferOffsetAlignment, () => this.buffers.destroyDeferred());
-    this.buffers = new BufferPool((size, usage) => this.recorder.scoped("out-of-memory", () => device.createBuffer({ size, usage })));
+    this.buffers = new BufferPool((size, usage) =>
+      this.recorder.scoped("out-of-memory", () => device.createBuffer({ size, usage })),
+    );
     this.pipelines = new PipelineCache(device, this.f16, this.recorder);
     this.dummy = this.buffers.track(device.createBuffer({ size: 16, usage: USAGE_STORAGE }));
     this.dummyRW = this.buffers.track(device.createBuffer({ size: 16, usage: USAGE_STORAGE }));
@@ -97,7 +114,10 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     nonNegInt("write", "offset", offset);
     if (!(data instanceof Float32Array)) throw new AutoencoderKLError("webgpu write", "data must be a Float32Array");
     if (offset + data.length > b.length) {
-      throw new AutoencoderKLError("webgpu write", `writing ${data.length} elements at offset ${offset} overruns a buffer of ${b.length}`);
+      throw new AutoencoderKLError(
+        "webgpu write",
+        `writing ${data.length} elements at offset ${offset} overruns a buffer of ${b.length}`,
+      );
     }
     if (data.length === 0) return;
     // queue.writeBuffer runs before anything still unsubmitted: submit first so earlier ops see old data.
@@ -112,8 +132,15 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     const tmp = this.allocRaw(data.length, 4);
     this.device.queue.writeBuffer(tmp.gpu!, 0, src);
     this.elementwise("write", data.length, [4, b.eb], (start, count) => {
-      this.run(castKernel(), [{ buf: tmp, lo: start, hi: start + count }, { buf: b, lo: offset + start, hi: offset + start + count }],
-        { start: offset + start, count, src0: start }, cdiv(count, 256));
+      this.run(
+        castKernel(),
+        [
+          { buf: tmp, lo: start, hi: start + count },
+          { buf: b, lo: offset + start, hi: offset + start + count },
+        ],
+        { start: offset + start, count, src0: start },
+        cdiv(count, 256),
+      );
     });
     this.freeRaw(tmp);
   }
@@ -121,7 +148,8 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
   async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
     const b = this.own("read", "buffer", buffer);
     const n = length === undefined ? b.length : nonNegInt("read", "length", length);
-    if (n > b.length) throw new AutoencoderKLError("webgpu read", `length ${n} exceeds the buffer's ${b.length} elements`);
+    if (n > b.length)
+      throw new AutoencoderKLError("webgpu read", `length ${n} exceeds the buffer's ${b.length} elements`);
     if (n === 0) {
       this.flush();
       await this.recorder.checkErrors();
@@ -197,14 +225,28 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
   // ---- the runtime the ops dispatch on (WebGPURuntime) ------------------------------------------------
 
   /** @internal Splits a flat elementwise range so every binding and the grid fit, then calls `body` per chunk. */
-  elementwise(op: string, length: number, ebs: readonly number[], body: (start: number, count: number) => void, extra: Constraint[] = []): void {
+  elementwise(
+    op: string,
+    length: number,
+    ebs: readonly number[],
+    body: (start: number, count: number) => void,
+    extra: Constraint[] = [],
+  ): void {
     if (length === 0) return;
-    const [size] = planChunks(op, [length], [
-      { what: "elements", size: (s) => s[0], limit: Math.min(...ebs.map((e) => this.cap(e))) },
-      { what: "workgroups", size: (s) => cdiv(s[0], 256), limit: this.maxGroups },
-      ...extra,
-    ]);
-    for (const { start: [s0], count: [c] } of chunks([length], [size])) body(s0, c);
+    const [size] = planChunks(
+      op,
+      [length],
+      [
+        { what: "elements", size: (s) => s[0], limit: Math.min(...ebs.map((e) => this.cap(e))) },
+        { what: "workgroups", size: (s) => cdiv(s[0], 256), limit: this.maxGroups },
+        ...extra,
+      ],
+    );
+    for (const {
+      start: [s0],
+      count: [c],
+    } of chunks([length], [size]))
+      body(s0, c);
   }
 
   /** @internal Largest element span one binding may cover once its offset is aligned down. */
@@ -215,7 +257,8 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
   /** @internal */
   own(op: string, field: string, b: DeviceBuffer): GpuBuffer {
     if (this.disposed) throw new AutoencoderKLError(`webgpu ${op}`, "the backend was disposed");
-    if (!(b instanceof GpuBuffer) || b.owner !== this) throw new AutoencoderKLError(`webgpu ${op}`, `${field} was not allocated by this backend`);
+    if (!(b instanceof GpuBuffer) || b.owner !== this)
+      throw new AutoencoderKLError(`webgpu ${op}`, `${field} was not allocated by this backend`);
     if (!b.gpu) throw new AutoencoderKLError(`webgpu ${op}`, `${field} was already freed`);
     return b;
   }
@@ -225,7 +268,10 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     if (this.disposed) throw new AutoencoderKLError("webgpu alloc", "the backend was disposed");
     const bytes = Math.max(16, roundUp(length * eb, 16));
     if (bytes > this.limits.maxBufferSize) {
-      throw new AutoencoderKLError("webgpu alloc", `${length} elements (${bytes} bytes) exceed the device's maxBufferSize of ${this.limits.maxBufferSize} bytes`);
+      throw new AutoencoderKLError(
+        "webgpu alloc",
+        `${length} elements (${bytes} bytes) exceed the device's maxBufferSize of ${this.limits.maxBufferSize} bytes`,
+      );
     }
     let cls = sizeClass(bytes);
     if (cls > this.limits.maxBufferSize) cls = bytes;
@@ -254,7 +300,10 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     for (let i = 0; i < n; i++) {
       const b = binds[i];
       if (b && (b.lo < 0 || b.hi > b.buf.length || b.hi <= b.lo)) {
-        throw new AutoencoderKLError(`webgpu ${def.name}`, `${def.bindings[i].name} has ${b.buf.length} elements but the op needs elements [${b.lo}, ${b.hi})`);
+        throw new AutoencoderKLError(
+          `webgpu ${def.name}`,
+          `${def.bindings[i].name} has ${b.buf.length} elements but the op needs elements [${b.lo}, ${b.hi})`,
+        );
       }
     }
     for (let i = 0; i < n; i++) {
@@ -275,20 +324,28 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
 
     const structBytes = roundUp((n + def.params.length) * 4, 16);
     const uOff = this.recorder.uniformSlot(structBytes);
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.recorder.uniformBuffer, offset: uOff, size: structBytes } }];
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.recorder.uniformBuffer, offset: uOff, size: structBytes } },
+    ];
     const bases = new Array<number>(n).fill(0);
     for (let i = 0; i < n; i++) {
       if (roots[i] !== i) continue;
       const b = binds[i];
       if (!b) {
-        entries.push({ binding: i + 1, resource: { buffer: writable[i] ? this.dummyRW : this.dummy, offset: 0, size: 16 } });
+        entries.push({
+          binding: i + 1,
+          resource: { buffer: writable[i] ? this.dummyRW : this.dummy, offset: 0, size: 16 },
+        });
         continue;
       }
       const eb = b.buf.eb;
       const offset = Math.floor((b.lo * eb) / this.storageAlign) * this.storageAlign;
       const size = roundUp(b.hi * eb - offset, 4);
       if (size > this.limits.maxStorageBufferBindingSize) {
-        throw new AutoencoderKLError(`webgpu ${def.name}`, `internal: binding ${def.bindings[i].name} of ${size} bytes exceeds maxStorageBufferBindingSize`);
+        throw new AutoencoderKLError(
+          `webgpu ${def.name}`,
+          `internal: binding ${def.bindings[i].name} of ${size} bytes exceeds maxStorageBufferBindingSize`,
+        );
       }
       bases[i] = offset / eb;
       entries.push({ binding: i + 1, resource: { buffer: b.buf.gpu!, offset, size } });
@@ -319,9 +376,11 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
   }
 }
 
-installOps(WebGPUKernels.prototype, (op: Op<unknown>) =>
-  function (this: WebGPUKernels, args: unknown): void {
-    validate("webgpu", op, args);
-    op.webgpu(this, args);
-  },
+installOps(
+  WebGPUKernels.prototype,
+  (op: Op<unknown>) =>
+    function (this: WebGPUKernels, args: unknown): void {
+      validate("webgpu", op, args);
+      op.webgpu(this, args);
+    },
 );

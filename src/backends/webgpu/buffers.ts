@@ -74,7 +74,8 @@ export class BufferPool {
       this.pooledBytes -= cls;
       return { g, reused: true };
     }
-    const usage = kind === "storage" ? USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST : USAGE_MAP_READ | USAGE_COPY_DST;
+    const usage =
+      kind === "storage" ? USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST : USAGE_MAP_READ | USAGE_COPY_DST;
     return { g: this.track(this.create(cls, usage)), reused: false };
   }
 

@@ -34,11 +34,17 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     if (!adapter) {
       const gpu = await getWebGPU();
       if (!gpu) {
-        throw new AutoencoderKLError('backend "webgpu"', "no WebGPU implementation: navigator.gpu is missing and the optional 'webgpu' package (Dawn for Node) could not be loaded");
+        throw new AutoencoderKLError(
+          'backend "webgpu"',
+          "no WebGPU implementation: navigator.gpu is missing and the optional 'webgpu' package (Dawn for Node) could not be loaded",
+        );
       }
       adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
       if (!adapter) {
-        throw new AutoencoderKLError('backend "webgpu"', "no GPU adapter available (requestAdapter returned null); without a GPU on Linux, a Vulkan driver such as SwiftShader with VK_ICD_FILENAMES set provides one");
+        throw new AutoencoderKLError(
+          'backend "webgpu"',
+          "no GPU adapter available (requestAdapter returned null); without a GPU on Linux, a Vulkan driver such as SwiftShader with VK_ICD_FILENAMES set provides one",
+        );
       }
     }
     const wantF16 = options.f16 === true && adapter.features.has("shader-f16");
@@ -59,6 +65,8 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
   }
   const f16 = options.f16 === true && device.features.has("shader-f16");
   const info = (adapter as { info?: GPUAdapterInfo } | null)?.info;
-  const name = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") : undefined;
+  const name = info
+    ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ")
+    : undefined;
   return new WebGPUKernels(device, { adapter: name || undefined, ownsDevice: owns, f16, limits: options.limits });
 }

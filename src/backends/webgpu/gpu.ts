@@ -37,7 +37,10 @@ async function find(): Promise<GPU | null> {
  * as a fallback adapter): fine for tests, slower than the WASM SIMD kernels for real work.
  */
 export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
-  const a = adapter as GPUAdapter & { isFallbackAdapter?: boolean; info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } };
+  const a = adapter as GPUAdapter & {
+    isFallbackAdapter?: boolean;
+    info?: GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  };
   if (a.isFallbackAdapter || a.info?.isFallbackAdapter) return true;
   const i = a.info;
   const text = i ? `${i.vendor} ${i.architecture} ${i.device} ${i.description}` : "";

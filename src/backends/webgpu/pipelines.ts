@@ -37,18 +37,24 @@ export class PipelineCache {
 
   /** Compiles the variants with createComputePipelineAsync, so first use does not stall on compilation. */
   async warmup(variants: readonly [KernelDef, number[]][]): Promise<void> {
-    await Promise.all(variants.map(async ([d, roots]) => {
-      const key = this.key(d, roots);
-      if (this.pipelines.has(key)) return;
-      const writable = d.bindings.map((b, i) => !!b.write || roots.some((r, j) => r === roots[i] && (d.bindings[j].write ?? false)));
-      const { layout, desc } = this.parts(d, roots, writable);
-      try {
-        const pipeline = await this.device.createComputePipelineAsync(desc);
-        this.pipelines.set(key, { pipeline, layout });
-      } catch (e) {
-        throw new AutoencoderKLError("webgpu warmup", `compiling ${d.name} failed: ${(e as Error).message}`, { cause: e });
-      }
-    }));
+    await Promise.all(
+      variants.map(async ([d, roots]) => {
+        const key = this.key(d, roots);
+        if (this.pipelines.has(key)) return;
+        const writable = d.bindings.map(
+          (b, i) => !!b.write || roots.some((r, j) => r === roots[i] && (d.bindings[j].write ?? false)),
+        );
+        const { layout, desc } = this.parts(d, roots, writable);
+        try {
+          const pipeline = await this.device.createComputePipelineAsync(desc);
+          this.pipelines.set(key, { pipeline, layout });
+        } catch (e) {
+          throw new AutoencoderKLError("webgpu warmup", `compiling ${d.name} failed: ${(e as Error).message}`, {
+            cause: e,
+          });
+        }
+      }),
+    );
   }
 
   clear(): void {
@@ -59,14 +65,30 @@ export class PipelineCache {
     return `${def.name}|${roots.join(",")}|${this.f16 ? "h" : "f"}`;
   }
 
-  private parts(def: KernelDef, roots: readonly number[], writable: readonly boolean[]): { layout: GPUBindGroupLayout; desc: GPUComputePipelineDescriptor } {
+  private parts(
+    def: KernelDef,
+    roots: readonly number[],
+    writable: readonly boolean[],
+  ): { layout: GPUBindGroupLayout; desc: GPUComputePipelineDescriptor } {
     const dev = this.device;
     const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform" } }];
     roots.forEach((r, i) => {
-      if (r === i) entries.push({ binding: i + 1, visibility: STAGE_COMPUTE, buffer: { type: writable[i] ? "storage" : "read-only-storage" } });
+      if (r === i)
+        entries.push({
+          binding: i + 1,
+          visibility: STAGE_COMPUTE,
+          buffer: { type: writable[i] ? "storage" : "read-only-storage" },
+        });
     });
     const layout = dev.createBindGroupLayout({ entries });
     const module = dev.createShaderModule({ code: buildShader(def, roots, writable, this.f16), label: def.name });
-    return { layout, desc: { layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: "main" }, label: def.name } };
+    return {
+      layout,
+      desc: {
+        layout: dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: "main" },
+        label: def.name,
+      },
+    };
   }
 }

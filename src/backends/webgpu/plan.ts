@@ -36,8 +36,13 @@ export function planChunks(op: string, extents: readonly number[], constraints: 
       }
     }
     if (best < 0) {
-      const bad = constraints.filter((c) => c.size(s) > c.limit).map((c) => `${c.what} needs ${c.size(s)} > ${c.limit}`);
-      throw new AutoencoderKLError(`webgpu ${op}`, `cannot split the op to fit the device limits even at its smallest chunk (${bad.join("; ")})`);
+      const bad = constraints
+        .filter((c) => c.size(s) > c.limit)
+        .map((c) => `${c.what} needs ${c.size(s)} > ${c.limit}`);
+      throw new AutoencoderKLError(
+        `webgpu ${op}`,
+        `cannot split the op to fit the device limits even at its smallest chunk (${bad.join("; ")})`,
+      );
     }
     s[best] = Math.ceil(s[best] / 2);
     cur = bestExcess;
@@ -46,7 +51,10 @@ export function planChunks(op: string, extents: readonly number[], constraints: 
 }
 
 /** Every chunk (start and count per dim) in lexicographic order, so reduction chunks run in increasing order. */
-export function* chunks(extents: readonly number[], sizes: readonly number[]): Generator<{ start: number[]; count: number[] }> {
+export function* chunks(
+  extents: readonly number[],
+  sizes: readonly number[],
+): Generator<{ start: number[]; count: number[] }> {
   const start = extents.map(() => 0);
   if (extents.some((e) => e <= 0)) return;
   for (;;) {

@@ -26,5 +26,11 @@ export interface WebGPURuntime {
   allocRaw(length: number, eb: 2 | 4): GpuBuffer;
   freeRaw(b: GpuBuffer): void;
   /** Splits a flat elementwise range so every binding and the grid fit, then calls `body` per chunk. */
-  elementwise(op: string, length: number, ebs: readonly number[], body: (start: number, count: number) => void, extra?: Constraint[]): void;
+  elementwise(
+    op: string,
+    length: number,
+    ebs: readonly number[],
+    body: (start: number, count: number) => void,
+    extra?: Constraint[],
+  ): void;
 }

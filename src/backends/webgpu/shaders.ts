@@ -38,7 +38,12 @@ export const NEG = "-3.0e38";
  * through: a buffer that is written and also passed as another argument (in-place ops) must be bound
  * once, because WebGPU forbids a writable binding overlapping another binding of the same buffer.
  */
-export function buildShader(def: KernelDef, roots: readonly number[], writable: readonly boolean[], f16: boolean): string {
+export function buildShader(
+  def: KernelDef,
+  roots: readonly number[],
+  writable: readonly boolean[],
+  f16: boolean,
+): string {
   let s = f16 ? "enable f16;\nalias T = f16;\n" : "alias T = f32;\n";
   s += "struct Params {\n";
   for (const b of def.bindings) s += `  base_${b.name}: u32,\n`;
@@ -111,8 +116,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 /** f32 staging -> storage type (the f16 upload path): out[start + i] = src[src0 + i]. */
 export const castKernel = (): KernelDef =>
   defineKernel("cast", () => ({
-    bindings: [{ name: "src", f32: true }, { name: "out", write: true }],
-    params: [["start", "u32"], ["count", "u32"], ["src0", "u32"]],
+    bindings: [
+      { name: "src", f32: true },
+      { name: "out", write: true },
+    ],
+    params: [
+      ["start", "u32"],
+      ["count", "u32"],
+      ["src0", "u32"],
+    ],
     body: ELEMENTWISE_HEAD + "  st_out(e, ld_src(P.src0 + i));\n}\n",
   }));
 

@@ -23,7 +23,8 @@ export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number 
 
 /** Adler-32 of bytes[start, end). Sums are reduced every 5552 bytes, the most that cannot overflow 2^32. */
 export function adler32(bytes: Uint8Array, start = 0, end = bytes.length): number {
-  let a = 1, b = 0;
+  let a = 1,
+    b = 0;
   let i = start;
   while (i < end) {
     const stop = Math.min(end, i + 5552);

@@ -27,7 +27,8 @@ export function imageError(name: string, rule: string, cause?: unknown): Autoenc
 
 /** Rejects images over the pixel limit; called with the header's dimensions before allocating. */
 export function checkPixelLimit(name: string, format: string, width: number, height: number, maxPixels: number): void {
-  if (width < 1 || height < 1) throw imageError(name, `${format} header says ${width}×${height}: both sides must be at least 1`);
+  if (width < 1 || height < 1)
+    throw imageError(name, `${format} header says ${width}×${height}: both sides must be at least 1`);
   if (width * height > maxPixels) {
     throw imageError(
       name,

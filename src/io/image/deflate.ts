@@ -7,9 +7,14 @@
 // next to a decode at those sizes; moving to the stream (async writePng) is the fix when size matters.
 import { adler32 } from "./checksums.js";
 
-const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_BASE = [
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+];
 const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_BASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+  8193, 12289, 16385, 24577,
+];
 const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 
 const WINDOW = 32768;
@@ -28,7 +33,8 @@ function reverse(code: number, len: number): number {
 const FIXED_CODE = new Uint16Array(288);
 const FIXED_LEN = new Uint8Array(288);
 for (let s = 0; s < 288; s++) {
-  const [code, len] = s < 144 ? [0x30 + s, 8] : s < 256 ? [0x190 + s - 144, 9] : s < 280 ? [s - 256, 7] : [0xc0 + s - 280, 8];
+  const [code, len] =
+    s < 144 ? [0x30 + s, 8] : s < 256 ? [0x190 + s - 144, 9] : s < 280 ? [s - 256, 7] : [0xc0 + s - 280, 8];
   FIXED_CODE[s] = reverse(code, len);
   FIXED_LEN[s] = len;
 }
@@ -37,7 +43,8 @@ const LEN_INDEX = new Uint8Array(MAX_MATCH + 1);
 for (let i = 0; i < 29; i++) for (let l = LEN_BASE[i]; l < (i < 28 ? LEN_BASE[i + 1] : 259); l++) LEN_INDEX[l] = i;
 
 function distIndex(d: number): number {
-  let lo = 0, hi = 29;
+  let lo = 0,
+    hi = 29;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
     if (DIST_BASE[mid] <= d) lo = mid;
@@ -83,7 +90,8 @@ export function zlibCompress(data: Uint8Array): Uint8Array {
   const head = new Int32Array(1 << HASH_BITS).fill(-1);
   const prev = new Int32Array(WINDOW);
   const n = data.length;
-  const hash = (i: number) => Math.imul((data[i] << 16) | (data[i + 1] << 8) | data[i + 2], 0x9e3779b1) >>> (32 - HASH_BITS);
+  const hash = (i: number) =>
+    Math.imul((data[i] << 16) | (data[i + 1] << 8) | data[i + 2], 0x9e3779b1) >>> (32 - HASH_BITS);
   const insert = (i: number) => {
     if (i + MIN_MATCH > n) return;
     const h = hash(i);
@@ -93,7 +101,8 @@ export function zlibCompress(data: Uint8Array): Uint8Array {
   const literal = (b: number) => w.put(FIXED_CODE[b], FIXED_LEN[b]);
   let i = 0;
   while (i < n) {
-    let bestLen = 0, bestDist = 0;
+    let bestLen = 0,
+      bestDist = 0;
     if (i + MIN_MATCH <= n) {
       const maxLen = Math.min(MAX_MATCH, n - i);
       let cand = head[hash(i)];

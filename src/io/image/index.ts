@@ -3,13 +3,13 @@
 // progressive, greyscale or colour. Alpha is dropped (not composited); EXIF orientation is not applied.
 import { AutoencoderKLError } from "../../errors.js";
 import { Tensor } from "../../tensor/tensor.js";
-import { DEFAULT_MAX_PIXELS, imageError, type DecodedImage, type ReadImageOptions } from "./common.js";
+import { DEFAULT_MAX_PIXELS, type DecodedImage, imageError, type ReadImageOptions } from "./common.js";
 import { decodeJpeg, isJpeg } from "./jpeg.js";
 import { decodePng, encodePng, isPng } from "./png.js";
 
-export { DEFAULT_MAX_PIXELS };
+export { cropTo, padToMultiple } from "./pad.js";
 export type { DecodedImage, ReadImageOptions };
-export { padToMultiple, cropTo } from "./pad.js";
+export { DEFAULT_MAX_PIXELS };
 
 export type ImageFormat = "png" | "jpeg";
 
@@ -28,7 +28,10 @@ function toBytes(input: unknown, name: string): Uint8Array {
 }
 
 /** Decodes a PNG or JPEG to planar RGB in [-1, 1] (8-bit: pixel / 127.5 − 1). */
-export function decodeImage(bytes: Uint8Array | ArrayBuffer, options: ReadImageOptions = {}): DecodedImage & { format: ImageFormat } {
+export function decodeImage(
+  bytes: Uint8Array | ArrayBuffer,
+  options: ReadImageOptions = {},
+): DecodedImage & { format: ImageFormat } {
   const name = options.name ?? "image";
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (typeof maxPixels !== "number" || !(maxPixels >= 1)) {
@@ -38,7 +41,10 @@ export function decodeImage(bytes: Uint8Array | ArrayBuffer, options: ReadImageO
   const format = detectImageFormat(b);
   if (format === "png") return { ...decodePng(b, name, maxPixels), format };
   if (format === "jpeg") return { ...decodeJpeg(b, name, maxPixels), format };
-  throw imageError(name, b.length === 0 ? "is empty, not an image" : "is not a PNG or JPEG image (unrecognised signature)");
+  throw imageError(
+    name,
+    b.length === 0 ? "is empty, not an image" : "is not a PNG or JPEG image (unrecognised signature)",
+  );
 }
 
 /**
@@ -55,12 +61,18 @@ export function readImage(bytes: Uint8Array | ArrayBuffer, options: ReadImageOpt
  * Tensor [1, C, H, W] or [C, H, W] (C = 3 for RGB or 1 for grey) with values in [-1, 1] → 8-bit pixels,
  * interleaved: round(clamp((y + 1) · 127.5, 0, 255)); NaN becomes 0.
  */
-export function tensorToPixels(tensor: Tensor, what = "writePng: tensor"): { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 } {
+export function tensorToPixels(
+  tensor: Tensor,
+  what = "writePng: tensor",
+): { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 } {
   if (!(tensor instanceof Tensor)) throw new AutoencoderKLError(what, "must be a Tensor");
   const s = tensor.shape;
   const dims = s.length === 4 ? s.slice(1) : s.length === 3 ? s : null;
   if (!dims || (s.length === 4 && s[0] !== 1) || (dims[0] !== 3 && dims[0] !== 1) || dims[1] < 1 || dims[2] < 1) {
-    throw new AutoencoderKLError(what, `must have shape [1, 3, H, W], [3, H, W] or with 1 channel for grey, got [${s.join(", ")}]`);
+    throw new AutoencoderKLError(
+      what,
+      `must have shape [1, 3, H, W], [3, H, W] or with 1 channel for grey, got [${s.join(", ")}]`,
+    );
   }
   const [c, h, w] = dims as [1 | 3, number, number];
   const plane = h * w;
@@ -83,7 +95,13 @@ export function writePng(tensor: Tensor): Uint8Array {
 
 /** Encodes interleaved 8-bit RGB (or grey) pixels as a PNG. */
 export function encodePngPixels(pixels: Uint8Array, width: number, height: number, channels: 1 | 3 = 3): Uint8Array {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || pixels.length !== width * height * channels) {
+  if (
+    !Number.isInteger(width) ||
+    !Number.isInteger(height) ||
+    width < 1 ||
+    height < 1 ||
+    pixels.length !== width * height * channels
+  ) {
     throw new AutoencoderKLError("encodePngPixels", `needs ${width}×${height}×${channels} bytes, got ${pixels.length}`);
   }
   return encodePng(pixels, width, height, channels);

@@ -10,9 +10,14 @@ import { adler32 } from "./checksums.js";
 /** Corrupt or truncated compressed data; the image reader turns it into an AutoencoderKLError. */
 export class InflateError extends Error {}
 
-const LEN_BASE = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEN_BASE = [
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
+];
 const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DIST_BASE = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DIST_BASE = [
+  1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+  8193, 12289, 16385, 24577,
+];
 const DIST_EXTRA = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
 /** Order in which code-length code lengths are stored in a dynamic block header. */
 const CL_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
@@ -192,7 +197,8 @@ class Inflater {
         lens[i++] = sym;
         continue;
       }
-      let rep: number, val = 0;
+      let rep: number,
+        val = 0;
       if (sym === 16) {
         if (i === 0) throw new InflateError("repeat code with no previous length");
         val = lens[i - 1];
@@ -229,7 +235,8 @@ class Inflater {
  */
 export function zlibDecompress(data: Uint8Array, size: number): Uint8Array {
   if (data.length < 2) throw new InflateError("compressed data is truncated");
-  const cmf = data[0], flg = data[1];
+  const cmf = data[0],
+    flg = data[1];
   if ((cmf & 15) !== 8 || cmf >> 4 > 7) throw new InflateError("not a zlib deflate stream");
   if (((cmf << 8) | flg) % 31 !== 0) throw new InflateError("zlib header check failed");
   if (flg & 0x20) throw new InflateError("zlib preset dictionaries are not allowed");

@@ -3,12 +3,13 @@
 // sampling factors, restart intervals. Written from ITU-T T.81 (the JPEG standard). Chroma is upsampled
 // with the triangle ("fancy") filter libjpeg uses for 2×1 and 2×2 subsampling, so pixels come out as
 // Pillow's — what diffusers users load — within ±1–2 levels (float IDCT here, integer IDCT there).
-import { checkPixelLimit, imageError, type DecodedImage } from "./common.js";
+import { checkPixelLimit, type DecodedImage, imageError } from "./common.js";
 
 /** Zigzag index → natural (row-major) index in an 8×8 block. */
 const ZIGZAG = new Uint8Array([
-  0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57,
-  50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+  0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+  35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47,
+  55, 62, 63,
 ]);
 
 const LOOKAHEAD = 9;
@@ -46,7 +47,8 @@ function buildHuffman(counts: Uint8Array, values: Uint8Array): Huffman {
   const maxcode = new Int32Array(18).fill(-1);
   const mincode = new Int32Array(17);
   const valptr = new Int32Array(17);
-  let code = 0, k = 0;
+  let code = 0,
+    k = 0;
   for (let len = 1; len <= 16; len++) {
     valptr[len] = k;
     mincode[len] = code;
@@ -157,17 +159,26 @@ class BitReader {
 /** Separable float 8×8 inverse DCT (T.81 A.3.3), exact up to rounding. */
 const IDCT_COS = new Float64Array(64);
 for (let x = 0; x < 8; x++) {
-  for (let u = 0; u < 8; u++) IDCT_COS[x * 8 + u] = (u === 0 ? Math.SQRT1_2 : 1) * Math.cos(((2 * x + 1) * u * Math.PI) / 16) / 2;
+  for (let u = 0; u < 8; u++)
+    IDCT_COS[x * 8 + u] = ((u === 0 ? Math.SQRT1_2 : 1) * Math.cos(((2 * x + 1) * u * Math.PI) / 16)) / 2;
 }
 
-function idctBlock(coefs: Int16Array, at: number, quant: Uint16Array, tmp: Float64Array, out: Uint8Array, outAt: number, outStride: number): void {
+function idctBlock(
+  coefs: Int16Array,
+  at: number,
+  quant: Uint16Array,
+  tmp: Float64Array,
+  out: Uint8Array,
+  outAt: number,
+  outStride: number,
+): void {
   // Rows: tmp[y][x] = Σ_u C(u) F(y,u) cos(...); rows that are all zero past DC are constant.
   for (let y = 0; y < 8; y++) {
     const r = at + y * 8;
     let nonzero = false;
     for (let u = 1; u < 8; u++) if (coefs[r + u]) nonzero = true;
     if (!nonzero) {
-      const dc = coefs[r] * quant[y * 8] * Math.SQRT1_2 / 2;
+      const dc = (coefs[r] * quant[y * 8] * Math.SQRT1_2) / 2;
       for (let x = 0; x < 8; x++) tmp[y * 8 + x] = dc;
       continue;
     }
@@ -219,7 +230,16 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
   const quant: (Uint16Array | null)[] = [null, null, null, null];
   const dcTables: (Huffman | null)[] = [null, null, null, null];
   const acTables: (Huffman | null)[] = [null, null, null, null];
-  let frame: { width: number; height: number; progressive: boolean; comps: Component[]; hmax: number; vmax: number; mcusX: number; mcusY: number } | null = null;
+  let frame: {
+    width: number;
+    height: number;
+    progressive: boolean;
+    comps: Component[];
+    hmax: number;
+    vmax: number;
+    mcusX: number;
+    mcusY: number;
+  } | null = null;
   let restartInterval = 0;
   let adobeTransform = -1;
   let jfif = false;
@@ -243,7 +263,10 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
     if (marker === 0xffd9) break; // EOI
     if (marker >= 0xffd0 && marker <= 0xffd7) continue; // stray RSTn: no payload
     const len = u16(pos);
-    if (len < 2 || pos + len > d.length) throw new JpegError(`segment 0x${marker.toString(16)} at byte ${pos - 2} runs past the end of the file (truncated)`);
+    if (len < 2 || pos + len > d.length)
+      throw new JpegError(
+        `segment 0x${marker.toString(16)} at byte ${pos - 2} runs past the end of the file (truncated)`,
+      );
     const seg = d.subarray(pos + 2, pos + len);
     pos += len;
     switch (marker) {
@@ -251,7 +274,8 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
         // DQT: one or more tables, 8- or 16-bit entries in zigzag order.
         let p = 0;
         while (p < seg.length) {
-          const pq = seg[p] >> 4, tq = seg[p] & 15;
+          const pq = seg[p] >> 4,
+            tq = seg[p] & 15;
           p++;
           if (tq > 3 || pq > 1) throw new JpegError("has an invalid quantization table header");
           if (p + 64 * (pq + 1) > seg.length) throw new JpegError("quantization table is truncated");
@@ -267,11 +291,13 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
         let p = 0;
         while (p < seg.length) {
           if (p + 17 > seg.length) throw new JpegError("Huffman table is truncated");
-          const tc = seg[p] >> 4, th = seg[p] & 15;
+          const tc = seg[p] >> 4,
+            th = seg[p] & 15;
           if (tc > 1 || th > 3) throw new JpegError("has an invalid Huffman table header");
           const counts = seg.subarray(p + 1, p + 17);
           const total = counts.reduce((a, b) => a + b, 0);
-          if (total > 256 || p + 17 + total > seg.length) throw new JpegError("Huffman table is truncated or too large");
+          if (total > 256 || p + 17 + total > seg.length)
+            throw new JpegError("Huffman table is truncated or too large");
           const table = buildHuffman(counts, seg.slice(p + 17, p + 17 + total));
           (tc === 0 ? dcTables : acTables)[th] = table;
           p += 17 + total;
@@ -288,22 +314,41 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
         if (frame) throw new JpegError("has more than one frame header (SOF)");
         if (seg.length < 6) throw new JpegError("SOF segment is too short");
         if (seg[0] !== 8) throw new JpegError(`samples are ${seg[0]}-bit; only 8-bit JPEG is supported`);
-        const height = (seg[1] << 8) | seg[2], width = (seg[3] << 8) | seg[4], nc = seg[5];
+        const height = (seg[1] << 8) | seg[2],
+          width = (seg[3] << 8) | seg[4],
+          nc = seg[5];
         if (height === 0) throw new JpegError("height is defined by a DNL marker, which is not supported");
         checkPixelLimit(name, "JPEG", width, height, maxPixels);
-        if (nc !== 1 && nc !== 3) throw new JpegError(`has ${nc} components; only greyscale (1) and colour (3) are supported (CMYK is not)`);
+        if (nc !== 1 && nc !== 3)
+          throw new JpegError(`has ${nc} components; only greyscale (1) and colour (3) are supported (CMYK is not)`);
         if (seg.length < 6 + 3 * nc) throw new JpegError("SOF segment is too short");
         const comps: Component[] = [];
         for (let i = 0; i < nc; i++) {
           const o = 6 + 3 * i;
-          const h = seg[o + 1] >> 4, v = seg[o + 1] & 15, tq = seg[o + 2];
-          if (h < 1 || h > 4 || v < 1 || v > 4) throw new JpegError(`component ${seg[o]} has sampling factors ${h}×${v}, outside 1–4`);
+          const h = seg[o + 1] >> 4,
+            v = seg[o + 1] & 15,
+            tq = seg[o + 2];
+          if (h < 1 || h > 4 || v < 1 || v > 4)
+            throw new JpegError(`component ${seg[o]} has sampling factors ${h}×${v}, outside 1–4`);
           if (tq > 3) throw new JpegError(`component ${seg[o]} uses quantization table ${tq}, outside 0–3`);
           if (comps.some((c) => c.id === seg[o])) throw new JpegError(`component id ${seg[o]} appears twice`);
-          comps.push({ id: seg[o], h, v, tq, quant: null, blocksPerLine: 0, blocksPerColumn: 0, stride: 0, coefs: new Int16Array(0), pred: 0 });
+          comps.push({
+            id: seg[o],
+            h,
+            v,
+            tq,
+            quant: null,
+            blocksPerLine: 0,
+            blocksPerColumn: 0,
+            stride: 0,
+            coefs: new Int16Array(0),
+            pred: 0,
+          });
         }
-        const hmax = Math.max(...comps.map((c) => c.h)), vmax = Math.max(...comps.map((c) => c.v));
-        const mcusX = Math.ceil(width / (8 * hmax)), mcusY = Math.ceil(height / (8 * vmax));
+        const hmax = Math.max(...comps.map((c) => c.h)),
+          vmax = Math.max(...comps.map((c) => c.v));
+        const mcusX = Math.ceil(width / (8 * hmax)),
+          mcusY = Math.ceil(height / (8 * vmax));
         for (const c of comps) {
           c.blocksPerLine = Math.ceil(Math.ceil((width * c.h) / hmax) / 8);
           c.blocksPerColumn = Math.ceil(Math.ceil((height * c.v) / vmax) / 8);
@@ -327,7 +372,10 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
         if (seg.length >= 5 && String.fromCharCode(...seg.subarray(0, 4)) === "JFIF" && seg[4] === 0) jfif = true;
         break;
       default:
-        if (SOF_NAMES[marker & 0xff]) throw new JpegError(`uses ${SOF_NAMES[marker & 0xff]} coding, which is not supported (baseline and progressive Huffman only)`);
+        if (SOF_NAMES[marker & 0xff])
+          throw new JpegError(
+            `uses ${SOF_NAMES[marker & 0xff]} coding, which is not supported (baseline and progressive Huffman only)`,
+          );
       // Other APPn, COM, DNL and unknown segments carry nothing we need.
     }
   }
@@ -366,7 +414,9 @@ function decode(d: Uint8Array, name: string, maxPixels: number): DecodedImage {
         b = p2[i];
       } else {
         // JFIF YCbCr → RGB (T.871), rounded and clamped.
-        const y = p0[i], cb = p1[i] - 128, cr = p2[i] - 128;
+        const y = p0[i],
+          cb = p1[i] - 128,
+          cr = p2[i] - 128;
         r = clamp255(Math.round(y + 1.402 * cr));
         g = clamp255(Math.round(y - 0.344136286 * cb - 0.714136286 * cr));
         b = clamp255(Math.round(y + 1.772 * cb));
@@ -385,10 +435,20 @@ const clamp255 = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : v);
  * Component plane → full resolution. 2×1, 1×2 and 2×2 use libjpeg's triangle filter (3/4 nearer sample,
  * 1/4 farther, edges replicated, its rounding biases); other ratios replicate the nearest sample.
  */
-function upsample(plane: Uint8Array, pw: number, c: Component, hmax: number, vmax: number, width: number, height: number): Uint8Array {
-  const cw = Math.ceil((width * c.h) / hmax), ch = Math.ceil((height * c.v) / vmax);
+function upsample(
+  plane: Uint8Array,
+  pw: number,
+  c: Component,
+  hmax: number,
+  vmax: number,
+  width: number,
+  height: number,
+): Uint8Array {
+  const cw = Math.ceil((width * c.h) / hmax),
+    ch = Math.ceil((height * c.v) / vmax);
   const out = new Uint8Array(width * height);
-  const hs = hmax / c.h, vs = vmax / c.v;
+  const hs = hmax / c.h,
+    vs = vmax / c.v;
   if (hs === 1 && vs === 1) {
     for (let y = 0; y < height; y++) out.set(plane.subarray(y * pw, y * pw + width), y * width);
   } else if (hs === 2 && vs === 1) {
@@ -423,7 +483,8 @@ function upsample(plane: Uint8Array, pw: number, c: Component, hmax: number, vma
   } else {
     for (let y = 0; y < height; y++) {
       const sy = Math.min(Math.floor((y * c.v) / vmax), ch - 1);
-      for (let x = 0; x < width; x++) out[y * width + x] = plane[sy * pw + Math.min(Math.floor((x * c.h) / hmax), cw - 1)];
+      for (let x = 0; x < width; x++)
+        out[y * width + x] = plane[sy * pw + Math.min(Math.floor((x * c.h) / hmax), cw - 1)];
     }
   }
   return out;
@@ -451,16 +512,22 @@ function decodeScan(
   if (!(ns >= 1 && ns <= 4) || seg.length < 4 + 2 * ns) throw new JpegError("SOS segment is malformed");
   const scomps: { c: Component; dc: Huffman | null; ac: Huffman | null }[] = [];
   for (let i = 0; i < ns; i++) {
-    const id = seg[1 + 2 * i], td = seg[2 + 2 * i] >> 4, ta = seg[2 + 2 * i] & 15;
+    const id = seg[1 + 2 * i],
+      td = seg[2 + 2 * i] >> 4,
+      ta = seg[2 + 2 * i] & 15;
     const c = frame.comps.find((k) => k.id === id);
     if (!c) throw new JpegError(`scan refers to component ${id}, which the frame does not have`);
     if (td > 3 || ta > 3) throw new JpegError("scan selects a Huffman table outside 0–3");
     scomps.push({ c, dc: dcTables[td], ac: acTables[ta] });
   }
   const o = 1 + 2 * ns;
-  const ss = seg[o], se = seg[o + 1], ah = seg[o + 2] >> 4, al = seg[o + 2] & 15;
+  const ss = seg[o],
+    se = seg[o + 1],
+    ah = seg[o + 2] >> 4,
+    al = seg[o + 2] & 15;
   if (frame.progressive) {
-    if (ss > se || se > 63 || (ss === 0 && se !== 0) || (ss > 0 && ns !== 1) || al > 13) throw new JpegError(`progressive scan has invalid parameters Ss=${ss} Se=${se} Ah=${ah} Al=${al}`);
+    if (ss > se || se > 63 || (ss === 0 && se !== 0) || (ss > 0 && ns !== 1) || al > 13)
+      throw new JpegError(`progressive scan has invalid parameters Ss=${ss} Se=${se} Ah=${ah} Al=${al}`);
   } else if (ss !== 0 || se !== 63 || ah !== 0 || al !== 0) {
     throw new JpegError(`sequential scan has invalid parameters Ss=${ss} Se=${se} Ah=${ah} Al=${al}`);
   }
@@ -468,13 +535,15 @@ function decodeScan(
   for (const s of scomps) {
     if (!s.c.quant) s.c.quant = quant[s.c.tq] ? quant[s.c.tq]!.slice() : null;
     if (dcScan && ah === 0 && !s.dc) throw new JpegError(`scan uses a DC Huffman table that was never defined`);
-    if ((!frame.progressive || !dcScan) && !s.ac) throw new JpegError(`scan uses an AC Huffman table that was never defined`);
+    if ((!frame.progressive || !dcScan) && !s.ac)
+      throw new JpegError(`scan uses an AC Huffman table that was never defined`);
     s.c.pred = 0;
   }
 
   const br = new BitReader(d, pos);
   let eobrun = 0;
-  const p1 = 1 << al, m1 = -1 << al;
+  const p1 = 1 << al,
+    m1 = -1 << al;
 
   const decodeBlock = (s: (typeof scomps)[number], at: number) => {
     const blk = s.c.coefs;
@@ -484,7 +553,8 @@ function decodeScan(
       blk[at] = s.c.pred;
       for (let k = 1; k < 64; ) {
         const rs = br.decode(s.ac!);
-        const r = rs >> 4, sz = rs & 15;
+        const r = rs >> 4,
+          sz = rs & 15;
         if (sz === 0) {
           if (r < 15) break;
           k += 16;
@@ -513,7 +583,8 @@ function decodeScan(
       }
       for (let k = ss; k <= se; ) {
         const rs = br.decode(s.ac!);
-        const r = rs >> 4, sz = rs & 15;
+        const r = rs >> 4,
+          sz = rs & 15;
         if (sz === 0) {
           if (r < 15) {
             eobrun = (1 << r) - 1 + br.bits(r);
@@ -578,7 +649,8 @@ function decodeScan(
       eobrun = 0;
       for (const s of scomps) s.c.pred = 0;
     }
-    const ux = u % unitsX, uy = (u - ux) / unitsX;
+    const ux = u % unitsX,
+      uy = (u - ux) / unitsX;
     if (ns === 1) {
       const s = scomps[0];
       decodeBlock(s, (uy * s.c.stride + ux) * 64);

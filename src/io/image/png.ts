@@ -1,7 +1,7 @@
 // PNG reader (every color type and bit depth, Adam7 interlacing; ISO/IEC 15948) and writer (8-bit RGB or
 // grey). Alpha and tRNS transparency are dropped: the VAE sees colour only, not composited on a background.
 import { crc32 } from "./checksums.js";
-import { checkPixelLimit, imageError, type DecodedImage } from "./common.js";
+import { checkPixelLimit, type DecodedImage, imageError } from "./common.js";
 import { zlibCompress } from "./deflate.js";
 import { InflateError, zlibDecompress } from "./inflate.js";
 
@@ -53,8 +53,10 @@ export function decodePng(bytes: Uint8Array, name: string, maxPixels: number): D
     if (pos + 8 > bytes.length) throw imageError(name, "PNG is truncated (no IEND chunk)");
     const len = u32(bytes, pos);
     const type = String.fromCharCode(bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]);
-    if (!/^[A-Za-z]{4}$/.test(type)) throw imageError(name, `PNG chunk at byte ${pos} has an invalid type (file is corrupt)`);
-    if (len > 0x7fffffff || pos + 12 + len > bytes.length) throw imageError(name, `PNG chunk ${type} at byte ${pos} runs past the end of the file (truncated)`);
+    if (!/^[A-Za-z]{4}$/.test(type))
+      throw imageError(name, `PNG chunk at byte ${pos} has an invalid type (file is corrupt)`);
+    if (len > 0x7fffffff || pos + 12 + len > bytes.length)
+      throw imageError(name, `PNG chunk ${type} at byte ${pos} runs past the end of the file (truncated)`);
     const data = bytes.subarray(pos + 8, pos + 8 + len);
     if (crc32(bytes, pos + 4, pos + 8 + len) !== u32(bytes, pos + 8 + len)) {
       throw imageError(name, `PNG chunk ${type} at byte ${pos} fails its CRC check (file is corrupt)`);
@@ -65,19 +67,28 @@ export function decodePng(bytes: Uint8Array, name: string, maxPixels: number): D
       case "IHDR": {
         if (header) throw imageError(name, "PNG has more than one IHDR chunk");
         if (len !== 13) throw imageError(name, `PNG IHDR must be 13 bytes, got ${len}`);
-        const h: Header = { width: u32(data, 0), height: u32(data, 4), depth: data[8], colorType: data[9], interlace: data[12] };
+        const h: Header = {
+          width: u32(data, 0),
+          height: u32(data, 4),
+          depth: data[8],
+          colorType: data[9],
+          interlace: data[12],
+        };
         const ct = COLOR_TYPES[h.colorType];
         if (!ct) throw imageError(name, `PNG color type ${h.colorType} is not one of 0, 2, 3, 4, 6`);
-        if (!ct.depths.includes(h.depth)) throw imageError(name, `PNG ${ct.name} images allow bit depths ${ct.depths.join(", ")}, got ${h.depth}`);
+        if (!ct.depths.includes(h.depth))
+          throw imageError(name, `PNG ${ct.name} images allow bit depths ${ct.depths.join(", ")}, got ${h.depth}`);
         if (data[10] !== 0 || data[11] !== 0) throw imageError(name, "PNG compression and filter methods must be 0");
         if (h.interlace > 1) throw imageError(name, `PNG interlace method ${h.interlace} is not 0 or 1`);
-        if (h.width > 0x7fffffff || h.height > 0x7fffffff) throw imageError(name, "PNG width and height must be below 2^31");
+        if (h.width > 0x7fffffff || h.height > 0x7fffffff)
+          throw imageError(name, "PNG width and height must be below 2^31");
         checkPixelLimit(name, "PNG", h.width, h.height, maxPixels);
         header = h;
         break;
       }
       case "PLTE":
-        if (len % 3 !== 0 || len === 0 || len > 768) throw imageError(name, `PNG palette must hold 1 to 256 RGB entries, got ${len} bytes`);
+        if (len % 3 !== 0 || len === 0 || len > 768)
+          throw imageError(name, `PNG palette must hold 1 to 256 RGB entries, got ${len} bytes`);
         palette = data;
         break;
       case "IDAT":
@@ -155,7 +166,11 @@ export function decodePng(bytes: Uint8Array, name: string, maxPixels: number): D
         if (h.colorType === 3) {
           const idx = sampleAt(cur, i, h.depth);
           rv = lut![idx * 3];
-          if (Number.isNaN(rv)) throw imageError(name, `PNG pixel uses palette index ${idx}, but the palette has ${palette!.length / 3} entries`);
+          if (Number.isNaN(rv))
+            throw imageError(
+              name,
+              `PNG pixel uses palette index ${idx}, but the palette has ${palette!.length / 3} entries`,
+            );
           gv = lut![idx * 3 + 1];
           bv = lut![idx * 3 + 2];
         } else if (channels <= 2) {
@@ -185,7 +200,14 @@ function sampleAt(row: Uint8Array, k: number, depth: number): number {
   return (row[bit >> 3] >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
 }
 
-function unfilter(filter: number, line: Uint8Array, prior: Uint8Array, cur: Uint8Array, bpp: number, name: string): void {
+function unfilter(
+  filter: number,
+  line: Uint8Array,
+  prior: Uint8Array,
+  cur: Uint8Array,
+  bpp: number,
+  name: string,
+): void {
   const n = line.length;
   switch (filter) {
     case 0:
@@ -202,7 +224,9 @@ function unfilter(filter: number, line: Uint8Array, prior: Uint8Array, cur: Uint
       break;
     case 4:
       for (let i = 0; i < n; i++) {
-        const a = i >= bpp ? cur[i - bpp] : 0, b = prior[i], c = i >= bpp ? prior[i - bpp] : 0;
+        const a = i >= bpp ? cur[i - bpp] : 0,
+          b = prior[i],
+          c = i >= bpp ? prior[i - bpp] : 0;
         cur[i] = line[i] + paeth(a, b, c);
       }
       break;
@@ -213,7 +237,9 @@ function unfilter(filter: number, line: Uint8Array, prior: Uint8Array, cur: Uint
 
 function paeth(a: number, b: number, c: number): number {
   const p = a + b - c;
-  const pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+  const pa = Math.abs(p - a),
+    pb = Math.abs(p - b),
+    pc = Math.abs(p - c);
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
@@ -239,12 +265,15 @@ export function encodePng(pixels: Uint8Array, width: number, height: number, cha
   for (let y = 0; y < height; y++) {
     const cur = pixels.subarray(y * rowBytes, (y + 1) * rowBytes);
     const prior = y > 0 ? pixels.subarray((y - 1) * rowBytes, y * rowBytes) : zero;
-    let best = -1, bestCost = Infinity;
+    let best = -1,
+      bestCost = Infinity;
     const dst = raw.subarray(y * (rowBytes + 1) + 1, (y + 1) * (rowBytes + 1));
     for (let f = 0; f < 5; f++) {
       let cost = 0;
       for (let i = 0; i < rowBytes; i++) {
-        const a = i >= channels ? cur[i - channels] : 0, b = prior[i], c = i >= channels ? prior[i - channels] : 0;
+        const a = i >= channels ? cur[i - channels] : 0,
+          b = prior[i],
+          c = i >= channels ? prior[i - channels] : 0;
         const pred = f === 0 ? 0 : f === 1 ? a : f === 2 ? b : f === 3 ? (a + b) >> 1 : paeth(a, b, c);
         const v = (cur[i] - pred) & 0xff;
         trial[i] = v;
@@ -264,7 +293,12 @@ export function encodePng(pixels: Uint8Array, width: number, height: number, cha
   dv.setUint32(4, height);
   ihdr[8] = 8;
   ihdr[9] = channels === 3 ? 2 : 0;
-  const parts = [new Uint8Array(PNG_SIGNATURE), chunk("IHDR", ihdr), chunk("IDAT", zlibCompress(raw)), chunk("IEND", new Uint8Array(0))];
+  const parts = [
+    new Uint8Array(PNG_SIGNATURE),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", zlibCompress(raw)),
+    chunk("IEND", new Uint8Array(0)),
+  ];
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
   for (const p of parts) {

@@ -1,22 +1,27 @@
-import { AutoencoderKLError } from "../../errors.js";
 import type { BackendName, Kernels } from "../../backends/kernels.js";
-import { selectBackend, type BackendChoice } from "../../backends/select.js";
+import { type BackendChoice, selectBackend } from "../../backends/select.js";
 import type { KernelSourceOptions } from "../../backends/wasm/loader.js";
-import { RunContext, type DeviceTensor, type RunOptions } from "../../nn/context.js";
+import { AutoencoderKLError } from "../../errors.js";
+import { type Components, type ComponentsOptions, checkComponents, isSkippedKey } from "../../io/components.js";
+import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
+import { folderLocation, type PretrainedOptions, readPretrained } from "../../io/pretrained.js";
+import {
+  Attention,
+  type AttentionProcessor,
+  FusedAttnProcessor,
+  MemoryEfficientAttnProcessor,
+} from "../../nn/attention.js";
+import { type DeviceTensor, RunContext, type RunOptions } from "../../nn/context.js";
 import { Conv2d } from "../../nn/conv2d.js";
 import { Decoder } from "../../nn/decoder.js";
-import { Encoder, type CoderShape } from "../../nn/encoder.js";
+import { type CoderShape, Encoder } from "../../nn/encoder.js";
 import { Module, type Parameter } from "../../nn/module.js";
-import { runProgram, type Program } from "../../nn/program.js";
+import { type Program, runProgram } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
-import { activationOf, resolveConfig, type AutoencoderKLConfig } from "./config.js";
+import { type AutoencoderKLConfig, activationOf, resolveConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
-import { folderLocation, readPretrained, type PretrainedOptions } from "../../io/pretrained.js";
-import { checkComponents, isSkippedKey, type Components, type ComponentsOptions } from "../../io/components.js";
-import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
-import { Attention, FusedAttnProcessor, MemoryEfficientAttnProcessor, type AttentionProcessor } from "../../nn/attention.js";
-import { runTiled, type TileGrid } from "./tiling.js";
 import { exactSteps, runExactProgram } from "./exact-tiling.js";
+import { runTiled, type TileGrid } from "./tiling.js";
 
 /**
  * Which backend runs the model. The wasm backend's kernels come from build/ next to the package unless
@@ -110,20 +115,26 @@ class AutoencoderKLModules extends Module {
   /** Image → moments: the encoder, then quant_conv. Run eagerly (runProgram) or in exact tiles. */
   encodeProgram(): Program {
     // encode/tiledEncode check the half first with the user-facing message; this guards internal callers
-    if (!this.encoder) throw new AutoencoderKLError("encoder", "not loaded (components: \"decoder\")");
+    if (!this.encoder) throw new AutoencoderKLError("encoder", 'not loaded (components: "decoder")');
     return [...this.encoder.program(), ...(this.quantConv ? [{ kind: "conv", conv: this.quantConv } as const] : [])];
   }
 
   /** Latent → image: post_quant_conv, then the decoder. */
   decodeProgram(): Program {
-    if (!this.decoder) throw new AutoencoderKLError("decoder", "not loaded (components: \"encoder\")");
-    return [...(this.postQuantConv ? [{ kind: "conv", conv: this.postQuantConv } as const] : []), ...this.decoder.program()];
+    if (!this.decoder) throw new AutoencoderKLError("decoder", 'not loaded (components: "encoder")');
+    return [
+      ...(this.postQuantConv ? [{ kind: "conv", conv: this.postQuantConv } as const] : []),
+      ...this.decoder.program(),
+    ];
   }
 }
 
 function checkLoadingOptions(o: LoadingOptions): void {
   if (o.onWarning !== undefined && typeof o.onWarning !== "function") {
-    throw new AutoencoderKLError("options.onWarning", `must be a function (message: string) => void, got ${typeof o.onWarning}`);
+    throw new AutoencoderKLError(
+      "options.onWarning",
+      `must be a function (message: string) => void, got ${typeof o.onWarning}`,
+    );
   }
   if (o.strict !== undefined && typeof o.strict !== "boolean") {
     throw new AutoencoderKLError("options.strict", `must be true or false, got ${JSON.stringify(o.strict)}`);
@@ -191,7 +202,9 @@ export class AutoencoderKL {
     const cfg = resolveConfig(config, source.config);
     const { stateDict, renamed } = convertDeprecatedAttentionKeys(raw, source.weights);
     if (renamed.length) {
-      options.onWarning?.(`${source.weights}: converted ${renamed.length} deprecated attention weight names (query/key/value/proj_attn → to_q/to_k/to_v/to_out.0), as diffusers does`);
+      options.onWarning?.(
+        `${source.weights}: converted ${renamed.length} deprecated attention weight names (query/key/value/proj_attn → to_q/to_k/to_v/to_out.0), as diffusers does`,
+      );
     }
     const vae = await AutoencoderKL.fromConfig(cfg, options);
     try {
@@ -208,12 +221,20 @@ export class AutoencoderKL {
    * pickles read without executing anything) from a path, URL, bytes or Blob. Without `config`, the
    * config is inferred from the tensor shapes.
    */
-  static async fromSingleFile(source: string | URL | Uint8Array | ArrayBuffer | Blob, options: FromSingleFileOptions = {}): Promise<AutoencoderKL> {
+  static async fromSingleFile(
+    source: string | URL | Uint8Array | ArrayBuffer | Blob,
+    options: FromSingleFileOptions = {},
+  ): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
     const components = checkComponents(options.components);
     const { readSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
-    const { config, stateDict } = await readSingleFile(source, { config: options.config, onProgress: options.onProgress, signal: options.signal, components });
+    const { config, stateDict } = await readSingleFile(source, {
+      config: options.config,
+      onProgress: options.onProgress,
+      signal: options.signal,
+      components,
+    });
     const vae = await AutoencoderKL.fromConfig(resolveConfig(config, `${name} (config)`), options);
     try {
       await vae.loadStateDict(stateDict, name, options);
@@ -233,17 +254,29 @@ export class AutoencoderKL {
     // A folder with one half would not load in diffusers (missing keys): refuse rather than write it.
     if (this.components !== "both") this.missingHalf("savePretrained", `"both"`);
     const dir = await folderLocation(dirOrFileUrl);
-    if (/^https?:/i.test(dir)) throw new AutoencoderKLError(dir, "savePretrained writes a local folder: pass a path or a file: URL");
+    if (/^https?:/i.test(dir))
+      throw new AutoencoderKLError(dir, "savePretrained writes a local folder: pass a path or a file: URL");
     const variant = options.variant;
     if (variant !== undefined && variant !== "fp16" && variant !== "bf16") {
-      throw new AutoencoderKLError("savePretrained: variant", `must be "fp16" or "bf16", got ${JSON.stringify(variant)}`);
+      throw new AutoencoderKLError(
+        "savePretrained: variant",
+        `must be "fp16" or "bf16", got ${JSON.stringify(variant)}`,
+      );
     }
     const { writeSafetensors } = await import("../../io/safetensors.js");
     const spec = "node:fs/promises";
     const fs = (await import(/* @vite-ignore */ spec)) as typeof import("node:fs/promises");
-    const bytes = writeSafetensors(await this.stateDict(), { format: "pt" }, { dtype: variant === "fp16" ? "F16" : variant === "bf16" ? "BF16" : "F32" });
+    const bytes = writeSafetensors(
+      await this.stateDict(),
+      { format: "pt" },
+      { dtype: variant === "fp16" ? "F16" : variant === "bf16" ? "BF16" : "F32" },
+    );
     await fs.mkdir(dir, { recursive: true });
-    const config = { _class_name: "AutoencoderKL", _diffusers_version: this.config._diffusers_version ?? "0.32.2", ...this.config };
+    const config = {
+      _class_name: "AutoencoderKL",
+      _diffusers_version: this.config._diffusers_version ?? "0.32.2",
+      ...this.config,
+    };
     await fs.writeFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
     await fs.writeFile(`${dir}/diffusion_pytorch_model${variant ? "." + variant : ""}.safetensors`, bytes);
   }
@@ -269,11 +302,17 @@ export class AutoencoderKL {
    * together, by key, before any device memory is touched. A half model skips the other half's
    * tensors (expected, not "unexpected") and checks its own half only.
    */
-  async loadStateDict(stateDict: Map<string, Tensor>, source = "state dict", options: LoadingOptions = {}): Promise<void> {
+  async loadStateDict(
+    stateDict: Map<string, Tensor>,
+    source = "state dict",
+    options: LoadingOptions = {},
+  ): Promise<void> {
     this.assertLive();
     const params = [...this.modules.parameters()];
     const expected = new Map<string, Parameter>(params.map((p) => [p.key, p]));
-    const missing: string[] = [], wrong: string[] = [], unexpected: string[] = [];
+    const missing: string[] = [],
+      wrong: string[] = [],
+      unexpected: string[] = [];
     for (const p of params) {
       const t = stateDict.get(p.key);
       if (!t) missing.push(`${p.key} ${describeShape(p.shape)}`);
@@ -281,15 +320,23 @@ export class AutoencoderKL {
         wrong.push(`${p.key}: expected ${describeShape(p.shape)}, got ${describeShape(t.shape)}`);
       }
     }
-    for (const [k, t] of stateDict) if (!expected.has(k) && !isSkippedKey(k, this.components)) unexpected.push(`${k} ${describeShape(t.shape)}`);
+    for (const [k, t] of stateDict)
+      if (!expected.has(k) && !isSkippedKey(k, this.components)) unexpected.push(`${k} ${describeShape(t.shape)}`);
     const list = (title: string, items: string[]) =>
-      items.length ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}` : "";
+      items.length
+        ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}`
+        : "";
     const strict = options.strict === true;
     if (missing.length || wrong.length || (strict && unexpected.length)) {
-      const parts = [list("missing keys", missing), list("wrong shapes", wrong), strict ? list("unexpected keys", unexpected) : ""].filter(Boolean);
+      const parts = [
+        list("missing keys", missing),
+        list("wrong shapes", wrong),
+        strict ? list("unexpected keys", unexpected) : "",
+      ].filter(Boolean);
       throw new AutoencoderKLError(source, `weights do not match the config: ${parts.join(" | ")}`);
     }
-    if (unexpected.length) options.onWarning?.(`${source}: ignored tensors the model does not use: ${list("unexpected keys", unexpected)}`);
+    if (unexpected.length)
+      options.onWarning?.(`${source}: ignored tensors the model does not use: ${list("unexpected keys", unexpected)}`);
     this.modules.release(this.kernels);
     for (const p of params) {
       const t = stateDict.get(p.key)!;
@@ -319,16 +366,34 @@ export class AutoencoderKL {
 
   /** Encode and decode inputs larger than a tile in overlapping tiles (diffusers' algorithm). */
   enableTiling(options: TilingOptions = {}): void {
-    const { tileSampleMinSize = this.config.sample_size, tileOverlapFactor = 0.25, mode = "blend", checkpointMiB = 256 } = options;
+    const {
+      tileSampleMinSize = this.config.sample_size,
+      tileOverlapFactor = 0.25,
+      mode = "blend",
+      checkpointMiB = 256,
+    } = options;
     if (!Number.isInteger(tileSampleMinSize) || tileSampleMinSize < this.downscaleFactor * 2) {
-      throw new AutoencoderKLError("enableTiling: tileSampleMinSize", `must be an integer ≥ ${this.downscaleFactor * 2} (two latent pixels), got ${tileSampleMinSize}`);
+      throw new AutoencoderKLError(
+        "enableTiling: tileSampleMinSize",
+        `must be an integer ≥ ${this.downscaleFactor * 2} (two latent pixels), got ${tileSampleMinSize}`,
+      );
     }
     if (typeof tileOverlapFactor !== "number" || !(tileOverlapFactor >= 0 && tileOverlapFactor < 1)) {
-      throw new AutoencoderKLError("enableTiling: tileOverlapFactor", `must be a number in [0, 1), got ${tileOverlapFactor}`);
+      throw new AutoencoderKLError(
+        "enableTiling: tileOverlapFactor",
+        `must be a number in [0, 1), got ${tileOverlapFactor}`,
+      );
     }
-    if (mode !== "blend" && mode !== "exact") throw new AutoencoderKLError("enableTiling: mode", `unknown mode ${JSON.stringify(mode)}; expected "blend" or "exact"`);
+    if (mode !== "blend" && mode !== "exact")
+      throw new AutoencoderKLError(
+        "enableTiling: mode",
+        `unknown mode ${JSON.stringify(mode)}; expected "blend" or "exact"`,
+      );
     if (mode === "exact" && tileSampleMinSize % this.downscaleFactor !== 0) {
-      throw new AutoencoderKLError("enableTiling: tileSampleMinSize", `exact mode needs a multiple of ${this.downscaleFactor}, got ${tileSampleMinSize}`);
+      throw new AutoencoderKLError(
+        "enableTiling: tileSampleMinSize",
+        `exact mode needs a multiple of ${this.downscaleFactor}, got ${tileSampleMinSize}`,
+      );
     }
     if (typeof checkpointMiB !== "number" || !(checkpointMiB >= 0)) {
       throw new AutoencoderKLError("enableTiling: checkpointMiB", `must be a number ≥ 0, got ${checkpointMiB}`);
@@ -361,7 +426,13 @@ export class AutoencoderKL {
     if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactEncode(x, options) : this.tiledEncode(x, options);
     }
-    const moments = await this.perItem(x, (item, ctx) => this.encodeMoments(item, ctx), options, "encode", this.modules.encoder!.steps);
+    const moments = await this.perItem(
+      x,
+      (item, ctx) => this.encodeMoments(item, ctx),
+      options,
+      "encode",
+      this.modules.encoder!.steps,
+    );
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
 
@@ -378,8 +449,11 @@ export class AutoencoderKL {
     };
     // diffusers' loop can leave a sliver as the last tile; one smaller than the encoder's minimum has no output.
     const min = this.minEncodeSize();
-    for (const [axis, size] of [["height", x.shape[2]], ["width", x.shape[3]]] as const) {
-      const sliver = (size - 1) % grid.stride + 1;
+    for (const [axis, size] of [
+      ["height", x.shape[2]],
+      ["width", x.shape[3]],
+    ] as const) {
+      const sliver = ((size - 1) % grid.stride) + 1;
       if (size > grid.stride && sliver < min) {
         throw new AutoencoderKLError(
           "tiledEncode: x",
@@ -387,7 +461,9 @@ export class AutoencoderKL {
         );
       }
     }
-    const moments = await this.withTiles(x, grid, "encode", this.modules.encoder!.steps, options, (tile, ctx) => this.encodeMoments(tile, ctx));
+    const moments = await this.withTiles(x, grid, "encode", this.modules.encoder!.steps, options, (tile, ctx) =>
+      this.encodeMoments(tile, ctx),
+    );
     return { latentDist: DiagonalGaussianDistribution.fromMoments(moments) };
   }
 
@@ -400,7 +476,13 @@ export class AutoencoderKL {
     if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactDecode(z, options) : this.tiledDecode(z, options);
     }
-    const sample = await this.perItem(z, (item, ctx) => this.decodeSample(item, ctx), options, "decode", this.modules.decoder!.steps);
+    const sample = await this.perItem(
+      z,
+      (item, ctx) => this.decodeSample(item, ctx),
+      options,
+      "decode",
+      this.modules.decoder!.steps,
+    );
     return { sample };
   }
 
@@ -415,7 +497,9 @@ export class AutoencoderKL {
       blendExtent: Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
       rowLimit: this.tileSampleMinSize - Math.floor(this.tileSampleMinSize * this.tileOverlapFactor),
     };
-    const sample = await this.withTiles(z, grid, "decode", this.modules.decoder!.steps, options, (tile, ctx) => this.decodeSample(tile, ctx));
+    const sample = await this.withTiles(z, grid, "decode", this.modules.decoder!.steps, options, (tile, ctx) =>
+      this.decodeSample(tile, ctx),
+    );
     return { sample };
   }
 
@@ -463,16 +547,22 @@ export class AutoencoderKL {
       for (const a of attns) a.processor = processor;
       return;
     }
-    if (processor === null || typeof processor !== "object") throw new AutoencoderKLError("setAttnProcessor", "expects a processor or a map of processors");
+    if (processor === null || typeof processor !== "object")
+      throw new AutoencoderKLError("setAttnProcessor", "expects a processor or a map of processors");
     const keys = attns.map((a) => `${a.prefix}.processor`);
     const given = Object.keys(processor);
-    const missing = keys.filter((k) => !given.includes(k)), extra = given.filter((k) => !keys.includes(k));
+    const missing = keys.filter((k) => !given.includes(k)),
+      extra = given.filter((k) => !keys.includes(k));
     if (missing.length || extra.length) {
-      throw new AutoencoderKLError("setAttnProcessor", `the map must have one processor per attention module; missing: [${missing.join(", ")}], unknown: [${extra.join(", ")}]`);
+      throw new AutoencoderKLError(
+        "setAttnProcessor",
+        `the map must have one processor per attention module; missing: [${missing.join(", ")}], unknown: [${extra.join(", ")}]`,
+      );
     }
     attns.forEach((a, i) => {
       const p = processor[keys[i]];
-      if (!isProcessor(p)) throw new AutoencoderKLError(`setAttnProcessor: ${keys[i]}`, "is not a processor (needs a run method)");
+      if (!isProcessor(p))
+        throw new AutoencoderKLError(`setAttnProcessor: ${keys[i]}`, "is not a processor (needs a run method)");
       a.processor = p;
     });
   }
@@ -499,7 +589,9 @@ export class AutoencoderKL {
     this.assertLive();
     if (this.components !== "both") this.missingHalf("forward", `"both"`);
     const { latentDist } = await this.encode(x, options);
-    const z = options.samplePosterior ? latentDist.sample({ seed: options.seed, noise: options.noise }) : latentDist.mode();
+    const z = options.samplePosterior
+      ? latentDist.sample({ seed: options.seed, noise: options.noise })
+      : latentDist.mode();
     return this.decode(z, options);
   }
 
@@ -536,12 +628,22 @@ export class AutoencoderKL {
 
   private checkInput(x: Tensor, what: string, channels: number, minSide: number): void {
     if (!(x instanceof Tensor)) throw new AutoencoderKLError(what, "must be a Tensor");
-    if (x.rank !== 4) throw new AutoencoderKLError(what, `must have rank 4 [batch, channels, height, width], got shape ${describeShape(x.shape)}`);
+    if (x.rank !== 4)
+      throw new AutoencoderKLError(
+        what,
+        `must have rank 4 [batch, channels, height, width], got shape ${describeShape(x.shape)}`,
+      );
     if (x.shape[1] !== channels) {
-      throw new AutoencoderKLError(what, `has ${x.shape[1]} channels, the model expects ${channels} (shape ${describeShape(x.shape)})`);
+      throw new AutoencoderKLError(
+        what,
+        `has ${x.shape[1]} channels, the model expects ${channels} (shape ${describeShape(x.shape)})`,
+      );
     }
     if (x.shape[0] < 1 || x.shape[2] < minSide || x.shape[3] < minSide) {
-      throw new AutoencoderKLError(what, `batch must be ≥ 1 and height and width ≥ ${minSide}, got shape ${describeShape(x.shape)}`);
+      throw new AutoencoderKLError(
+        what,
+        `batch must be ≥ 1 and height and width ≥ ${minSide}, got shape ${describeShape(x.shape)}`,
+      );
     }
   }
 
@@ -568,12 +670,19 @@ export class AutoencoderKL {
     }
     const each = outs[0].size;
     const data = new Float32Array(each * batch);
-    outs.forEach((t, n) => data.set(t.data, n * each));
+    for (const [n, t] of outs.entries()) data.set(t.data, n * each);
     return new Tensor(data, [batch, ...outs[0].shape.slice(1)]);
   }
 
   /** One progress/abort context over all tiles; every tile's device memory is released even on abort. */
-  private async withTiles(x: Tensor, grid: TileGrid, stage: string, steps: number, options: RunOptions, fn: (tile: Tensor, ctx: RunContext) => Promise<Tensor>): Promise<Tensor> {
+  private async withTiles(
+    x: Tensor,
+    grid: TileGrid,
+    stage: string,
+    steps: number,
+    options: RunOptions,
+    fn: (tile: Tensor, ctx: RunContext) => Promise<Tensor>,
+  ): Promise<Tensor> {
     const count = Math.ceil(x.shape[2] / grid.stride) * Math.ceil(x.shape[3] / grid.stride);
     const ctx = new RunContext(this.kernels, stage, steps * count, options);
     try {

@@ -1,5 +1,5 @@
-import { AutoencoderKLError } from "../../errors.js";
 import type { Activation } from "../../backends/kernels.js";
+import { AutoencoderKLError } from "../../errors.js";
 
 /** config.json of a diffusers AutoencoderKL: snake_case, as in the file. */
 export interface AutoencoderKLConfig {
@@ -90,7 +90,8 @@ export function resolveConfig(raw: unknown, source = "config"): AutoencoderKLCon
   const finite = (field: string, nullable: boolean) => {
     const v = cfg[field];
     if (v === null && nullable) return;
-    if (typeof v !== "number" || !Number.isFinite(v)) throw err(field, `must be a finite number${nullable ? " or null" : ""}, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isFinite(v))
+      throw err(field, `must be a finite number${nullable ? " or null" : ""}, got ${JSON.stringify(v)}`);
   };
 
   posInt("in_channels", MAX_CHANNELS);
@@ -106,24 +107,40 @@ export function resolveConfig(raw: unknown, source = "config"): AutoencoderKLCon
   }
   boc.forEach((c, i) => {
     if (typeof c !== "number" || !Number.isInteger(c) || c < 1 || c > MAX_CHANNELS) {
-      throw err("block_out_channels", `entry ${i} must be an integer from 1 to ${MAX_CHANNELS}, got ${JSON.stringify(c)}`);
+      throw err(
+        "block_out_channels",
+        `entry ${i} must be an integer from 1 to ${MAX_CHANNELS}, got ${JSON.stringify(c)}`,
+      );
     }
     if (c % groups !== 0) {
-      throw err("norm_num_groups", `${groups} does not divide block_out_channels[${i}] = ${c} (GroupNorm needs channels divisible by groups)`);
+      throw err(
+        "norm_num_groups",
+        `${groups} does not divide block_out_channels[${i}] = ${c} (GroupNorm needs channels divisible by groups)`,
+      );
     }
   });
-  for (const [field, allowed] of [["down_block_types", "DownEncoderBlock2D"], ["up_block_types", "UpDecoderBlock2D"]] as const) {
+  for (const [field, allowed] of [
+    ["down_block_types", "DownEncoderBlock2D"],
+    ["up_block_types", "UpDecoderBlock2D"],
+  ] as const) {
     const list = cfg[field];
     if (!Array.isArray(list)) throw err(field, `must be a list of block type names, got ${JSON.stringify(list)}`);
     if (list.length !== boc.length) {
-      throw err(field, `has ${list.length} entries but block_out_channels has ${boc.length}; the lists must have the same length`);
+      throw err(
+        field,
+        `has ${list.length} entries but block_out_channels has ${boc.length}; the lists must have the same length`,
+      );
     }
     list.forEach((t, i) => {
-      if (t !== allowed) throw err(field, `entry ${i} is ${JSON.stringify(t)}; the only supported block type is "${allowed}"`);
+      if (t !== allowed)
+        throw err(field, `entry ${i} is ${JSON.stringify(t)}; the only supported block type is "${allowed}"`);
     });
   }
   if (typeof cfg.act_fn !== "string" || !(cfg.act_fn in ACT_FNS)) {
-    throw err("act_fn", `unknown activation ${JSON.stringify(cfg.act_fn)}; supported: ${Object.keys(ACT_FNS).join(", ")}`);
+    throw err(
+      "act_fn",
+      `unknown activation ${JSON.stringify(cfg.act_fn)}; supported: ${Object.keys(ACT_FNS).join(", ")}`,
+    );
   }
   finite("scaling_factor", false);
   finite("shift_factor", true);
@@ -131,7 +148,10 @@ export function resolveConfig(raw: unknown, source = "config"): AutoencoderKLCon
     const v = cfg[field];
     if (v === null) continue;
     if (!Array.isArray(v) || v.length !== latent || !v.every((x) => typeof x === "number" && Number.isFinite(x))) {
-      throw err(field, `must be null or a list of ${latent} numbers (one per latent channel), got ${JSON.stringify(v)}`);
+      throw err(
+        field,
+        `must be null or a list of ${latent} numbers (one per latent channel), got ${JSON.stringify(v)}`,
+      );
     }
   }
   for (const field of ["force_upcast", "use_quant_conv", "use_post_quant_conv", "mid_block_add_attention"]) bool(field);

@@ -6,7 +6,10 @@ const LOG_2PI = Math.log(2 * Math.PI);
 
 function sameShape(a: Tensor, b: Tensor, what: string): void {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new AutoencoderKLError(what, `shape [${b.shape.join(", ")}] does not match the distribution's [${a.shape.join(", ")}]`);
+    throw new AutoencoderKLError(
+      what,
+      `shape [${b.shape.join(", ")}] does not match the distribution's [${a.shape.join(", ")}]`,
+    );
   }
 }
 
@@ -41,7 +44,9 @@ export class DiagonalGaussianDistribution {
     if (mean.rank < 1) throw new AutoencoderKLError("DiagonalGaussianDistribution.mean", "needs a batch dimension");
     sameShape(mean, logvar, "DiagonalGaussianDistribution.logvar");
     this.deterministic = options.deterministic ?? false;
-    const lv = new Float32Array(logvar.size), std = new Float32Array(logvar.size), v = new Float32Array(logvar.size);
+    const lv = new Float32Array(logvar.size),
+      std = new Float32Array(logvar.size),
+      v = new Float32Array(logvar.size);
     for (let i = 0; i < lv.length; i++) {
       const l = Math.min(20, Math.max(-30, logvar.data[i]));
       lv[i] = l;
@@ -57,12 +62,16 @@ export class DiagonalGaussianDistribution {
   /** Splits [B, 2C, ...] moments (encoder output) into mean (first C channels) and logvar. */
   static fromMoments(moments: Tensor, options: { deterministic?: boolean } = {}): DiagonalGaussianDistribution {
     if (!(moments instanceof Tensor) || moments.rank < 2 || moments.shape[1] % 2 !== 0) {
-      throw new AutoencoderKLError("moments", `must be a Tensor [B, 2C, ...] with an even channel count, got shape [${moments?.shape?.join(", ")}]`);
+      throw new AutoencoderKLError(
+        "moments",
+        `must be a Tensor [B, 2C, ...] with an even channel count, got shape [${moments?.shape?.join(", ")}]`,
+      );
     }
     const [b, c2, ...rest] = moments.shape;
     const c = c2 / 2;
     const per = c * rest.reduce((x, y) => x * y, 1);
-    const mean = new Float32Array(b * per), logvar = new Float32Array(b * per);
+    const mean = new Float32Array(b * per),
+      logvar = new Float32Array(b * per);
     for (let n = 0; n < b; n++) {
       mean.set(moments.data.subarray(n * 2 * per, n * 2 * per + per), n * per);
       logvar.set(moments.data.subarray(n * 2 * per + per, (n + 1) * 2 * per), n * per);
@@ -85,7 +94,8 @@ export class DiagonalGaussianDistribution {
       noise = options.noise.data;
     } else {
       const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
-      if (!Number.isSafeInteger(seed)) throw new AutoencoderKLError("sample: seed", `must be a safe integer, got ${seed}`);
+      if (!Number.isSafeInteger(seed))
+        throw new AutoencoderKLError("sample: seed", `must be a safe integer, got ${seed}`);
       noise = randn(this.mean.size, seed);
     }
     const out = new Float32Array(this.mean.size);
@@ -96,11 +106,16 @@ export class DiagonalGaussianDistribution {
   /** KL divergence to N(0, 1), or to `other`, summed over all but the batch dimension: shape [B]. */
   kl(other?: DiagonalGaussianDistribution): Tensor {
     if (this.deterministic) return new Tensor(new Float32Array(this.mean.shape[0]), [this.mean.shape[0]]);
-    const m = this.mean.data, v = this.var.data, lv = this.logvar.data;
+    const m = this.mean.data,
+      v = this.var.data,
+      lv = this.logvar.data;
     if (!other) return perBatch(this.mean.shape, (i) => 0.5 * (m[i] * m[i] + v[i] - 1 - lv[i]));
-    if (!(other instanceof DiagonalGaussianDistribution)) throw new AutoencoderKLError("kl: other", "must be a DiagonalGaussianDistribution");
+    if (!(other instanceof DiagonalGaussianDistribution))
+      throw new AutoencoderKLError("kl: other", "must be a DiagonalGaussianDistribution");
     sameShape(this.mean, other.mean, "kl: other.mean");
-    const om = other.mean.data, ov = other.var.data, olv = other.logvar.data;
+    const om = other.mean.data,
+      ov = other.var.data,
+      olv = other.logvar.data;
     return perBatch(this.mean.shape, (i) => 0.5 * ((m[i] - om[i]) ** 2 / ov[i] + v[i] / ov[i] - 1 - lv[i] + olv[i]));
   }
 
@@ -109,7 +124,10 @@ export class DiagonalGaussianDistribution {
     if (!(sample instanceof Tensor)) throw new AutoencoderKLError("nll: sample", "must be a Tensor");
     sameShape(this.mean, sample, "nll: sample");
     if (this.deterministic) return new Tensor(new Float32Array(this.mean.shape[0]), [this.mean.shape[0]]);
-    const m = this.mean.data, v = this.var.data, lv = this.logvar.data, s = sample.data;
+    const m = this.mean.data,
+      v = this.var.data,
+      lv = this.logvar.data,
+      s = sample.data;
     return perBatch(this.mean.shape, (i) => 0.5 * (LOG_2PI + lv[i] + (s[i] - m[i]) ** 2 / v[i]));
   }
 }

@@ -11,10 +11,10 @@
  * with the distance between checkpoints (tensors larger than the budget are never stored; they are recomputed).
  */
 import { AutoencoderKLError } from "../../errors.js";
-import type { RunContext, DeviceTensor } from "../../nn/context.js";
+import type { DeviceTensor, RunContext } from "../../nn/context.js";
 import type { Conv2d } from "../../nn/conv2d.js";
 import type { GroupNorm } from "../../nn/group-norm.js";
-import { convOutSize, runProgram, type Program, type Step } from "../../nn/program.js";
+import { convOutSize, type Program, runProgram, type Step } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
 
 /** The tiler runs the same steps as the eager pass (src/nn/program.ts). */
@@ -52,8 +52,10 @@ function spanAfterConv(a: Span, g: ConvGeometry): Span {
   const n = a.end - a.start;
   const full = Math.floor((a.full + g.padBefore + g.padAfter - g.k) / g.s) + 1;
   const outN = Math.floor((n + g.padBefore + g.padAfter - g.k) / g.s) + 1;
-  if (a.start % g.s !== 0) throw new AutoencoderKLError("exact tiling", `crop start ${a.start} is not aligned to stride ${g.s}`);
-  const start = a.start / g.s, end = start + outN;
+  if (a.start % g.s !== 0)
+    throw new AutoencoderKLError("exact tiling", `crop start ${a.start} is not aligned to stride ${g.s}`);
+  const start = a.start / g.s,
+    end = start + outN;
   // Input rows that hold right values, extended past a real border where the kernel's zero pad is right too.
   const lo = a.validStart === 0 ? -Infinity : a.validStart;
   const hi = a.validEnd === a.full ? Infinity : a.validEnd;
@@ -64,7 +66,13 @@ function spanAfterConv(a: Span, g: ConvGeometry): Span {
 }
 
 function spanAfterUp(a: Span): Span {
-  return { start: 2 * a.start, end: 2 * a.end, validStart: 2 * a.validStart, validEnd: 2 * a.validEnd, full: 2 * a.full };
+  return {
+    start: 2 * a.start,
+    end: 2 * a.end,
+    validStart: 2 * a.validStart,
+    validEnd: 2 * a.validEnd,
+    full: 2 * a.full,
+  };
 }
 
 /** Input rows a conv needs for output rows [a, b). */
@@ -90,7 +98,8 @@ function levelSizes(ops: readonly Op[], h: number, w: number): [number, number][
 
 /** Scale between two program positions' resolutions: 2^(ups) / 2^(downs), as [num, den]. */
 function scaleBetween(ops: readonly Op[], from: number, to: number): [number, number] {
-  let num = 1, den = 1;
+  let num = 1,
+    den = 1;
   for (let i = from; i < to; i++) {
     const op = ops[i];
     if (op.kind === "up") num *= 2;
@@ -118,12 +127,15 @@ class BandedTensor {
   /** Copies rows [r0, r1) × cols [c0, c1) into a new [B, C, r1-r0, c1-c0] tensor. */
   crop(r0: number, r1: number, c0: number, c1: number): Tensor {
     const { batch: B, channels: C, width: W } = this;
-    const h = r1 - r0, w = c1 - c0;
+    const h = r1 - r0,
+      w = c1 - c0;
     const out = new Float32Array(B * C * h * w);
     for (const band of this.bands) {
-      const lo = Math.max(r0, band.start), hi = Math.min(r1, band.end);
+      const lo = Math.max(r0, band.start),
+        hi = Math.min(r1, band.end);
       if (lo >= hi) continue;
-      if (!band.data) throw new AutoencoderKLError("exact tiling", `rows ${lo}..${hi} were released before their last use`);
+      if (!band.data)
+        throw new AutoencoderKLError("exact tiling", `rows ${lo}..${hi} were released before their last use`);
       const bh = band.end - band.start;
       for (let p = 0; p < B * C; p++) {
         for (let y = lo; y < hi; y++) {
@@ -166,12 +178,20 @@ class GroupStats {
   }
 
   /** Adds the [rows, cols] window of a [B, C, h, w] host array. */
-  accumulate(data: Float32Array, channels: number, h: number, w: number, rows: [number, number], cols: [number, number]): void {
+  accumulate(
+    data: Float32Array,
+    channels: number,
+    h: number,
+    w: number,
+    rows: [number, number],
+    cols: [number, number],
+  ): void {
     const cpg = channels / this.groups;
     for (let b = 0; b < this.batch; b++) {
       for (let c = 0; c < channels; c++) {
         const gi = b * this.groups + Math.floor(c / cpg);
-        let s = 0, s2 = 0;
+        let s = 0,
+          s2 = 0;
         for (let y = rows[0]; y < rows[1]; y++) {
           const row = ((b * channels + c) * h + y) * w;
           for (let x = cols[0]; x < cols[1]; x++) {
@@ -190,9 +210,13 @@ class GroupStats {
 
 /** The per-(batch, channel) affine that GroupNorm with these statistics amounts to (γ, β: the host copies). */
 function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): { scale: DeviceTensor; shift: DeviceTensor } {
-  const gamma = norm.weight.hostValue, beta = norm.bias.hostValue;
-  const C = norm.channels, cpg = C / norm.groups, B = stats.batch;
-  const scale = new Float32Array(B * C), shift = new Float32Array(B * C);
+  const gamma = norm.weight.hostValue,
+    beta = norm.bias.hostValue;
+  const C = norm.channels,
+    cpg = C / norm.groups,
+    B = stats.batch;
+  const scale = new Float32Array(B * C),
+    shift = new Float32Array(B * C);
   for (let b = 0; b < B; b++) {
     for (let c = 0; c < C; c++) {
       const gi = b * norm.groups + Math.floor(c / cpg);
@@ -204,7 +228,8 @@ function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): { scale
       shift[b * C + c] = beta[c] - mean * inv * gamma[c];
     }
   }
-  const s = ctx.alloc([B, C]), t = ctx.alloc([B, C]);
+  const s = ctx.alloc([B, C]),
+    t = ctx.alloc([B, C]);
   ctx.k.write(s.buf, scale);
   ctx.k.write(t.buf, shift);
   return { scale: s, shift: t };
@@ -246,7 +271,8 @@ export function planExact(ops: readonly Op[], inputShape: readonly number[], opt
       }
     }
     for (let i = from; i < next; i++) {
-      if (ops[i].kind === "norm") passes.push({ kind: "stats", from, to: i, tiles: tileCount(ops, sizes, i, options.tileSize) });
+      if (ops[i].kind === "norm")
+        passes.push({ kind: "stats", from, to: i, tiles: tileCount(ops, sizes, i, options.tileSize) });
     }
     passes.push({ kind: "form", from, to: next, tiles: tileCount(ops, sizes, next, options.tileSize) });
     from = next;
@@ -270,7 +296,13 @@ function tileCount(ops: readonly Op[], sizes: [number, number][], to: number, ti
  * Runs `ops` over `input` (host, [B, C, H, W]) pass by pass as `planExact` schedules, and returns the exact
  * full output. `onTile` is called after every tile of every pass.
  */
-export async function runExact(ctx: RunContext, ops: readonly Op[], input: Tensor, options: ExactTilingOptions, onTile: () => Promise<void>): Promise<Tensor> {
+export async function runExact(
+  ctx: RunContext,
+  ops: readonly Op[],
+  input: Tensor,
+  options: ExactTilingOptions,
+  onTile: () => Promise<void>,
+): Promise<Tensor> {
   const [B, C, H, W] = input.shape;
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
@@ -282,9 +314,20 @@ export async function runExact(ctx: RunContext, ops: readonly Op[], input: Tenso
       if (pass.kind === "stats") {
         const op = ops[to] as Extract<Op, { kind: "norm" }>;
         const s = new GroupStats(B, op.norm.groups);
-        await forEachTile(ctx, ops, sizes, checkpoint, from, to, side, affines, async (result, core) => {
-          s.accumulate(result.data, result.shape[1], result.shape[2], result.shape[3], core.rows, core.cols);
-        }, onTile);
+        await forEachTile(
+          ctx,
+          ops,
+          sizes,
+          checkpoint,
+          from,
+          to,
+          side,
+          affines,
+          async (result, core) => {
+            s.accumulate(result.data, result.shape[1], result.shape[2], result.shape[3], core.rows, core.cols);
+          },
+          onTile,
+        );
         affines.set(to, affineFor(ctx, op.norm, s));
         continue;
       }
@@ -292,21 +335,33 @@ export async function runExact(ctx: RunContext, ops: readonly Op[], input: Tenso
       const out = new BandedTensor(B, channelsAt(ops, to, C), nh, nw);
       const source = checkpoint;
       let band: { start: number; data: Float32Array } | null = null;
-      await forEachTile(ctx, ops, sizes, source, from, to, side, affines, async (result, core, sourceRowStart) => {
-        if (!band || band.start !== core.globalRows[0]) {
-          band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
-          // Later tiles start at or below this crop: rows above it are never read again.
-          source.releaseBefore(sourceRowStart);
-        }
-        const [, ch, h, w] = result.shape;
-        const bh = core.rows[1] - core.rows[0], cw = core.cols[1] - core.cols[0];
-        for (let p = 0; p < B * ch; p++) {
-          for (let y = 0; y < bh; y++) {
-            const src = (p * h + core.rows[0] + y) * w + core.cols[0];
-            band.data.set(result.data.subarray(src, src + cw), (p * bh + y) * nw + core.globalCols[0]);
+      await forEachTile(
+        ctx,
+        ops,
+        sizes,
+        source,
+        from,
+        to,
+        side,
+        affines,
+        async (result, core, sourceRowStart) => {
+          if (!band || band.start !== core.globalRows[0]) {
+            band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
+            // Later tiles start at or below this crop: rows above it are never read again.
+            source.releaseBefore(sourceRowStart);
           }
-        }
-      }, onTile);
+          const [, ch, h, w] = result.shape;
+          const bh = core.rows[1] - core.rows[0],
+            cw = core.cols[1] - core.cols[0];
+          for (let p = 0; p < B * ch; p++) {
+            for (let y = 0; y < bh; y++) {
+              const src = (p * h + core.rows[0] + y) * w + core.cols[0];
+              band.data.set(result.data.subarray(src, src + cw), (p * bh + y) * nw + core.globalCols[0]);
+            }
+          }
+        },
+        onTile,
+      );
       checkpoint = out;
     }
     return checkpoint.toTensor();
@@ -360,7 +415,8 @@ async function forEachTile(
       const x1 = Math.min(tw, x0 + side);
       const rowNeed = needFor(ops, sizes, from, to, [y0, y1], 0);
       const colNeed = needFor(ops, sizes, from, to, [x0, x1], 1);
-      const r0 = align(rowNeed[0], den), c0 = align(colNeed[0], den);
+      const r0 = align(rowNeed[0], den),
+        c0 = align(colNeed[0], den);
       const crop = source.crop(r0, rowNeed[1], c0, colNeed[1]);
       const result = await runOps(ctx, ops, sizes, from, to, crop, r0, c0, affines);
       const { tensor, rows, cols } = result;
@@ -371,7 +427,10 @@ async function forEachTile(
         globalCols: [x0, x1],
       };
       if (y0 < rows.validStart || y1 > rows.validEnd || x0 < cols.validStart || x1 > cols.validEnd) {
-        throw new AutoencoderKLError("exact tiling", `internal: tile core rows ${y0}..${y1} cols ${x0}..${x1} not covered by exact values (rows ${rows.validStart}..${rows.validEnd}, cols ${cols.validStart}..${cols.validEnd})`);
+        throw new AutoencoderKLError(
+          "exact tiling",
+          `internal: tile core rows ${y0}..${y1} cols ${x0}..${x1} not covered by exact values (rows ${rows.validStart}..${rows.validEnd}, cols ${cols.validStart}..${cols.validEnd})`,
+        );
       }
       await use(tensor, core, r0);
       await onTile();
@@ -380,12 +439,20 @@ async function forEachTile(
 }
 
 /** Rows (axis 0) or columns (axis 1) of the source needed for target range [a, b), walking the ops backwards. */
-function needFor(ops: readonly Op[], sizes: [number, number][], from: number, to: number, range: [number, number], axis: 0 | 1): [number, number] {
+function needFor(
+  ops: readonly Op[],
+  sizes: [number, number][],
+  from: number,
+  to: number,
+  range: [number, number],
+  axis: 0 | 1,
+): [number, number] {
   let [a, b] = range;
   for (let i = to - 1; i >= from; i--) {
     const op = ops[i];
     const fullIn = sizes[i][axis];
-    if (op.kind === "conv" || op.kind === "residualConv") [a, b] = needBeforeConv(a, b, convGeometry(op.conv, axis), fullIn);
+    if (op.kind === "conv" || op.kind === "residualConv")
+      [a, b] = needBeforeConv(a, b, convGeometry(op.conv, axis), fullIn);
     else if (op.kind === "up") [a, b] = [Math.floor(a / 2), Math.ceil(b / 2)];
   }
   return [a, b];
@@ -423,11 +490,18 @@ async function runOps(
         break;
       case "norm": {
         const a = affines.get(i);
-        if (!a) throw new AutoencoderKLError("exact tiling", `internal: statistics of op ${i} used before they were reduced`);
+        if (!a)
+          throw new AutoencoderKLError("exact tiling", `internal: statistics of op ${i} used before they were reduced`);
         const out = ctx.alloc(x.shape);
         await ctx.k.channelAffine({
-          x: x.buf, scale: a.scale.buf, shift: a.shift.buf, out: out.buf,
-          batch: x.shape[0], channels: x.shape[1], spatial: x.shape[2] * x.shape[3], activation: op.act,
+          x: x.buf,
+          scale: a.scale.buf,
+          shift: a.shift.buf,
+          out: out.buf,
+          batch: x.shape[0],
+          channels: x.shape[1],
+          spatial: x.shape[2] * x.shape[3],
+          activation: op.act,
         });
         if (!skips.some((s) => s.t === x)) ctx.free(x);
         x = out;
@@ -450,8 +524,16 @@ async function runOps(
         rows = spanAfterConv(rows, convGeometry(op.conv, 0));
         cols = spanAfterConv(cols, convGeometry(op.conv, 1));
         if (skip) {
-          rows = { ...rows, validStart: Math.max(rows.validStart, skip.rows.validStart), validEnd: Math.min(rows.validEnd, skip.rows.validEnd) };
-          cols = { ...cols, validStart: Math.max(cols.validStart, skip.cols.validStart), validEnd: Math.min(cols.validEnd, skip.cols.validEnd) };
+          rows = {
+            ...rows,
+            validStart: Math.max(rows.validStart, skip.rows.validStart),
+            validEnd: Math.min(rows.validEnd, skip.rows.validEnd),
+          };
+          cols = {
+            ...cols,
+            validStart: Math.max(cols.validStart, skip.cols.validStart),
+            validEnd: Math.min(cols.validEnd, skip.cols.validEnd),
+          };
         }
         x = out;
         break;
@@ -480,10 +562,16 @@ async function runOps(
  * higher-resolution steps before and after them — the upsample leaving that level included — are tiled.
  * Cuts fall where no resnet skip is pending.
  */
-export function splitForTiling(program: Program): { before: Program; middle: Program; after: Program; middleLevel: number } {
+export function splitForTiling(program: Program): {
+  before: Program;
+  middle: Program;
+  after: Program;
+  middleLevel: number;
+} {
   const level: number[] = [];
   const depth: number[] = [];
-  let l = 0, d = 0;
+  let l = 0,
+    d = 0;
   for (const s of program) {
     level.push(l);
     depth.push(d);
@@ -502,12 +590,19 @@ export function splitForTiling(program: Program): { before: Program; middle: Pro
   let end = first;
   while (end < program.length && inMiddle(end)) end++;
   for (let i = end; i < program.length; i++) {
-    if (inMiddle(i)) throw new AutoencoderKLError("exact tiling", "the program visits its lowest resolution twice; cannot cut it");
+    if (inMiddle(i))
+      throw new AutoencoderKLError("exact tiling", "the program visits its lowest resolution twice; cannot cut it");
   }
-  if (depth[first] !== 0 || depth[end] !== 0) throw new AutoencoderKLError("exact tiling", "internal: cut inside a resnet");
-  const before = program.slice(0, first), after = program.slice(end);
+  if (depth[first] !== 0 || depth[end] !== 0)
+    throw new AutoencoderKLError("exact tiling", "internal: cut inside a resnet");
+  const before = program.slice(0, first),
+    after = program.slice(end);
   for (const s of [...before, ...after]) {
-    if (s.kind === "global") throw new AutoencoderKLError("exact tiling", `${s.name} needs the whole tensor but runs above the lowest resolution`);
+    if (s.kind === "global")
+      throw new AutoencoderKLError(
+        "exact tiling",
+        `${s.name} needs the whole tensor but runs above the lowest resolution`,
+      );
   }
   return { before, middle: program.slice(first, end), after, middleLevel: min };
 }
@@ -532,7 +627,12 @@ const sideAt = (tileSize: number, level: number): number => Math.max(1, Math.flo
 export function exactSteps(program: Program, inputShape: readonly number[], options: ExactTilingOptions): number {
   const { before, middle, after, middleLevel } = splitForTiling(program);
   const count = (steps: Program, shape: readonly number[], level: number) =>
-    steps.length ? planExact(steps, shape, { ...options, tileSize: sideAt(options.tileSize, level) }).reduce((a, p) => a + p.tiles, 0) : 0;
+    steps.length
+      ? planExact(steps, shape, { ...options, tileSize: sideAt(options.tileSize, level) }).reduce(
+          (a, p) => a + p.tiles,
+          0,
+        )
+      : 0;
   const afterShape = shapeAfter([...before, ...middle], inputShape);
   return count(before, inputShape, 0) + (middle.length ? 1 : 0) + count(after, afterShape, middleLevel);
 }
@@ -542,7 +642,13 @@ export function exactSteps(program: Program, inputShape: readonly number[], opti
  * the segments above the lowest resolution tile by tile (runExact), the lowest-resolution middle once.
  * `onStep` is called after every tile and after the middle.
  */
-export async function runExactProgram(ctx: RunContext, program: Program, input: Tensor, options: ExactTilingOptions, onStep: () => Promise<void>): Promise<Tensor> {
+export async function runExactProgram(
+  ctx: RunContext,
+  program: Program,
+  input: Tensor,
+  options: ExactTilingOptions,
+  onStep: () => Promise<void>,
+): Promise<Tensor> {
   const { before, middle, after, middleLevel } = splitForTiling(program);
   let h = input;
   if (before.length) h = await runExact(ctx, before, h, options, onStep);
@@ -555,6 +661,7 @@ export async function runExactProgram(ctx: RunContext, program: Program, input: 
     ctx.free(t, m);
     await onStep();
   }
-  if (after.length) h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
+  if (after.length)
+    h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
   return h;
 }

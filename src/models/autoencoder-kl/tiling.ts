@@ -3,7 +3,8 @@ import { Tensor } from "../../tensor/tensor.js";
 /** Copies the [y0, y0+h) × [x0, x0+w) window of every plane of an NCHW tensor (clipped to the tensor). */
 export function crop(t: Tensor, y0: number, x0: number, h: number, w: number): Tensor {
   const [b, c, H, W] = t.shape;
-  const hh = Math.max(0, Math.min(h, H - y0)), ww = Math.max(0, Math.min(w, W - x0));
+  const hh = Math.max(0, Math.min(h, H - y0)),
+    ww = Math.max(0, Math.min(w, W - x0));
   const out = new Float32Array(b * c * hh * ww);
   for (let p = 0; p < b * c; p++) {
     for (let y = 0; y < hh; y++) {
@@ -22,7 +23,8 @@ export function blendV(a: Tensor, b: Tensor, extent: number): void {
   for (let p = 0; p < n * c; p++) {
     for (let y = 0; y < e; y++) {
       const wb = y / e;
-      const ra = (p * ah + ah - e + y) * w, rb = (p * bh + y) * w;
+      const ra = (p * ah + ah - e + y) * w,
+        rb = (p * bh + y) * w;
       for (let x = 0; x < w; x++) b.data[rb + x] = a.data[ra + x] * (1 - wb) + b.data[rb + x] * wb;
     }
   }
@@ -35,7 +37,8 @@ export function blendH(a: Tensor, b: Tensor, extent: number): void {
   const e = Math.min(aw, bw, extent);
   for (let p = 0; p < n * c; p++) {
     for (let y = 0; y < h; y++) {
-      const ra = (p * h + y) * aw, rb = (p * h + y) * bw;
+      const ra = (p * h + y) * aw,
+        rb = (p * h + y) * bw;
       for (let x = 0; x < e; x++) {
         const wb = x / e;
         b.data[rb + x] = a.data[ra + aw - e + x] * (1 - wb) + b.data[rb + x] * wb;
@@ -68,7 +71,8 @@ export function tileStarts(size: number, stride: number): number[] {
  * each, and concatenate.
  */
 export async function runTiled(x: Tensor, grid: TileGrid, fn: (tile: Tensor) => Promise<Tensor>): Promise<Tensor> {
-  const ys = tileStarts(x.shape[2], grid.stride), xs = tileStarts(x.shape[3], grid.stride);
+  const ys = tileStarts(x.shape[2], grid.stride),
+    xs = tileStarts(x.shape[3], grid.stride);
   const rows: Tensor[][] = [];
   for (const y0 of ys) {
     const row: Tensor[] = [];
@@ -90,15 +94,18 @@ function concat2d(grid: Tensor[][]): Tensor {
   const [b, c] = grid[0][0].shape;
   const heights = grid.map((row) => row[0].shape[2]);
   const widths = grid[0].map((t) => t.shape[3]);
-  const H = heights.reduce((a, h) => a + h, 0), W = widths.reduce((a, w) => a + w, 0);
+  const H = heights.reduce((a, h) => a + h, 0),
+    W = widths.reduce((a, w) => a + w, 0);
   const out = new Float32Array(b * c * H * W);
   let y0 = 0;
   grid.forEach((row, i) => {
     let x0 = 0;
     row.forEach((t, j) => {
-      const h = heights[i], w = widths[j];
+      const h = heights[i],
+        w = widths[j];
       for (let p = 0; p < b * c; p++) {
-        for (let y = 0; y < h; y++) out.set(t.data.subarray((p * h + y) * w, (p * h + y + 1) * w), (p * H + y0 + y) * W + x0);
+        for (let y = 0; y < h; y++)
+          out.set(t.data.subarray((p * h + y) * w, (p * h + y + 1) * w), (p * H + y0 + y) * W + x0);
       }
       x0 += w;
     });
