@@ -8,44 +8,27 @@
  * code itself uses no atomics, so the module is otherwise identical.
  */
 
-// (module (func (result v128) v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd))
-const RELAXED_PROBE = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00,
-  0x01,
-  0x05,
-  0x01,
-  0x60,
-  0x00,
-  0x01,
-  0x7b, // type section: () -> v128
-  0x03,
-  0x02,
-  0x01,
-  0x00, // function section
-  0x0a,
-  0x3d,
-  0x01,
-  0x3b,
-  0x00, // code section, one body of 59 bytes, no locals
-  ...v128Const(),
-  ...v128Const(),
-  ...v128Const(),
-  0xfd,
-  0x85,
-  0x02, // f32x4.relaxed_madd (0xfd 0x105)
-  0x0b,
-]);
+/** A module with one function `() -> v128` whose body (no locals) is `code`: a feature probe for validate(). */
+function v128Probe(code: number[]): Uint8Array {
+  const body = [0x00, ...code, 0x0b]; // no locals, the code, end (every probe is under 128 bytes: one-byte sizes)
+  // biome-ignore format: one row per section
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, body.length + 2, 0x01, body.length, ...body, // code section: one body
+  ]);
+}
 
+/** v128.const 0 */
 function v128Const(): number[] {
   return [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
 }
+
+// (module (func (result v128) v128.const 0 v128.const 0 v128.const 0 f32x4.relaxed_madd))
+const RELAXED_PROBE = v128Probe([...v128Const(), ...v128Const(), ...v128Const(), 0xfd, 0x85, 0x02]); // relaxed_madd = 0xfd 0x105
+// (module (func (result v128) v128.const 0))
+const SIMD_PROBE = v128Probe(v128Const());
 
 /** True when this engine compiles relaxed-SIMD code (Node 20 needs --experimental-wasm-relaxed-simd). */
 export function wasmRelaxedSimdSupported(): boolean {
@@ -59,37 +42,7 @@ export function wasmRelaxedSimdSupported(): boolean {
 /** True when this engine compiles fixed-width SIMD code. */
 export function wasmSimdSupported(): boolean {
   try {
-    // (module (func (result v128) v128.const 0))
-    return WebAssembly.validate(
-      new Uint8Array([
-        0x00,
-        0x61,
-        0x73,
-        0x6d,
-        0x01,
-        0x00,
-        0x00,
-        0x00,
-        0x01,
-        0x05,
-        0x01,
-        0x60,
-        0x00,
-        0x01,
-        0x7b,
-        0x03,
-        0x02,
-        0x01,
-        0x00,
-        0x0a,
-        0x16,
-        0x01,
-        0x14,
-        0x00,
-        ...v128Const(),
-        0x0b,
-      ]),
-    );
+    return typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
   } catch {
     return false;
   }
