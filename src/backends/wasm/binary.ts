@@ -9,7 +9,7 @@
  */
 
 /** A module with one function `() -> v128` whose body (no locals) is `code`: a feature probe for validate(). */
-function v128Probe(code: number[]): Uint8Array {
+function v128Probe(code: number[]): Uint8Array<ArrayBuffer> {
   const body = [0x00, ...code, 0x0b]; // no locals, the code, end (every probe is under 128 bytes: one-byte sizes)
   // biome-ignore format: one row per section
   return new Uint8Array([
