@@ -15,6 +15,7 @@ export type {
   FromPretrainedOptions,
   FromSingleFileOptions,
   LoadingOptions,
+  MemoryOptions,
   SavePretrainedOptions,
   TilingOptions,
 } from "./models/autoencoder-kl/autoencoder-kl.js";
@@ -22,6 +23,7 @@ export { AutoencoderKL } from "./models/autoencoder-kl/autoencoder-kl.js";
 export type { AutoencoderKLConfig } from "./models/autoencoder-kl/config.js";
 export { DEFAULT_CONFIG, resolveConfig } from "./models/autoencoder-kl/config.js";
 export { DiagonalGaussianDistribution } from "./models/autoencoder-kl/distribution.js";
+export type { MemoryPlan } from "./models/autoencoder-kl/memory-plan.js";
 export type { AttentionProcessor } from "./nn/attention.js";
 export { AttnProcessor, FusedAttnProcessor, MemoryEfficientAttnProcessor } from "./nn/attention.js";
 export type { Progress, RunOptions } from "./nn/context.js";

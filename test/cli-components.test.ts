@@ -1,12 +1,13 @@
-// --components on the command line (issue 13): decode loads only the decoder and encode only the encoder
-// unless told otherwise, and info counts one half. Spawned as users run it, from the TypeScript sources.
+// The footprint flags on the command line (issue 13): --components (decode loads only the decoder and encode
+// only the encoder unless told otherwise; info counts one half), --max-memory and --exact (the model plans to a
+// budget; info prints the plan). Spawned as users run it, from the TypeScript sources.
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writePng } from "../src/io/image/index.js";
+import { decodeImage, writePng } from "../src/io/image/index.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { Tensor } from "../src/tensor/tensor.js";
 
@@ -40,6 +41,16 @@ function cli(args: string[]): Promise<Run> {
       },
     );
   });
+}
+
+interface Plan {
+  mode: string;
+  tileSize: number | null;
+  checkpointMiB: number | null;
+  peakMiB: number;
+  budgetMiB: number | null;
+  workRatio: number;
+  parts: { weightsMiB: number; workingMiB: number };
 }
 
 const isDecoderKey = (k: string) => k.startsWith("decoder.") || k.startsWith("post_quant_conv.");
@@ -114,8 +125,10 @@ describe("--components", () => {
     expect(dec.json.parameters).toBe(count(isDecoderKey));
     expect(enc.json.parameters).toBe(count((k) => !isDecoderKey(k)));
     expect((dec.json.parameters as number) + (enc.json.parameters as number)).toBe(all.json.parameters);
-    const mem = (r: Run) => r.json.memory as { peak: number; weights: number; decode: number };
-    expect(mem(dec).peak).toBe(mem(dec).weights + mem(dec).decode);
+    const mem = (r: Run) => r.json.memory as { peak: number; weights: number; encode: Plan | null; decode: Plan };
+    expect(mem(dec).encode).toBeNull();
+    expect(mem(dec).peak).toBe(mem(dec).decode.peakMiB * 2 ** 20);
+    expect(mem(dec).decode.parts.weightsMiB).toBeCloseTo(mem(dec).weights / 2 ** 20, 1);
     expect(mem(dec).peak).toBeLessThan(mem(all).peak);
     const text = await cli(["info", "--components", "decoder"]);
     expect(text.stdout).toMatch(/parameters +[\d,]+ \(--components decoder: post_quant_conv \+ decoder only\)/);
@@ -125,5 +138,72 @@ describe("--components", () => {
     const r = await cli(["decode", "z.safetensors", "--components", "unet"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--components must be one of decoder, encoder, both, got "unet"/);
+  });
+});
+
+describe("--max-memory and --exact", () => {
+  it("info prints the plan: untiled, the tiling asked for, or what fits the budget", async () => {
+    const plans = async (...args: string[]) => {
+      const r = await cli(["info", "--json", "--size", "1024", ...FAST, ...args]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.json.memory as { encode: Plan; decode: Plan };
+    };
+    const untiled = await plans();
+    expect(untiled.decode).toMatchObject({ mode: "untiled", budgetMiB: null, workRatio: 1 });
+    const exact = await plans("--exact", "--tile-size", "256");
+    expect(exact.decode).toMatchObject({ mode: "exact", tileSize: 32, checkpointMiB: 256 });
+    expect(exact.encode).toMatchObject({ mode: "exact", tileSize: 256 });
+    expect((await plans("--tile")).decode.mode).toBe("blend");
+    // a budget between the smallest plan and untiled: exact tiling under it
+    const budget = Math.floor((untiled.decode.peakMiB + untiled.decode.parts.weightsMiB + 60) / 2);
+    const fitted = await plans("--max-memory", String(budget));
+    expect(fitted.decode.mode).toBe("exact");
+    expect(fitted.decode.budgetMiB).toBe(budget);
+    expect(fitted.decode.peakMiB).toBeLessThanOrEqual(budget);
+    const text = await cli(["info", "--size", "1024", "--max-memory", String(budget), ...FAST]);
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `memory +decode 1024×1024: exact tiling, \\d+-px tiles, checkpoints ≤ \\d+ MiB, ≈ [\\d.]+× the untiled work; predicted peak [\\d.]+ MiB \\(budget ${budget} MiB\\)`,
+      ),
+    );
+    const tight = await cli(["info", "--size", "1024", "--max-memory", "16", ...FAST]);
+    expect(tight.code, tight.stderr).toBe(0);
+    expect(tight.stdout).toMatch(
+      /memory +decode 1024×1024: does not fit: maxMemoryMiB 16 is too small .* Raise the budget to at least \d+ MiB/,
+    );
+  });
+
+  it("decode under --max-memory or with --exact gives the untiled image; a budget nothing fits is refused", async () => {
+    const data = new Float32Array(3 * 96 * 128).map((_, i) => Math.sin(i * 0.011) * Math.cos(i * 0.0007));
+    writeFileSync(join(dir, "big.png"), await writePng(new Tensor(data, [1, 3, 96, 128])));
+    const enc = await cli(["encode", "big.png", "-o", "m.safetensors", ...FAST]);
+    expect(enc.code, enc.stderr).toBe(0);
+    const plain = await cli(["decode", "m.safetensors", "-o", "plain.png", ...FAST]);
+    expect(plain.code, plain.stderr).toBe(0);
+    const exact = await cli(["decode", "m.safetensors", "-o", "exact.png", "--exact", "--tile-size", "16", ...FAST]);
+    expect(exact.code, exact.stderr).toBe(0);
+    const info = await cli(["info", "--json", "--size", "128x96", "--components", "decoder", ...FAST]);
+    const untiled = (info.json.memory as { decode: Plan }).decode;
+    const budget = Math.floor(untiled.peakMiB) - 1;
+    const planned = await cli(["decode", "m.safetensors", "-o", "budget.png", "--max-memory", String(budget), ...FAST]);
+    expect(untiled.mode).toBe("untiled");
+    expect(planned.code, planned.stderr).toBe(0);
+    // exact tiling reproduces the untiled values to float rounding; 8-bit pixels may differ by one step at most
+    const pixels = async (f: string) => decodeImage(readFileSync(join(dir, f))).data;
+    const ref = await pixels("plain.png");
+    for (const f of ["exact.png", "budget.png"]) {
+      const got = await pixels(f);
+      expect(got.length).toBe(ref.length);
+      let worst = 0;
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]));
+      expect(worst, f).toBeLessThanOrEqual(2 / 255 + 1e-6);
+    }
+    const refused = await cli(["decode", "m.safetensors", "-o", "no.png", "--max-memory", "16", ...FAST]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/maxMemoryMiB 16 is too small/);
+    expect(existsSync(join(dir, "no.png"))).toBe(false);
+    const bad = await cli(["decode", "m.safetensors", "--max-memory", "lots", ...FAST]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--max-memory must be an integer from 16/);
   });
 });

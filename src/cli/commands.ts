@@ -4,6 +4,8 @@ import {
   AutoencoderKL,
   type AutoencoderKLConfig,
   AutoencoderKLError,
+  type Components,
+  type MemoryPlan,
   type RunOptions,
   readSafetensors,
   Tensor,
@@ -13,8 +15,10 @@ import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from ".
 import { readSafetensorsHeader } from "../io/safetensors.js";
 import { pixels8, psnr8, sideBySide } from "./compare.js";
 import { type IsaState, isaLine } from "./isa.js";
-import { estimatePeakMemory, formatBytes } from "./memory.js";
+import { formatBytes } from "./memory.js";
 import {
+  applyMemoryOptions,
+  backendOptions,
   bundledImage,
   componentsOption,
   type LoadedModel,
@@ -463,8 +467,8 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
         dtypes = dtypeCounts(await readUserFile(location, "weights"), location);
     }
   }
-  const mem = estimatePeakMemory(config, parameters, h, w, components);
   const f = 2 ** (config.block_out_channels.length - 1);
+  const mem = await memoryPlans(o, config, components, w, h);
   log(`model       ${location} (${kind})`);
   if (weightsFile)
     log(
@@ -488,9 +492,22 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
   );
   log(`sample_size ${config.sample_size} (default tile)`);
   log(`wasm        ${isaLine(ctx.isa)}, Node ${process.versions.node}`);
-  log(
-    `memory      ≈ ${formatBytes(mem.peak)} peak for ${w}×${h} (weights ${formatBytes(mem.weights)} f32; encode ${formatBytes(mem.encode)}, decode ${formatBytes(mem.decode)} of activations; an estimate)`,
-  );
+  for (const kind of ["encode", "decode"] as const) {
+    const p = mem[kind];
+    if (p === null) continue;
+    const what = `${kind} ${w}×${h}`;
+    if (typeof p === "string") {
+      log(`memory      ${what}: ${p}`);
+      continue;
+    }
+    const how =
+      p.mode === "untiled"
+        ? "untiled"
+        : `${p.mode === "exact" ? "exact tiling" : "blended tiles"}, ${kind === "decode" ? p.tileSize! * f : p.tileSize}-px tiles${p.mode === "exact" ? `, checkpoints ≤ ${p.checkpointMiB} MiB, ≈ ${p.workRatio}× the untiled work` : ""}`;
+    log(
+      `memory      ${what}: ${how}; predicted peak ${p.peakMiB} MiB${p.budgetMiB !== null ? ` (budget ${p.budgetMiB} MiB)` : ""} = runtime ${p.parts.runtimeMiB} + weights ${p.parts.weightsMiB} (f32) + working set ${p.parts.workingMiB} + host ${p.parts.hostMiB}`,
+    );
+  }
   return {
     command: "info",
     model: location,
@@ -501,12 +518,69 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
     dtypes,
     parameters,
     config,
-    memory: { width: w, height: h, ...mem },
+    memory: mem,
     // what the wasm backend runs here: the instruction set, and whether relaxed SIMD is native or was turned on
     isa: ctx.isa.isa,
     relaxedSimd: ctx.isa.relaxedSimd,
     node: process.versions.node,
   };
+}
+
+/**
+ * The memory plan of an encode and a decode of a w×h image with --backend/--threads, --tile/--exact and
+ * --max-memory, from the config alone (no weights are loaded: the planner needs shapes only). A plan that does
+ * not fit the budget is its error message.
+ */
+async function memoryPlans(
+  o: CommandContext["options"],
+  config: AutoencoderKLConfig,
+  components: Components,
+  w: number,
+  h: number,
+): Promise<{
+  width: number;
+  height: number;
+  weights: number;
+  peak: number;
+  encode: MemoryPlan | string | null;
+  decode: MemoryPlan | string | null;
+}> {
+  const { backend, threads } = backendOptions(o);
+  // planned for the CPU backend unless another is named: its working set is what the process holds
+  const vae = await AutoencoderKL.fromConfig(config, {
+    backend: backend === "auto" ? "wasm" : backend,
+    threads,
+    components,
+  });
+  try {
+    applyMemoryOptions(vae, o);
+    const f = vae.downscaleFactor;
+    const [pw, ph] = [Math.ceil(w / f) * f, Math.ceil(h / f) * f];
+    const plan = async (kind: "encode" | "decode"): Promise<MemoryPlan | string | null> => {
+      if (components === (kind === "encode" ? "decoder" : "encoder")) return null;
+      const shape = kind === "encode" ? [1, config.in_channels, ph, pw] : [1, config.latent_channels, ph / f, pw / f];
+      try {
+        return await vae.planMemory(kind, shape);
+      } catch (e) {
+        if (e instanceof AutoencoderKLError) return `does not fit: ${e.rule}`;
+        throw e;
+      }
+    };
+    const encode = await plan("encode"),
+      decode = await plan("decode");
+    const peaks = [encode, decode].filter((p): p is MemoryPlan => typeof p === "object" && p !== null);
+    const weights = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 4), 0);
+    return {
+      width: w,
+      height: h,
+      weights,
+      peak: Math.max(0, ...peaks.map((p) => p.peakMiB * 2 ** 20)),
+      encode,
+      decode,
+    };
+  } finally {
+    vae.dispose();
+  }
 }
 
 /** A deterministic test picture: smooth colour gradients plus texture, values in [-1, 1]. */

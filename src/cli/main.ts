@@ -22,6 +22,8 @@ const SHARED: Options = {
   variant: { type: "string" },
   tile: { type: "boolean" },
   "tile-size": { type: "string" },
+  exact: { type: "boolean" },
+  "max-memory": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
@@ -41,6 +43,11 @@ const SHARED_HELP = `Shared options:
                               on Node 20 the CLI turns V8's flag on itself), relaxed or simd
       --tile                  encode/decode in overlapping tiles (diffusers' tiling; less memory)
       --tile-size <px>        tile side in image pixels (implies --tile; default: the config's sample_size)
+      --exact                 exact tiling: tiles with halos and whole-image GroupNorm statistics, the same
+                              output as untiled (--tile alone gives diffusers' blended tiles and their seams)
+      --max-memory <MiB>      plan each encode/decode to stay under this process peak: untiled, or exact
+                              tiling with the tile side and checkpoints that fit (overrides --tile/--exact);
+                              an error says what would fit
       --json                  print one JSON result on stdout instead of text
   -h, --help                  show help`;
 
@@ -105,8 +112,10 @@ metadata records (files written by \`encode\`); a file without that metadata is 
     options: { ...SHARED, ...COMPONENTS, size: { type: "string", short: "s" } },
     usage: `Usage: autoencoderkl info [model] [--size 512|WxH] [options]
 
-Prints the config, parameter count, weight dtypes, file size and an estimate of peak memory for one
-image of --size (default 512×512). The model is a positional argument or --model (default: the demo).
+Prints the config, parameter count, weight dtypes, file size and the memory plan for encoding and decoding
+one image of --size (default 512×512): untiled, or the tiling --tile/--exact ask for, or what the model
+plans under --max-memory, with the predicted process peak and its parts. The model is a positional argument
+or --model (default: the demo).
 
       --components <c>    count parameters and memory for one half: decoder, encoder or both (default)`,
   },

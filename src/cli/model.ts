@@ -46,6 +46,8 @@ export interface ModelOptions {
   variant?: string;
   tile?: boolean;
   "tile-size"?: string;
+  exact?: boolean;
+  "max-memory"?: string;
   components?: string;
   isa?: string;
 }
@@ -159,6 +161,7 @@ export async function loadModel(
   const { backend, threads } = backendOptions(o);
   const components = componentsOption(o, needs);
   const tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16);
+  const maxMemory = parseIntOption("max-memory", o["max-memory"], 16, 1 << 22);
   const { location, kind, bundled } = locateModel(o.model);
   const t0 = performance.now();
   const kernels = await makeKernels(backend, threads, o.isa);
@@ -173,18 +176,11 @@ export async function loadModel(
     vae.dispose();
     kernels.dispose();
   };
-  if (o.tile || tileSize !== undefined) {
-    try {
-      // Tiles step by 3/4 of their side; a multiple of 4·2^(levels-1) keeps every edge tile (of a padded
-      // image) at least 2^(levels-1) pixels wide, the least the encoder's downsampling can take.
-      const unit = 4 * vae.downscaleFactor;
-      if (tileSize !== undefined && tileSize % unit !== 0)
-        throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
-      vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
-    } catch (e) {
-      dispose();
-      throw e;
-    }
+  try {
+    applyMemoryOptions(vae, o, tileSize, maxMemory);
+  } catch (e) {
+    dispose();
+    throw e;
   }
   return {
     vae,
@@ -196,6 +192,33 @@ export async function loadModel(
     threads: (kernels as { threads?: number }).threads ?? 1,
     dispose,
   };
+}
+
+/**
+ * --tile / --tile-size (diffusers' blended tiles), --exact (exact tiling: the untiled output in tiles) and
+ * --max-memory (the model plans untiled or exact tiling under that many MiB; it overrides the tiling flags).
+ */
+export function applyMemoryOptions(
+  vae: AutoencoderKL,
+  o: ModelOptions,
+  tileSize = parseIntOption("tile-size", o["tile-size"], 16, 1 << 16),
+  maxMemory = parseIntOption("max-memory", o["max-memory"], 16, 1 << 22),
+): void {
+  if (o.exact) {
+    // exact tiles cut the latent grid: the side must be a whole number of latent pixels
+    const unit = vae.downscaleFactor;
+    if (tileSize !== undefined && tileSize % unit !== 0)
+      throw new UsageError(`--tile-size must be a multiple of ${unit} for this model with --exact, got ${tileSize}`);
+    vae.enableTiling({ mode: "exact", ...(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {}) });
+  } else if (o.tile || tileSize !== undefined) {
+    // Tiles step by 3/4 of their side; a multiple of 4·2^(levels-1) keeps every edge tile (of a padded
+    // image) at least 2^(levels-1) pixels wide, the least the encoder's downsampling can take.
+    const unit = 4 * vae.downscaleFactor;
+    if (tileSize !== undefined && tileSize % unit !== 0)
+      throw new UsageError(`--tile-size must be a multiple of ${unit} for this model, got ${tileSize}`);
+    vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
+  }
+  if (maxMemory !== undefined) vae.maxMemoryMiB = maxMemory;
 }
 
 async function loadWeights(

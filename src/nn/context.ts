@@ -12,6 +12,11 @@ export interface Progress {
 export interface RunOptions {
   onProgress?: (progress: Progress) => void;
   signal?: AbortSignal;
+  /**
+   * This call's memory budget in MiB, overriding the model's `maxMemoryMiB` (null: no budget for this call).
+   * See AutoencoderKL.planMemory.
+   */
+  maxMemoryMiB?: number | null;
 }
 
 /** An activation living in backend memory. Owned by whoever holds it; freed exactly once. */

@@ -85,6 +85,8 @@ export class WasmKernels implements Kernels, WasmRuntime {
   private queue: Promise<void> = Promise.resolve();
   private disposed = false;
   private readonly live = new Set<WasmBuffer>();
+  /** Highest byte any block has reached (the touched part of linear memory). */
+  private top = 0;
   /** Ops so far that were split across the worker threads (diagnostics and tests). */
   parallelOps = 0;
   /** See WasmBackendOptions.parallelThresholdNs. */
@@ -127,6 +129,7 @@ export class WasmKernels implements Kernels, WasmRuntime {
     }
     const b = new WasmBuffer(this, ptr, length, bytes);
     this.live.add(b);
+    this.top = Math.max(this.top, ptr + bytes);
     return b;
   }
 
@@ -159,10 +162,21 @@ export class WasmKernels implements Kernels, WasmRuntime {
     return new Float32Array(this.memory.buffer, b.ptr, n).slice();
   }
 
-  /** Bytes of linear memory, how much of it is free, live buffers and the kernels' scratch (diagnostics). */
-  memoryStats(): { bytes: number; free: number; largestFree: number; buffers: number; scratchBytes: number } {
+  /**
+   * Bytes of linear memory, how much of it is free, live buffers, the kernels' scratch, and the high-water
+   * mark: the highest byte any buffer has reached since creation (memory above it was never touched).
+   */
+  memoryStats(): {
+    bytes: number;
+    free: number;
+    largestFree: number;
+    buffers: number;
+    scratchBytes: number;
+    highWater: number;
+  } {
     const s = this.allocator.stats();
     return {
+      highWater: this.top,
       bytes: this.memory.buffer.byteLength,
       free: s.free,
       largestFree: s.largest,

@@ -20,7 +20,8 @@ import { type Program, runProgram } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
 import { type AutoencoderKLConfig, activationOf, resolveConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
-import { exactSteps, runExactProgram } from "./exact-tiling.js";
+import { type ExactTilingOptions, exactSteps, runExactProgram } from "./exact-tiling.js";
+import { checkBudget, type MemoryPlan, planMemory, predictTiling, runtimeAllowanceBytes } from "./memory-plan.js";
 import { runTiled, type TileGrid } from "./tiling.js";
 
 /**
@@ -46,7 +47,18 @@ export interface LoadingOptions {
   strict?: boolean;
 }
 
-export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions, LoadingOptions {}
+/** A memory budget the model plans every encode and decode to (memory-plan.ts). */
+export interface MemoryOptions {
+  /**
+   * Keep each encode/decode's predicted process peak under this many MiB: the model picks untiled or exact
+   * tiling (tile side, checkpoint budget) before any work, or throws an AutoencoderKLError saying what
+   * would fit. Overridable per call (`decode(z, { maxMemoryMiB })`). Default: none (untiled, or the tiling
+   * enableTiling set).
+   */
+  maxMemoryMiB?: number;
+}
+
+export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions, LoadingOptions, MemoryOptions {}
 
 export interface TilingOptions {
   /** Image-space tile side (default: config.sample_size). */
@@ -62,7 +74,7 @@ export interface TilingOptions {
   checkpointMiB?: number;
 }
 
-export interface FromSingleFileOptions extends BackendOptions, LoadingOptions, ComponentsOptions {
+export interface FromSingleFileOptions extends BackendOptions, LoadingOptions, ComponentsOptions, MemoryOptions {
   /** Config fields; without them the config is inferred from the tensor shapes. */
   config?: object;
   /** Download/read progress in bytes. */
@@ -164,6 +176,7 @@ export class AutoencoderKL {
   tileOverlapFactor = 0.25;
   tilingMode: "blend" | "exact" = "blend";
   checkpointMiB = 256;
+  private budgetMiB: number | null = null;
   private disposed = false;
 
   private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean, components: Components) {
@@ -176,9 +189,13 @@ export class AutoencoderKL {
   }
 
   /** Builds an unloaded model from a config object (validated, diffusers defaults filled in); `components` builds one half. */
-  static async fromConfig(config: unknown, options: BackendOptions & ComponentsOptions = {}): Promise<AutoencoderKL> {
+  static async fromConfig(
+    config: unknown,
+    options: BackendOptions & ComponentsOptions & MemoryOptions = {},
+  ): Promise<AutoencoderKL> {
     const cfg = resolveConfig(config);
     const components = checkComponents(options.components);
+    const budget = checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     const kernels =
       options.kernels ??
       (await selectBackend({
@@ -188,7 +205,9 @@ export class AutoencoderKL {
         wasmBytes: options.wasmBytes,
         wasmUrl: options.wasmUrl,
       }));
-    return new AutoencoderKL(cfg, kernels, !options.kernels, components);
+    const vae = new AutoencoderKL(cfg, kernels, !options.kernels, components);
+    vae.budgetMiB = budget;
+    return vae;
   }
 
   /**
@@ -197,6 +216,7 @@ export class AutoencoderKL {
    */
   static async fromPretrained(dirOrUrl: string | URL, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
+    checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     checkComponents(options.components);
     const { config, stateDict: raw, source } = await readPretrained(dirOrUrl, options);
     const cfg = resolveConfig(config, source.config);
@@ -226,6 +246,7 @@ export class AutoencoderKL {
     options: FromSingleFileOptions = {},
   ): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
+    checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     const components = checkComponents(options.components);
     const { readSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
@@ -422,8 +443,13 @@ export class AutoencoderKL {
     this.assertLive();
     this.requireHalf("encoder", "encode");
     this.checkInput(x, "encode: x", this.config.in_channels, this.minEncodeSize());
+    const budget = this.budgetFor(options, "encode");
+    if (budget !== null) {
+      const plan = await this.planMemory("encode", x.shape, { maxMemoryMiB: budget });
+      if (plan.mode === "exact") return this.exactEncode(x, options, this.exactOptions(plan));
+    }
     const t = this.tileSampleMinSize;
-    if (this.useTiling && (x.shape[2] > t || x.shape[3] > t)) {
+    if (budget === null && this.useTiling && (x.shape[2] > t || x.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactEncode(x, options) : this.tiledEncode(x, options);
     }
     const moments = await this.perItem(
@@ -472,8 +498,13 @@ export class AutoencoderKL {
     this.assertLive();
     this.requireHalf("decoder", "decode");
     this.checkInput(z, "decode: z", this.config.latent_channels, 1);
+    const budget = this.budgetFor(options, "decode");
+    if (budget !== null) {
+      const plan = await this.planMemory("decode", z.shape, { maxMemoryMiB: budget });
+      if (plan.mode === "exact") return this.exactDecode(z, options, this.exactOptions(plan));
+    }
     const t = this.tileLatentMinSize;
-    if (this.useTiling && (z.shape[2] > t || z.shape[3] > t)) {
+    if (budget === null && this.useTiling && (z.shape[2] > t || z.shape[3] > t)) {
       return this.tilingMode === "exact" ? this.exactDecode(z, options) : this.tiledDecode(z, options);
     }
     const sample = await this.perItem(
@@ -504,9 +535,12 @@ export class AutoencoderKL {
   }
 
   /** Exact tiled encode: the encode program with its full-resolution part in tiles (exact-tiling.ts). */
-  private async exactEncode(x: Tensor, options: RunOptions): Promise<{ latentDist: DiagonalGaussianDistribution }> {
+  private async exactEncode(
+    x: Tensor,
+    options: RunOptions,
+    tiling: ExactTilingOptions = { tileSize: this.tileSampleMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 },
+  ): Promise<{ latentDist: DiagonalGaussianDistribution }> {
     const program = this.modules.encodeProgram();
-    const tiling = { tileSize: this.tileSampleMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
     const ctx = new RunContext(this.kernels, "encode", exactSteps(program, x.shape, tiling), options);
     try {
       const moments = await runExactProgram(ctx, program, x, tiling, () => ctx.step());
@@ -517,15 +551,90 @@ export class AutoencoderKL {
   }
 
   /** Exact tiled decode: the decode program with its full-resolution part in tiles (exact-tiling.ts). */
-  private async exactDecode(z: Tensor, options: RunOptions): Promise<{ sample: Tensor }> {
+  private async exactDecode(
+    z: Tensor,
+    options: RunOptions,
+    tiling: ExactTilingOptions = { tileSize: this.tileLatentMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 },
+  ): Promise<{ sample: Tensor }> {
     const program = this.modules.decodeProgram();
-    const tiling = { tileSize: this.tileLatentMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
     const ctx = new RunContext(this.kernels, "decode", exactSteps(program, z.shape, tiling), options);
     try {
       return { sample: await runExactProgram(ctx, program, z, tiling, () => ctx.step()) };
     } finally {
       ctx.releaseAll();
     }
+  }
+
+  // ---- memory budget ----
+
+  /** The model's memory budget in MiB (null: none); `decode(z, { maxMemoryMiB })` overrides it per call. */
+  get maxMemoryMiB(): number | null {
+    return this.budgetMiB;
+  }
+  set maxMemoryMiB(value: number | null) {
+    this.budgetMiB = checkBudget(value, "maxMemoryMiB");
+  }
+
+  /**
+   * How an encode or decode of an input of `shape` would run under a budget (default: the model's): untiled or
+   * exact tiling with which tile side and checkpoint budget, the predicted process peak and its parts, and the
+   * convolution work relative to untiled. Without any budget, the untiled plan and its prediction. Throws
+   * AutoencoderKLError, naming the smallest plan, when nothing fits.
+   */
+  async planMemory(
+    kind: "encode" | "decode",
+    shape: readonly number[],
+    options: { maxMemoryMiB?: number | null } = {},
+  ): Promise<MemoryPlan> {
+    this.assertLive();
+    if (kind !== "encode" && kind !== "decode")
+      throw new AutoencoderKLError("planMemory: kind", `must be "encode" or "decode", got ${JSON.stringify(kind)}`);
+    this.requireHalf(kind === "encode" ? "encoder" : "decoder", "planMemory");
+    const budget =
+      options.maxMemoryMiB === undefined
+        ? this.budgetMiB
+        : checkBudget(options.maxMemoryMiB, "planMemory: maxMemoryMiB");
+    const channels = kind === "encode" ? this.config.in_channels : this.config.latent_channels;
+    this.checkInput(Tensor.zeros(shape), `planMemory: shape`, channels, kind === "encode" ? this.minEncodeSize() : 1);
+    let weightsBytes = 0;
+    // The probe only reads shapes; an unloaded model (info) gets stand-ins for its weights while it plans.
+    const standIns: Parameter[] = [];
+    for (const p of this.modules.parameters()) {
+      weightsBytes += (p.buf?.length ?? p.size) * 4;
+      if (!p.buf) {
+        p.buf = { length: p.size };
+        standIns.push(p);
+      }
+    }
+    const inputs = {
+      kernels: this.kernels,
+      program: kind === "encode" ? this.modules.encodeProgram() : this.modules.decodeProgram(),
+      inputShape: shape,
+      weightsBytes,
+      runtimeBytes: runtimeAllowanceBytes((this.kernels as { threads?: number }).threads ?? 1),
+      tileUnit: kind === "encode" ? this.downscaleFactor : 1,
+    };
+    // without a budget, what encode/decode would run: the tiling enableTiling set, when the input exceeds a tile
+    const tile = kind === "encode" ? this.tileSampleMinSize : this.tileLatentMinSize;
+    const tiled = budget === null && this.useTiling && (shape[2] > tile || shape[3] > tile);
+    try {
+      return tiled
+        ? await predictTiling(inputs, { mode: this.tilingMode, tileSize: tile, checkpointMiB: this.checkpointMiB })
+        : await planMemory(inputs, budget, `${kind}: maxMemoryMiB`);
+    } finally {
+      for (const p of standIns) p.buf = null;
+    }
+  }
+
+  /** The budget for one call: the call's own, else the model's. */
+  private budgetFor(options: RunOptions, call: string): number | null {
+    return options.maxMemoryMiB === undefined
+      ? this.budgetMiB
+      : checkBudget(options.maxMemoryMiB, `${call}: options.maxMemoryMiB`);
+  }
+
+  private exactOptions(plan: MemoryPlan): ExactTilingOptions {
+    return { tileSize: plan.tileSize!, checkpointBytes: plan.checkpointMiB! * 2 ** 20 };
   }
 
   // ---- attention processors (keys are the diffusers module paths + ".processor") ----

@@ -418,8 +418,10 @@ async function forEachTile(
       const r0 = align(rowNeed[0], den),
         c0 = align(colNeed[0], den);
       const crop = source.crop(r0, rowNeed[1], c0, colNeed[1]);
-      const result = await runOps(ctx, ops, sizes, from, to, crop, r0, c0, affines);
-      const { tensor, rows, cols } = result;
+      const { out, rows, cols } = await runOps(ctx, ops, sizes, from, to, crop.shape, crop.data, r0, c0, affines);
+      const data = await ctx.k.read(out.buf);
+      ctx.free(out);
+      const tensor = new Tensor(data, out.shape);
       const core: Core = {
         rows: [y0 - rows.start, y1 - rows.start],
         cols: [x0 - cols.start, x1 - cols.start],
@@ -458,24 +460,28 @@ function needFor(
   return [a, b];
 }
 
-/** Runs ops [from, to) on a crop whose top-left is (r0, c0) at the source level; returns the result on the host. */
+/**
+ * Runs ops [from, to) on a crop (its shape and values; null values: a memory probe's run) whose top-left is
+ * (r0, c0) at the source level; returns the result on the device, with the spans of rows and columns it covers.
+ */
 async function runOps(
   ctx: RunContext,
   ops: readonly Op[],
   sizes: [number, number][],
   from: number,
   to: number,
-  crop: Tensor,
+  cropShape: readonly number[],
+  cropData: Float32Array | null,
   r0: number,
   c0: number,
   affines: Map<number, { scale: DeviceTensor; shift: DeviceTensor }>,
-): Promise<{ tensor: Tensor; rows: Span; cols: Span }> {
-  const [, , h, w] = crop.shape;
+): Promise<{ out: DeviceTensor; rows: Span; cols: Span }> {
+  const [, , h, w] = cropShape;
   const full = sizes[from];
   let rows: Span = { start: r0, end: r0 + h, validStart: r0, validEnd: r0 + h, full: full[0] };
   let cols: Span = { start: c0, end: c0 + w, validStart: c0, validEnd: c0 + w, full: full[1] };
-  let x = ctx.alloc(crop.shape);
-  ctx.k.write(x.buf, crop.data);
+  let x = ctx.alloc([...cropShape]);
+  if (cropData) ctx.k.write(x.buf, cropData);
   const skips: { t: DeviceTensor; rows: Span; cols: Span }[] = [];
   for (let i = from; i < to; i++) {
     const op = ops[i];
@@ -551,9 +557,7 @@ async function runOps(
     }
   }
   for (const s of skips) if (s.t !== x) ctx.free(s.t);
-  const data = await ctx.k.read(x.buf);
-  ctx.free(x);
-  return { tensor: new Tensor(data, x.shape), rows, cols };
+  return { out: x, rows, cols };
 }
 
 /**
@@ -664,4 +668,104 @@ export async function runExactProgram(
   if (after.length)
     h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
   return h;
+}
+
+/** Tiles' host copies (crop + result) counted as alive at once: the current one and garbage not yet collected. */
+const TILE_COPIES_UNCOLLECTED = 3;
+
+/** What an exact-tiled run needs besides the device memory its context's backend records. */
+export interface ExactFootprint {
+  /** Peak bytes of host arrays the tiler holds at once: checkpoints (source and the one being formed), a crop and a tile's result. */
+  hostBytes: number;
+  /** Multiply-adds of the convolutions over all passes, counting every tile as the largest one (an upper bound). */
+  convMacs: number;
+}
+
+/**
+ * Runs, on `ctx` (a memory probe's context: nothing is computed), the largest tile of every pass and the
+ * untiled middle exactly as runExactProgram would, so the probe records the device working set; returns the
+ * host memory and work the plan implies. `macs()` reads the probe's convolution counter.
+ */
+export async function probeExact(
+  ctx: RunContext,
+  program: Program,
+  inputShape: readonly number[],
+  options: ExactTilingOptions,
+  macs: () => number,
+): Promise<ExactFootprint> {
+  const { before, middle, after, middleLevel } = splitForTiling(program);
+  let hostBytes = 0,
+    convMacs = 0;
+  const segment = async (ops: Program, shape: readonly number[], tileSize: number): Promise<void> => {
+    const [B, C, H, W] = shape;
+    const sizes = levelSizes(ops, H, W);
+    const bytesAt = (i: number) => B * channelsAt(ops, i, C) * sizes[i][0] * sizes[i][1] * 4;
+    const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
+    let checkpoint = 0;
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        if (ops[i].kind === "norm") {
+          const c = channelsAt(ops, i, C);
+          affines.set(i, { scale: ctx.alloc([B, c]), shift: ctx.alloc([B, c]) });
+        }
+      }
+      for (const pass of planExact(ops, shape, { ...options, tileSize })) {
+        const { from, to } = pass;
+        const side = coreSide(ops, to, tileSize);
+        const den = scaleBetween(ops, from, to)[1];
+        const [th, tw] = sizes[to];
+        // a crop's rows depend on the tile row only, its columns on the tile column: the largest of each is a real tile
+        const extent = (full: number, axis: 0 | 1): { start: number; end: number } => {
+          let best = { start: 0, end: 0 };
+          for (let a = 0; a < full; a += side) {
+            const need = needFor(ops, sizes, from, to, [a, Math.min(full, a + side)], axis);
+            const start = Math.floor(need[0] / den) * den;
+            if (need[1] - start > best.end - best.start) best = { start, end: need[1] };
+          }
+          return best;
+        };
+        const rows = extent(th, 0),
+          cols = extent(tw, 1);
+        const cropShape = [B, channelsAt(ops, from, C), rows.end - rows.start, cols.end - cols.start];
+        const m0 = macs();
+        const { out } = await runOps(ctx, ops, sizes, from, to, cropShape, null, rows.start, cols.start, affines);
+        const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4);
+        ctx.free(out);
+        convMacs += (macs() - m0) * pass.tiles;
+        if (from === 0) checkpoint = bytesAt(0);
+        let held = checkpoint;
+        if (pass.kind === "form") {
+          // Row by row of tiles, the source's rows above the crop are dropped while the output's bands grow.
+          const [sh] = sizes[from];
+          for (let y0 = 0; y0 < th; y0 += side) {
+            const y1 = Math.min(th, y0 + side);
+            const r0 = Math.floor(needFor(ops, sizes, from, to, [y0, y1], 0)[0] / den) * den;
+            held = Math.max(held, (checkpoint * (sh - r0)) / sh + (bytesAt(to) * y1) / th);
+          }
+          // the program's output is then copied whole (BandedTensor.toTensor)
+          if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
+          checkpoint = bytesAt(to);
+        }
+        // each tile's crop and result become garbage at once; V8 collects them only every few tiles
+        hostBytes = Math.max(hostBytes, held + TILE_COPIES_UNCOLLECTED * tileBytes);
+      }
+    } finally {
+      for (const a of affines.values()) ctx.free(a.scale, a.shift);
+    }
+  };
+  if (before.length) await segment(before, inputShape, options.tileSize);
+  const middleShape = shapeAfter(before, inputShape);
+  const middleBytes = middleShape.reduce((a, b) => a * b, 4);
+  if (middle.length) {
+    const t = ctx.alloc(middleShape);
+    const m0 = macs();
+    const m = await runProgram(ctx, middle, t, { progress: false });
+    convMacs += macs() - m0;
+    const outBytes = m.shape.reduce((a, b) => a * b, 4);
+    hostBytes = Math.max(hostBytes, middleBytes + outBytes);
+    ctx.free(t, m);
+  }
+  if (after.length)
+    await segment(after, shapeAfter([...before, ...middle], inputShape), sideAt(options.tileSize, middleLevel));
+  return { hostBytes, convMacs };
 }

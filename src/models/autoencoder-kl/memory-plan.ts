@@ -1,0 +1,184 @@
+/**
+ * The memory budget (`maxMemoryMiB`): before any work, pick untiled or exact tiling — and for exact tiling
+ * the tile side and the checkpoint budget — so the predicted peak stays under the budget, choosing the
+ * least work among the plans that fit; or say what would fit.
+ *
+ * The prediction adds up what the process holds: an allowance for the JavaScript runtime and the wasm
+ * workers, the resident weights, the backend's working set and the host arrays the model keeps (input,
+ * output, exact tiling's checkpoints and tile copies). The working set is not estimated from formulas: the
+ * model's own code runs on a memory probe (memory-probe.ts) that places every allocation as the wasm
+ * backend would.
+ */
+import type { Kernels } from "../../backends/kernels.js";
+import { AutoencoderKLError } from "../../errors.js";
+import { RunContext } from "../../nn/context.js";
+import { type Program, runProgram } from "../../nn/program.js";
+import { probeExact } from "./exact-tiling.js";
+import { ProbeKernels } from "./memory-probe.js";
+
+const MiB = 2 ** 20;
+
+/**
+ * The JavaScript runtime's own resident memory, measured on Node 20–24 (x64): about 48 MiB for the process
+ * with the library loaded, about 10 MiB more per wasm worker thread.
+ */
+export function runtimeAllowanceBytes(threads: number): number {
+  return (48 + 10 * Math.max(0, threads - 1)) * MiB;
+}
+
+/** The probe places blocks as the allocator does, but not after a previous run's holes: a small margin. */
+const MARGIN = 1.05;
+
+/** Exact tiling candidates: tile sides at the program input (latent pixels for decode) and checkpoint budgets. */
+const TILE_SIDES = [64, 48, 32, 24, 16, 12, 8, 6, 4];
+const CHECKPOINT_MIB = [256, 128, 64, 32, 16, 0];
+
+export interface MemoryPlan {
+  /**
+   * What runs: the whole tensor at once, exact tiling (same output as untiled), or diffusers' blended tiles
+   * (enableTiling's default mode, which the planner never chooses but predicts when it is set).
+   */
+  mode: "untiled" | "exact" | "blend";
+  /** Exact mode: tile side at the input's resolution (latent pixels for decode, image pixels for encode). */
+  tileSize: number | null;
+  /** Exact mode: the largest intermediate kept on the host as a checkpoint, MiB. */
+  checkpointMiB: number | null;
+  /** Predicted peak of the process, MiB, and its parts. */
+  peakMiB: number;
+  parts: { runtimeMiB: number; weightsMiB: number; workingMiB: number; hostMiB: number };
+  /** Convolution work relative to the untiled run (≥ 1: exact tiling recomputes halos and statistics passes). */
+  workRatio: number;
+  /** The budget planned for (null: none, the untiled plan). */
+  budgetMiB: number | null;
+}
+
+export interface PlanInputs {
+  kernels: Kernels;
+  program: Program;
+  inputShape: readonly number[];
+  /** Bytes of the resident weights. */
+  weightsBytes: number;
+  /** Bytes the runtime itself holds (runtimeAllowanceBytes). */
+  runtimeBytes: number;
+  /** Smallest exact tile side allowed and its granularity at the input's resolution (encode: a multiple of the downscale factor). */
+  tileUnit: number;
+}
+
+export function checkBudget(value: unknown, what: string): number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0)
+    throw new AutoencoderKLError(what, `must be a positive number of MiB, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+const round = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
+
+function plan(
+  inputs: PlanInputs,
+  mode: MemoryPlan["mode"],
+  working: number,
+  host: number,
+  macs: number,
+  untiledMacs: number,
+  budgetMiB: number | null,
+  tileSize: number | null = null,
+  checkpointMiB: number | null = null,
+): MemoryPlan {
+  const parts = {
+    runtimeMiB: round(inputs.runtimeBytes),
+    weightsMiB: round(inputs.weightsBytes),
+    workingMiB: round(working * MARGIN),
+    hostMiB: round(host),
+  };
+  return {
+    mode,
+    tileSize,
+    checkpointMiB,
+    peakMiB: round(inputs.runtimeBytes + inputs.weightsBytes + working * MARGIN + host),
+    parts,
+    workRatio: untiledMacs > 0 ? Math.round((macs / untiledMacs) * 100) / 100 : 1,
+    budgetMiB,
+  };
+}
+
+/** The untiled plan's prediction. */
+async function untiled(
+  inputs: PlanInputs,
+  shape: readonly number[] = inputs.inputShape,
+): Promise<{ working: number; host: number; macs: number }> {
+  const probe = new ProbeKernels(inputs.kernels);
+  const ctx = new RunContext(probe, "plan", 0);
+  const x = ctx.alloc([...shape]);
+  const out = await runProgram(ctx, inputs.program, x, { progress: false });
+  const bytes = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 4);
+  // host: the caller's input and the output read back
+  return { working: probe.highWater, host: bytes(inputs.inputShape) + bytes(out.shape), macs: probe.convMacs };
+}
+
+async function exact(
+  inputs: PlanInputs,
+  tileSize: number,
+  checkpointMiB: number,
+): Promise<{ working: number; host: number; macs: number }> {
+  const probe = new ProbeKernels(inputs.kernels);
+  const ctx = new RunContext(probe, "plan", 0);
+  const fp = await probeExact(
+    ctx,
+    inputs.program,
+    inputs.inputShape,
+    { tileSize, checkpointBytes: checkpointMiB * MiB },
+    () => probe.convMacs,
+  );
+  const inBytes = inputs.inputShape.reduce((a, b) => a * b, 4);
+  return { working: probe.highWater, host: inBytes + fp.hostBytes, macs: fp.convMacs };
+}
+
+/**
+ * The prediction for tiling the model was told to use (enableTiling): exact tiling with its tile side and
+ * checkpoint budget, or blended tiles of `tileSize` (each tile run untiled; the input and output whole on the host).
+ */
+export async function predictTiling(
+  inputs: PlanInputs,
+  tiling: { mode: "exact" | "blend"; tileSize: number; checkpointMiB: number },
+): Promise<MemoryPlan> {
+  const u = await untiled(inputs);
+  if (tiling.mode === "exact") {
+    const e = await exact(inputs, tiling.tileSize, tiling.checkpointMiB);
+    return plan(inputs, "exact", e.working, e.host, e.macs, u.macs, null, tiling.tileSize, tiling.checkpointMiB);
+  }
+  const [b, c] = inputs.inputShape;
+  const t = await untiled(inputs, [b, c, tiling.tileSize, tiling.tileSize]);
+  // blended tiles overlap by a quarter: about (4/3)² of the untiled work; the tiles' outputs are kept for blending
+  return plan(inputs, "blend", t.working, u.host * 2, u.macs * (16 / 9), u.macs, null, tiling.tileSize, null);
+}
+
+/**
+ * The plan for one run of `program` on an input of `inputShape` under `budgetMiB` (null: untiled, predicted).
+ * Throws AutoencoderKLError naming the smallest plan when nothing fits.
+ */
+export async function planMemory(inputs: PlanInputs, budgetMiB: number | null, what: string): Promise<MemoryPlan> {
+  const u = await untiled(inputs);
+  const base = plan(inputs, "untiled", u.working, u.host, u.macs, u.macs, budgetMiB);
+  if (budgetMiB === null || base.peakMiB <= budgetMiB) return base;
+  const [, , h, w] = inputs.inputShape;
+  const sides = TILE_SIDES.map((s) => s * inputs.tileUnit).filter((s) => s < Math.max(h, w));
+  let best: MemoryPlan | null = null;
+  let smallest: MemoryPlan = base;
+  for (const side of sides) {
+    for (const ck of CHECKPOINT_MIB) {
+      const e = await exact(inputs, side, ck);
+      const p = plan(inputs, "exact", e.working, e.host, e.macs, u.macs, budgetMiB, side, ck);
+      if (p.peakMiB < smallest.peakMiB) smallest = p;
+      if (p.peakMiB <= budgetMiB && (!best || p.workRatio < best.workRatio)) best = p;
+    }
+  }
+  if (best) return best;
+  const describe = (p: MemoryPlan) =>
+    `${p.mode === "exact" ? `exact tiling, ${p.tileSize}-px tiles, checkpointMiB ${p.checkpointMiB}` : "untiled"}: ` +
+    `${p.peakMiB} MiB (runtime ${p.parts.runtimeMiB}, weights ${p.parts.weightsMiB}, working set ${p.parts.workingMiB}, host ${p.parts.hostMiB})`;
+  throw new AutoencoderKLError(
+    what,
+    `maxMemoryMiB ${budgetMiB} is too small for an input of [${inputs.inputShape.join(", ")}]: the smallest plan is ${describe(smallest)}; untiled is ${describe(base)}. Raise the budget to at least ${Math.ceil(smallest.peakMiB)} MiB` +
+      (inputs.weightsBytes > 0 ? ', or shrink the weights (weightDtype: "f16", components: one half)' : ""),
+  );
+}
