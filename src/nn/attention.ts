@@ -6,7 +6,9 @@ import { Module } from "./module.js";
 
 /**
  * Computes attention for one Attention module: normalised tokens [B, N, C] in, projected output
- * [B, N, C] (after to_out) out. Processors are interchangeable and must give the same numbers.
+ * [B, N, C] (after to_out) out. Processors are interchangeable and must give the same numbers. A processor
+ * may free `tokens` (ctx.free) once it has projected them, so that the mid block at large sizes holds one
+ * [B, N, C] tensor less; the caller's later free of them is then a no-op.
  */
 export interface AttentionProcessor {
   readonly name: string;
@@ -23,6 +25,7 @@ export async function projectAndAttend(
   const q = await attn.toQ.forward(ctx, tokens);
   const k = await attn.toK.forward(ctx, tokens);
   const v = await attn.toV.forward(ctx, tokens);
+  ctx.free(tokens);
   const a = ctx.alloc(q.shape);
   await core(q, k, v, a);
   ctx.free(q, k, v);
@@ -112,6 +115,7 @@ export class FusedAttnProcessor implements AttentionProcessor {
     const [batch, n, c] = tokens.shape;
     const qkvProj = await attn.fusedProjection(ctx);
     const qkv = await qkvProj.forward(ctx, tokens);
+    ctx.free(tokens);
     const parts = [0, 1, 2].map((i) => {
       const t = ctx.alloc([batch, n, c]);
       return {

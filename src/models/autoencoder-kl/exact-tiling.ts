@@ -108,9 +108,22 @@ function scaleBetween(ops: readonly Op[], from: number, to: number): [number, nu
   return [num, den];
 }
 
+/**
+ * Frees a host array the tiler owns now rather than at the next garbage collection, where the engine can
+ * (ArrayBuffer.prototype.transfer: Node ≥ 21, current browsers): a dropped checkpoint band is then returned at
+ * once instead of piling up with the tiles' copies until V8 collects. Elsewhere it is left to the collector.
+ */
+export function releaseHost(data: Float32Array): void {
+  const buffer = data.buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer; detached?: boolean };
+  if (data.byteOffset === 0 && data.byteLength === buffer.byteLength && !buffer.detached) buffer.transfer?.(0);
+}
+
+/** Whether releaseHost frees at once here (else released arrays wait for the garbage collector). */
+export const hostReleaseIsImmediate = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === "function";
+
 /** A tensor held on the host as row bands [B, C, rows, W], so consumed rows can be dropped early. */
 class BandedTensor {
-  readonly bands: { start: number; end: number; data: Float32Array | null }[] = [];
+  readonly bands: { start: number; end: number; data: Float32Array | null; owned: boolean }[] = [];
   constructor(
     readonly batch: number,
     readonly channels: number,
@@ -120,7 +133,7 @@ class BandedTensor {
 
   addBand(start: number, end: number): Float32Array {
     const data = new Float32Array(this.batch * this.channels * (end - start) * this.width);
-    this.bands.push({ start, end, data });
+    this.bands.push({ start, end, data, owned: true });
     return data;
   }
 
@@ -149,7 +162,11 @@ class BandedTensor {
 
   /** Drops bands that end at or before `row`. */
   releaseBefore(row: number): void {
-    for (const band of this.bands) if (band.end <= row) band.data = null;
+    for (const band of this.bands) {
+      if (band.end > row || !band.data) continue;
+      if (band.owned) releaseHost(band.data);
+      band.data = null;
+    }
   }
 
   toTensor(): Tensor {
@@ -159,7 +176,8 @@ class BandedTensor {
   static fromTensor(t: Tensor): BandedTensor {
     const [b, c, h, w] = t.shape;
     const bt = new BandedTensor(b, c, h, w);
-    bt.bands.push({ start: 0, end: h, data: t.data });
+    // the caller's data: never released by the tiler
+    bt.bands.push({ start: 0, end: h, data: t.data, owned: false });
     return bt;
   }
 }
@@ -364,7 +382,9 @@ export async function runExact(
       );
       checkpoint = out;
     }
-    return checkpoint.toTensor();
+    const whole = checkpoint.toTensor();
+    checkpoint.releaseBefore(Number.POSITIVE_INFINITY);
+    return whole;
   } finally {
     for (const a of affines.values()) ctx.free(a.scale, a.shift);
   }
@@ -419,6 +439,7 @@ async function forEachTile(
         c0 = align(colNeed[0], den);
       const crop = source.crop(r0, rowNeed[1], c0, colNeed[1]);
       const { out, rows, cols } = await runOps(ctx, ops, sizes, from, to, crop.shape, crop.data, r0, c0, affines);
+      releaseHost(crop.data);
       const data = await ctx.k.read(out.buf);
       ctx.free(out);
       const tensor = new Tensor(data, out.shape);
@@ -435,6 +456,7 @@ async function forEachTile(
         );
       }
       await use(tensor, core, r0);
+      releaseHost(data);
       await onTile();
     }
   }
@@ -659,6 +681,7 @@ export async function runExactProgram(
   if (middle.length) {
     const t = ctx.alloc(h.shape);
     ctx.k.write(t.buf, h.data);
+    if (h !== input) releaseHost(h.data);
     const m = await runProgram(ctx, middle, t, { progress: false });
     const data = await ctx.k.read(m.buf);
     h = new Tensor(data, m.shape);
@@ -679,6 +702,8 @@ export interface ExactFootprint {
   hostBytes: number;
   /** Multiply-adds of the convolutions over all passes, counting every tile as the largest one (an upper bound). */
   convMacs: number;
+  /** The largest checkpoint kept on the host. */
+  largestCheckpoint: number;
 }
 
 /**
@@ -695,7 +720,8 @@ export async function probeExact(
 ): Promise<ExactFootprint> {
   const { before, middle, after, middleLevel } = splitForTiling(program);
   let hostBytes = 0,
-    convMacs = 0;
+    convMacs = 0,
+    largestCheckpoint = 0;
   const segment = async (ops: Program, shape: readonly number[], tileSize: number): Promise<void> => {
     const [B, C, H, W] = shape;
     const sizes = levelSizes(ops, H, W);
@@ -745,6 +771,7 @@ export async function probeExact(
           // the program's output is then copied whole (BandedTensor.toTensor)
           if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
           checkpoint = bytesAt(to);
+          largestCheckpoint = Math.max(largestCheckpoint, checkpoint);
         }
         // each tile's crop and result become garbage at once; V8 collects them only every few tiles
         hostBytes = Math.max(hostBytes, held + TILE_COPIES_UNCOLLECTED * tileBytes);
@@ -767,5 +794,5 @@ export async function probeExact(
   }
   if (after.length)
     await segment(after, shapeAfter([...before, ...middle], inputShape), sideAt(options.tileSize, middleLevel));
-  return { hostBytes, convMacs };
+  return { hostBytes, convMacs, largestCheckpoint };
 }
