@@ -4,7 +4,10 @@
 // and its high-water mark, and the max abs difference from the untiled decode of the same size.
 //
 //   node bench/memory-budget.mjs [--sizes 512,1024] [--budgets 512:400,1024:512] [--weight-dtype f16|f32|both]
-//                                [--threads 2] [--isa relaxed|simd] [--json out.json]
+//                                [--threads 2] [--isa relaxed|simd] [--storage files|memory] [--json out.json]
+//
+// --storage files (default) lets the planner keep exact tiling's checkpoints in temporary files, as the CLI
+// does; memory keeps them in the process (recomputing what does not fit).
 //
 // Each run is its own process (`node --expose-gc`), started fresh: peak RSS is the process's maxRSS. The
 // latent is seeded N(0, 1). Run on an otherwise idle machine; one decode per configuration.
@@ -31,6 +34,7 @@ const FP16_DIR = path.join(PEERS_DIR, "onnx", "diffusers-fp16");
 
 async function child(spec) {
   const api = await import(pathToFileURL(path.join(DIST, "index.js")).href);
+  const { fileCheckpointStorage } = await import(pathToFileURL(path.join(DIST, "node.js")).href);
   const t0 = performance.now();
   const vae = await api.AutoencoderKL.fromPretrained(FP16_DIR, {
     variant: "fp16",
@@ -38,6 +42,7 @@ async function child(spec) {
     weightDtype: spec.weightDtype,
     backend: "wasm",
     threads: spec.threads,
+    ...(spec.storage === "files" ? { checkpointStorage: fileCheckpointStorage() } : {}),
   });
   const loadS = (performance.now() - t0) / 1e3;
   const kernels = /** @type {any} */ (vae).kernels;
@@ -88,6 +93,7 @@ async function main() {
     .map((p) => /** @type {[number, number]} */ (p.split(":").map(Number)));
   const dtypes = (args.weightDtype ?? "f16") === "both" ? ["f32", "f16"] : [args.weightDtype ?? "f16"];
   const threads = +(args.threads ?? 2);
+  const storage = args.storage ?? "files";
   const isa = args.isa ?? "relaxed";
   const { wasmRelaxedSimdSupported } = await import(pathToFileURL(path.join(DIST, "backends/wasm/index.js")).href);
   const flags = ["--expose-gc", ...(isa === "relaxed" && !wasmRelaxedSimdSupported() ? [RELAXED_FLAG] : [])];
@@ -108,7 +114,7 @@ async function main() {
       }
       for (const run of runs) {
         const out = path.join(dir, `${size}-${run.weightDtype}-${run.budget}.bin`);
-        const spec = { size, threads, out, ...run };
+        const spec = { size, threads, out, storage, ...run };
         console.log(`decode ${size}², ${run.weightDtype} weights, budget ${run.budget ?? "none"} …`);
         const r = await runChild(SELF, ["--child", JSON.stringify(spec)], { flags });
         const y = new Float32Array(readFileSync(out).buffer.slice(0));
@@ -121,7 +127,7 @@ async function main() {
         results.push(r);
         const p = r.plan;
         console.log(
-          `  ${p.mode}${p.mode === "exact" ? ` (${p.tileSize * 8}-px tiles, checkpoints ≤ ${p.checkpointMiB} MiB, work ≤ ${p.workRatio}×)` : ""}: ` +
+          `  ${p.mode}${p.mode === "exact" ? ` (${p.tileSize * 8}-px tiles, ${p.storedCheckpoints ? "checkpoints in files" : `checkpoints ≤ ${p.checkpointMiB} MiB`}, work ≤ ${p.workRatio}×)` : ""}: ` +
             `${fmt(r.seconds, 1)} s, peak RSS ${fmt(r.peak_rss_process_mib, 0)} MiB (predicted ${fmt(p.peakMiB, 0)}), ` +
             `wasm ${fmt(r.wasm_memory_mib, 0)} MiB (high-water ${fmt(r.wasm_high_water_mib, 0)}), max |diff| ${diff.toExponential(2)}`,
         );
@@ -135,12 +141,15 @@ async function main() {
   );
   for (const r of results) {
     const p = r.plan;
-    const how = p.mode === "exact" ? `exact, ${p.tileSize * 8}-px tiles, ckpt ≤ ${p.checkpointMiB} MiB` : p.mode;
+    const how =
+      p.mode === "exact"
+        ? `exact, ${p.tileSize * 8}-px tiles, ${p.storedCheckpoints ? "checkpoints in files" : `ckpt ≤ ${p.checkpointMiB} MiB`}`
+        : p.mode;
     console.log(
       `| ${r.size}² | ${r.weight_dtype} | ${r.budget_mib ?? "—"} | ${how} | ${fmt(r.seconds, 1)} | ${fmt(r.peak_rss_process_mib, 0)} (${fmt(p.peakMiB, 0)}) | ${fmt(r.wasm_memory_mib, 0)} (${fmt(r.wasm_high_water_mib, 0)}) | ${r.budget_mib === null ? "—" : r.max_abs_diff_vs_untiled.toExponential(2)} |`,
     );
   }
-  if (args.json) writeFileSync(args.json, JSON.stringify({ machine, threads, isa, results }, null, 2));
+  if (args.json) writeFileSync(args.json, JSON.stringify({ machine, threads, isa, storage, results }, null, 2));
 }
 
 const argv = process.argv.slice(2);

@@ -23,6 +23,7 @@ export { AutoencoderKL } from "./models/autoencoder-kl/autoencoder-kl.js";
 export type { AutoencoderKLConfig } from "./models/autoencoder-kl/config.js";
 export { DEFAULT_CONFIG, resolveConfig } from "./models/autoencoder-kl/config.js";
 export { DiagonalGaussianDistribution } from "./models/autoencoder-kl/distribution.js";
+export type { CheckpointArea, CheckpointStorage } from "./models/autoencoder-kl/exact-tiling.js";
 export type { MemoryPlan } from "./models/autoencoder-kl/memory-plan.js";
 export type { AttentionProcessor } from "./nn/attention.js";
 export { AttnProcessor, FusedAttnProcessor, MemoryEfficientAttnProcessor } from "./nn/attention.js";

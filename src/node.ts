@@ -24,3 +24,5 @@ export function demoModelPath(): string {
 export function demoImagePath(): string {
   return asset("chelsea.png");
 }
+
+export { fileCheckpointStorage } from "./io/checkpoint-files.js";

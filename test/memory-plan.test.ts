@@ -1,9 +1,13 @@
 // The memory budget (issue 13): maxMemoryMiB makes the model plan untiled or exact tiling before any work, the
 // prediction bounds what the backend really uses, a planned exact run gives the untiled numbers, and a budget
 // nothing fits is an error that says what would.
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createWasmBackend } from "../src/backends/wasm/index.js";
-import { AutoencoderKL, AutoencoderKLError } from "../src/index.js";
+import { AutoencoderKL, AutoencoderKLError, type CheckpointStorage } from "../src/index.js";
+import { fileCheckpointStorage } from "../src/io/checkpoint-files.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { compare, FIXTURES, loadCase, manifest } from "./helpers/fixtures.js";
 
@@ -190,5 +194,52 @@ describe("memory plan: bad budgets", () => {
     } finally {
       vae.dispose();
     }
+  });
+});
+
+describe("checkpoint storage: exact tiling keeps its checkpoints in temporary files", () => {
+  it("gives the in-memory result bit for bit, leaves no file behind, and lets the planner store every checkpoint", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "akl-ckpt-test-"));
+    let areas = 0,
+      written = 0;
+    const files = fileCheckpointStorage(dir);
+    // counts what goes through the storage, so the test knows the files were used
+    const counting: CheckpointStorage = {
+      open() {
+        areas++;
+        const a = files.open();
+        return { ...a, write: (d) => ((written += d.length), a.write(d)) };
+      },
+    };
+    const vae = await AutoencoderKL.fromPretrained(SDLIKE, { backend: "wasm", threads: 1 });
+    try {
+      const z = noise([1, 4, 20, 18], 9);
+      vae.enableTiling({ mode: "exact", tileSampleMinSize: 32 });
+      const inMemory = (await vae.decode(z)).sample;
+      vae.checkpointStorage = counting;
+      const stored = (await vae.decode(z)).sample;
+      expect(areas).toBe(1);
+      expect(written).toBeGreaterThan(z.size * 100);
+      expect(compare(stored, inMemory).maxAbs).toBe(0);
+      expect(readdirSync(dir)).toEqual([]);
+      vae.disableTiling();
+      expect(compare(stored, (await vae.decode(z)).sample).maxAbs).toBeLessThanOrEqual(5e-5);
+      // the planner may now keep every checkpoint in the files: never more work than without them
+      const withFiles = await vae.planMemory("decode", z.shape, {
+        maxMemoryMiB: (await vae.planMemory("decode", z.shape)).peakMiB - 1,
+      });
+      vae.checkpointStorage = null;
+      const without = await vae.planMemory("decode", z.shape, { maxMemoryMiB: withFiles.budgetMiB });
+      expect(withFiles.workRatio).toBeLessThanOrEqual(without.workRatio);
+    } finally {
+      vae.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a checkpointStorage without open() is refused by name", async () => {
+    await expect(
+      AutoencoderKL.fromPretrained(SDLIKE, { backend: "reference", checkpointStorage: {} as CheckpointStorage }),
+    ).rejects.toThrow(/options\.checkpointStorage: must be a CheckpointStorage/);
   });
 });

@@ -503,7 +503,7 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
     const how =
       p.mode === "untiled"
         ? "untiled"
-        : `${p.mode === "exact" ? "exact tiling" : "blended tiles"}, ${kind === "decode" ? p.tileSize! * f : p.tileSize}-px tiles${p.mode === "exact" ? `, checkpoints ≤ ${p.checkpointMiB} MiB, ≈ ${p.workRatio}× the untiled work` : ""}`;
+        : `${p.mode === "exact" ? "exact tiling" : "blended tiles"}, ${kind === "decode" ? p.tileSize! * f : p.tileSize}-px tiles${p.mode === "exact" ? `, ${p.storedCheckpoints ? "checkpoints in temporary files" : `checkpoints ≤ ${p.checkpointMiB} MiB`}, ≈ ${p.workRatio}× the untiled work` : ""}`;
     log(
       `memory      ${what}: ${how}; predicted peak ${p.peakMiB} MiB${p.budgetMiB !== null ? ` (budget ${p.budgetMiB} MiB)` : ""} = runtime ${p.parts.runtimeMiB} + weights ${p.parts.weightsMiB} (f32) + working set ${p.parts.workingMiB} + host ${p.parts.hostMiB}`,
     );

@@ -11,6 +11,7 @@ import {
   type Kernels,
   selectBackend,
 } from "../index.js";
+import { fileCheckpointStorage } from "../io/checkpoint-files.js";
 import { isaOf, parseIsa } from "./isa.js";
 
 /** A usage mistake (bad flag, missing argument): exit code 2, with the usage hint. */
@@ -219,6 +220,8 @@ export function applyMemoryOptions(
     vae.enableTiling(tileSize !== undefined ? { tileSampleMinSize: tileSize } : {});
   }
   if (maxMemory !== undefined) vae.maxMemoryMiB = maxMemory;
+  // a command-line run may spill exact tiling's checkpoints to temporary files rather than recompute them
+  if (maxMemory !== undefined || o.exact) vae.checkpointStorage = fileCheckpointStorage();
 }
 
 async function loadWeights(

@@ -20,7 +20,7 @@ import { type Program, runProgram } from "../../nn/program.js";
 import { Tensor } from "../../tensor/tensor.js";
 import { type AutoencoderKLConfig, activationOf, resolveConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
-import { type ExactTilingOptions, exactSteps, runExactProgram } from "./exact-tiling.js";
+import { type CheckpointStorage, type ExactTilingOptions, exactSteps, runExactProgram } from "./exact-tiling.js";
 import { checkBudget, type MemoryPlan, planMemory, predictTiling, runtimeAllowanceBytes } from "./memory-plan.js";
 import { runTiled, type TileGrid } from "./tiling.js";
 
@@ -56,6 +56,12 @@ export interface MemoryOptions {
    * enableTiling set).
    */
   maxMemoryMiB?: number;
+  /**
+   * Where exact tiling may keep checkpoints outside the process's memory (in Node: `fileCheckpointStorage()`
+   * from autoencoderkl/node, temporary files). With it the planner can keep every checkpoint instead of
+   * recomputing the ones that do not fit the budget, and `enableTiling({ mode: "exact" })` stores them all.
+   */
+  checkpointStorage?: CheckpointStorage;
 }
 
 export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions, LoadingOptions, MemoryOptions {}
@@ -153,6 +159,16 @@ function checkLoadingOptions(o: LoadingOptions): void {
   }
 }
 
+function checkStorage(value: unknown): CheckpointStorage | null {
+  if (value === undefined || value === null) return null;
+  if (typeof (value as CheckpointStorage).open !== "function")
+    throw new AutoencoderKLError(
+      "options.checkpointStorage",
+      "must be a CheckpointStorage (an object with open()), e.g. fileCheckpointStorage() from autoencoderkl/node",
+    );
+  return value as CheckpointStorage;
+}
+
 function describeShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
@@ -177,6 +193,8 @@ export class AutoencoderKL {
   tilingMode: "blend" | "exact" = "blend";
   checkpointMiB = 256;
   private budgetMiB: number | null = null;
+  /** Where exact tiling keeps checkpoints instead of memory (MemoryOptions.checkpointStorage); null: memory. */
+  checkpointStorage: CheckpointStorage | null = null;
   private disposed = false;
 
   private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean, components: Components) {
@@ -196,6 +214,7 @@ export class AutoencoderKL {
     const cfg = resolveConfig(config);
     const components = checkComponents(options.components);
     const budget = checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
+    const storage = checkStorage(options.checkpointStorage);
     const kernels =
       options.kernels ??
       (await selectBackend({
@@ -207,6 +226,7 @@ export class AutoencoderKL {
       }));
     const vae = new AutoencoderKL(cfg, kernels, !options.kernels, components);
     vae.budgetMiB = budget;
+    vae.checkpointStorage = storage;
     return vae;
   }
 
@@ -217,6 +237,7 @@ export class AutoencoderKL {
   static async fromPretrained(dirOrUrl: string | URL, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
     checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
+    checkStorage(options.checkpointStorage);
     checkComponents(options.components);
     const { config, stateDict: raw, source } = await readPretrained(dirOrUrl, options);
     const cfg = resolveConfig(config, source.config);
@@ -247,6 +268,7 @@ export class AutoencoderKL {
   ): Promise<AutoencoderKL> {
     checkLoadingOptions(options);
     checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
+    checkStorage(options.checkpointStorage);
     const components = checkComponents(options.components);
     const { readSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
@@ -538,7 +560,7 @@ export class AutoencoderKL {
   private async exactEncode(
     x: Tensor,
     options: RunOptions,
-    tiling: ExactTilingOptions = { tileSize: this.tileSampleMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 },
+    tiling: ExactTilingOptions = this.tilingOptions(this.tileSampleMinSize),
   ): Promise<{ latentDist: DiagonalGaussianDistribution }> {
     const program = this.modules.encodeProgram();
     const ctx = new RunContext(this.kernels, "encode", exactSteps(program, x.shape, tiling), options);
@@ -554,7 +576,7 @@ export class AutoencoderKL {
   private async exactDecode(
     z: Tensor,
     options: RunOptions,
-    tiling: ExactTilingOptions = { tileSize: this.tileLatentMinSize, checkpointBytes: this.checkpointMiB * 2 ** 20 },
+    tiling: ExactTilingOptions = this.tilingOptions(this.tileLatentMinSize),
   ): Promise<{ sample: Tensor }> {
     const program = this.modules.decodeProgram();
     const ctx = new RunContext(this.kernels, "decode", exactSteps(program, z.shape, tiling), options);
@@ -613,6 +635,7 @@ export class AutoencoderKL {
       weightsBytes,
       runtimeBytes: runtimeAllowanceBytes((this.kernels as { threads?: number }).threads ?? 1),
       tileUnit: kind === "encode" ? this.downscaleFactor : 1,
+      storage: this.checkpointStorage ?? undefined,
     };
     // without a budget, what encode/decode would run: the tiling enableTiling set, when the input exceeds a tile
     const tile = kind === "encode" ? this.tileSampleMinSize : this.tileLatentMinSize;
@@ -634,7 +657,16 @@ export class AutoencoderKL {
   }
 
   private exactOptions(plan: MemoryPlan): ExactTilingOptions {
-    return { tileSize: plan.tileSize!, checkpointBytes: plan.checkpointMiB! * 2 ** 20 };
+    return plan.storedCheckpoints && this.checkpointStorage
+      ? { tileSize: plan.tileSize!, checkpointBytes: Number.POSITIVE_INFINITY, storage: this.checkpointStorage }
+      : { tileSize: plan.tileSize!, checkpointBytes: plan.checkpointMiB! * 2 ** 20 };
+  }
+
+  /** Exact tiling as enableTiling set it: every checkpoint stored when the model has a checkpointStorage. */
+  private tilingOptions(tileSize: number): ExactTilingOptions {
+    return this.checkpointStorage
+      ? { tileSize, checkpointBytes: Number.POSITIVE_INFINITY, storage: this.checkpointStorage }
+      : { tileSize, checkpointBytes: this.checkpointMiB * 2 ** 20 };
   }
 
   // ---- attention processors (keys are the diffusers module paths + ".processor") ----

@@ -121,9 +121,61 @@ export function releaseHost(data: Float32Array): void {
 /** Whether releaseHost frees at once here (else released arrays wait for the garbage collector). */
 export const hostReleaseIsImmediate = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === "function";
 
+/**
+ * Where exact tiling can keep its checkpoints outside the process's memory (in Node, `fileCheckpointStorage()`
+ * from autoencoderkl/node: a temporary file, so the operating system's page cache holds them, not the heap).
+ */
+export interface CheckpointStorage {
+  /** A scratch area for one run; closed when the run ends. */
+  open(): CheckpointArea;
+}
+
+export interface CheckpointArea {
+  /** Stores the values; returns their position (in floats) for `read`. */
+  write(data: Float32Array): number;
+  /** Fills `out` with the `out.length` floats stored from `position`. */
+  read(position: number, out: Float32Array): void;
+  /**
+   * A new checkpoint starts: everything stored before the previous one's start is no longer read, so its
+   * space may be reused (checkpoints are formed from the one before them, then that one is dropped).
+   */
+  nextCheckpoint(): void;
+  close(): void;
+}
+
+/** One reusable host array for moving bands to and from a CheckpointArea. */
+class IoBuffer {
+  private data: Float32Array | null = null;
+  take(length: number): Float32Array {
+    if (!this.data || this.data.length < length) {
+      this.release();
+      this.data = new Float32Array(length);
+    }
+    return this.data.subarray(0, length);
+  }
+  release(): void {
+    if (this.data) releaseHost(this.data);
+    this.data = null;
+  }
+}
+
+interface Band {
+  start: number;
+  end: number;
+  /** The values [B·C][rows][W] in memory, or null once released or stored. */
+  data: Float32Array | null;
+  /** Whether the tiler made the array (else it is the caller's, never released). */
+  owned: boolean;
+  /** Position in the CheckpointArea of the values stored row-major [rows][B·C][W], so a row range is one read. */
+  stored: number | null;
+}
+
 /** A tensor held on the host as row bands [B, C, rows, W], so consumed rows can be dropped early. */
 class BandedTensor {
-  readonly bands: { start: number; end: number; data: Float32Array | null; owned: boolean }[] = [];
+  readonly bands: Band[] = [];
+  /** Where stored bands live (bands are kept in memory without one). */
+  area: CheckpointArea | null = null;
+  io: IoBuffer | null = null;
   constructor(
     readonly batch: number,
     readonly channels: number,
@@ -133,7 +185,7 @@ class BandedTensor {
 
   addBand(start: number, end: number): Float32Array {
     const data = new Float32Array(this.batch * this.channels * (end - start) * this.width);
-    this.bands.push({ start, end, data, owned: true });
+    this.bands.push({ start, end, data, owned: true, stored: null });
     return data;
   }
 
@@ -143,14 +195,26 @@ class BandedTensor {
     const h = r1 - r0,
       w = c1 - c0;
     const out = new Float32Array(B * C * h * w);
+    const P = B * C;
     for (const band of this.bands) {
       const lo = Math.max(r0, band.start),
         hi = Math.min(r1, band.end);
       if (lo >= hi) continue;
+      if (band.stored !== null && this.area && this.io) {
+        const rows = this.io.take((hi - lo) * P * W);
+        this.area.read(band.stored + (lo - band.start) * P * W, rows);
+        for (let y = lo; y < hi; y++) {
+          for (let p = 0; p < P; p++) {
+            const src = ((y - lo) * P + p) * W + c0;
+            out.set(rows.subarray(src, src + w), (p * h + (y - r0)) * w);
+          }
+        }
+        continue;
+      }
       if (!band.data)
         throw new AutoencoderKLError("exact tiling", `rows ${lo}..${hi} were released before their last use`);
       const bh = band.end - band.start;
-      for (let p = 0; p < B * C; p++) {
+      for (let p = 0; p < P; p++) {
         for (let y = lo; y < hi; y++) {
           const src = (p * bh + (y - band.start)) * W + c0;
           out.set(band.data.subarray(src, src + w), (p * h + (y - r0)) * w);
@@ -163,8 +227,28 @@ class BandedTensor {
   /** Drops bands that end at or before `row`. */
   releaseBefore(row: number): void {
     for (const band of this.bands) {
-      if (band.end > row || !band.data) continue;
+      if (band.end > row) continue;
+      band.stored = null;
+      if (!band.data) continue;
       if (band.owned) releaseHost(band.data);
+      band.data = null;
+    }
+  }
+
+  /** Moves the in-memory bands the tiler made to the area (row-major), freeing their host arrays. */
+  store(): void {
+    if (!this.area || !this.io) return;
+    const P = this.batch * this.channels,
+      W = this.width;
+    for (const band of this.bands) {
+      if (!band.data || !band.owned) continue;
+      const bh = band.end - band.start;
+      const rows = this.io.take(bh * P * W);
+      for (let p = 0; p < P; p++)
+        for (let y = 0; y < bh; y++)
+          rows.set(band.data.subarray((p * bh + y) * W, (p * bh + y + 1) * W), (y * P + p) * W);
+      band.stored = this.area.write(rows);
+      releaseHost(band.data);
       band.data = null;
     }
   }
@@ -177,7 +261,7 @@ class BandedTensor {
     const [b, c, h, w] = t.shape;
     const bt = new BandedTensor(b, c, h, w);
     // the caller's data: never released by the tiler
-    bt.bands.push({ start: 0, end: h, data: t.data, owned: false });
+    bt.bands.push({ start: 0, end: h, data: t.data, owned: false, stored: null });
     return bt;
   }
 }
@@ -256,8 +340,10 @@ function affineFor(ctx: RunContext, norm: GroupNorm, stats: GroupStats): { scale
 export interface ExactTilingOptions {
   /** Tile core side at the resolution of the program's input (latent for decode, image for encode). */
   tileSize: number;
-  /** Largest tensor (bytes) kept on the host as a checkpoint; larger ones are recomputed. */
+  /** Largest tensor (bytes) kept as a checkpoint; larger ones are recomputed. */
   checkpointBytes: number;
+  /** Keep checkpoints there instead of in memory (each band once it is formed); the output stays in memory. */
+  storage?: CheckpointStorage;
 }
 
 /** One sweep over all tiles: reduce the statistics of the norm at `to`, or form the tensor entering `to`. */
@@ -325,6 +411,8 @@ export async function runExact(
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
   let checkpoint = BandedTensor.fromTensor(input);
+  const area = options.storage?.open() ?? null;
+  const io = area ? new IoBuffer() : null;
   try {
     for (const pass of planExact(ops, input.shape, options)) {
       const { from, to } = pass;
@@ -351,6 +439,12 @@ export async function runExact(
       }
       const [nh, nw] = sizes[to];
       const out = new BandedTensor(B, channelsAt(ops, to, C), nh, nw);
+      // every checkpoint but the output goes to the storage, band by band as each is complete
+      if (to < ops.length && area) {
+        area.nextCheckpoint();
+        out.area = area;
+        out.io = io;
+      }
       const source = checkpoint;
       let band: { start: number; data: Float32Array } | null = null;
       await forEachTile(
@@ -364,6 +458,7 @@ export async function runExact(
         affines,
         async (result, core, sourceRowStart) => {
           if (!band || band.start !== core.globalRows[0]) {
+            out.store();
             band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
             // Later tiles start at or below this crop: rows above it are never read again.
             source.releaseBefore(sourceRowStart);
@@ -380,6 +475,8 @@ export async function runExact(
         },
         onTile,
       );
+      out.store();
+      source.releaseBefore(Number.POSITIVE_INFINITY);
       checkpoint = out;
     }
     const whole = checkpoint.toTensor();
@@ -387,6 +484,8 @@ export async function runExact(
     return whole;
   } finally {
     for (const a of affines.values()) ctx.free(a.scale, a.shift);
+    io?.release();
+    area?.close();
   }
 }
 
@@ -758,19 +857,26 @@ export async function probeExact(
         const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4);
         ctx.free(out);
         convMacs += (macs() - m0) * pass.tiles;
+        // a stored checkpoint costs host memory only as the rows a crop reads (one read buffer, full width)
+        const stored = options.storage !== undefined && from > 0;
         if (from === 0) checkpoint = bytesAt(0);
-        let held = checkpoint;
+        const readRows = stored ? (cropShape[2] * bytesAt(from)) / sizes[from][0] : 0;
+        let held = stored ? readRows : checkpoint;
         if (pass.kind === "form") {
-          // Row by row of tiles, the source's rows above the crop are dropped while the output's bands grow.
           const [sh] = sizes[from];
+          const storesOut = options.storage !== undefined && to < ops.length;
+          // Row by row of tiles, the source's rows above the crop are dropped while the output's bands grow
+          // (with storage: only the band being formed is in memory).
           for (let y0 = 0; y0 < th; y0 += side) {
             const y1 = Math.min(th, y0 + side);
             const r0 = Math.floor(needFor(ops, sizes, from, to, [y0, y1], 0)[0] / den) * den;
-            held = Math.max(held, (checkpoint * (sh - r0)) / sh + (bytesAt(to) * y1) / th);
+            const source = stored ? readRows : (checkpoint * (sh - r0)) / sh;
+            const formed = storesOut ? (bytesAt(to) * (y1 - y0)) / th : (bytesAt(to) * y1) / th;
+            held = Math.max(held, source + formed);
           }
           // the program's output is then copied whole (BandedTensor.toTensor)
           if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
-          checkpoint = bytesAt(to);
+          checkpoint = storesOut ? 0 : bytesAt(to);
           largestCheckpoint = Math.max(largestCheckpoint, checkpoint);
         }
         // each tile's crop and result become garbage at once; V8 collects them only every few tiles

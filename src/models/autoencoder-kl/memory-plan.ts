@@ -13,7 +13,7 @@ import type { Kernels } from "../../backends/kernels.js";
 import { AutoencoderKLError } from "../../errors.js";
 import { RunContext } from "../../nn/context.js";
 import { type Program, runProgram } from "../../nn/program.js";
-import { hostReleaseIsImmediate, probeExact } from "./exact-tiling.js";
+import { type CheckpointStorage, hostReleaseIsImmediate, probeExact } from "./exact-tiling.js";
 import { ProbeKernels } from "./memory-probe.js";
 
 const MiB = 2 ** 20;
@@ -43,8 +43,10 @@ export interface MemoryPlan {
   mode: "untiled" | "exact" | "blend";
   /** Exact mode: tile side at the input's resolution (latent pixels for decode, image pixels for encode). */
   tileSize: number | null;
-  /** Exact mode: the largest intermediate kept on the host as a checkpoint, MiB. */
+  /** Exact mode: the largest intermediate kept on the host as a checkpoint, MiB (null: every one, in the checkpoint storage). */
   checkpointMiB: number | null;
+  /** Exact mode: checkpoints go to the model's `checkpointStorage` (e.g. temporary files) instead of memory. */
+  storedCheckpoints: boolean;
   /** Predicted peak of the process, MiB, and its parts. */
   peakMiB: number;
   parts: { runtimeMiB: number; weightsMiB: number; workingMiB: number; hostMiB: number };
@@ -64,6 +66,8 @@ export interface PlanInputs {
   runtimeBytes: number;
   /** Smallest exact tile side allowed and its granularity at the input's resolution (encode: a multiple of the downscale factor). */
   tileUnit: number;
+  /** Where checkpoints may go instead of memory (the model's checkpointStorage option). */
+  storage?: CheckpointStorage;
 }
 
 export function checkBudget(value: unknown, what: string): number | null {
@@ -85,6 +89,7 @@ function plan(
   budgetMiB: number | null,
   tileSize: number | null = null,
   checkpointMiB: number | null = null,
+  storedCheckpoints = false,
 ): MemoryPlan {
   const parts = {
     runtimeMiB: round(inputs.runtimeBytes),
@@ -96,6 +101,7 @@ function plan(
     mode,
     tileSize,
     checkpointMiB,
+    storedCheckpoints,
     peakMiB: round(inputs.runtimeBytes + inputs.weightsBytes + working * MARGIN + host),
     parts,
     workRatio: untiledMacs > 0 ? Math.round((macs / untiledMacs) * 100) / 100 : 1,
@@ -120,7 +126,7 @@ async function untiled(
 async function exact(
   inputs: PlanInputs,
   tileSize: number,
-  checkpointMiB: number,
+  checkpointMiB: number | null,
 ): Promise<{ working: number; host: number; macs: number }> {
   const probe = new ProbeKernels(inputs.kernels);
   const ctx = new RunContext(probe, "plan", 0);
@@ -128,7 +134,9 @@ async function exact(
     ctx,
     inputs.program,
     inputs.inputShape,
-    { tileSize, checkpointBytes: checkpointMiB * MiB },
+    checkpointMiB === null
+      ? { tileSize, checkpointBytes: Number.POSITIVE_INFINITY, storage: inputs.storage }
+      : { tileSize, checkpointBytes: checkpointMiB * MiB },
     () => probe.convMacs,
   );
   const inBytes = inputs.inputShape.reduce((a, b) => a * b, 4);
@@ -148,8 +156,9 @@ export async function predictTiling(
 ): Promise<MemoryPlan> {
   const u = await untiled(inputs);
   if (tiling.mode === "exact") {
-    const e = await exact(inputs, tiling.tileSize, tiling.checkpointMiB);
-    return plan(inputs, "exact", e.working, e.host, e.macs, u.macs, null, tiling.tileSize, tiling.checkpointMiB);
+    const ck = inputs.storage ? null : tiling.checkpointMiB;
+    const e = await exact(inputs, tiling.tileSize, ck);
+    return plan(inputs, "exact", e.working, e.host, e.macs, u.macs, null, tiling.tileSize, ck, ck === null);
   }
   const [b, c] = inputs.inputShape;
   const t = await untiled(inputs, [b, c, tiling.tileSize, tiling.tileSize]);
@@ -169,21 +178,24 @@ export async function planMemory(inputs: PlanInputs, budgetMiB: number | null, w
   const sides = TILE_SIDES.map((s) => s * inputs.tileUnit).filter((s) => s < Math.max(h, w));
   let best: MemoryPlan | null = null;
   let smallest: MemoryPlan = base;
+  // in memory first: at equal work a stored plan only adds file traffic
+  const budgets: (number | null)[] = inputs.storage ? [...CHECKPOINT_MIB, null] : CHECKPOINT_MIB;
   for (const side of sides) {
-    for (const ck of CHECKPOINT_MIB) {
+    for (const ck of budgets) {
       const e = await exact(inputs, side, ck);
-      const p = plan(inputs, "exact", e.working, e.host, e.macs, u.macs, budgetMiB, side, ck);
+      const p = plan(inputs, "exact", e.working, e.host, e.macs, u.macs, budgetMiB, side, ck, ck === null);
       if (p.peakMiB < smallest.peakMiB) smallest = p;
       if (p.peakMiB <= budgetMiB && (!best || p.workRatio < best.workRatio)) best = p;
     }
   }
   if (best) return best;
   const describe = (p: MemoryPlan) =>
-    `${p.mode === "exact" ? `exact tiling, ${p.tileSize}-px tiles, checkpointMiB ${p.checkpointMiB}` : "untiled"}: ` +
+    `${p.mode === "exact" ? `exact tiling, ${p.tileSize}-px tiles, ${p.storedCheckpoints ? "checkpoints stored" : `checkpointMiB ${p.checkpointMiB}`}` : "untiled"}: ` +
     `${p.peakMiB} MiB (runtime ${p.parts.runtimeMiB}, weights ${p.parts.weightsMiB}, working set ${p.parts.workingMiB}, host ${p.parts.hostMiB})`;
   throw new AutoencoderKLError(
     what,
     `maxMemoryMiB ${budgetMiB} is too small for an input of [${inputs.inputShape.join(", ")}]: the smallest plan is ${describe(smallest)}; untiled is ${describe(base)}. Raise the budget to at least ${Math.ceil(smallest.peakMiB)} MiB` +
-      (inputs.weightsBytes > 0 ? ', or shrink the weights (weightDtype: "f16", components: one half)' : ""),
+      (inputs.weightsBytes > 0 ? ', or shrink the weights (weightDtype: "f16", components: one half)' : "") +
+      (inputs.storage ? "" : ", or give the model a checkpointStorage (fileCheckpointStorage() in Node)"),
   );
 }
