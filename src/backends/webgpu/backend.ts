@@ -2,6 +2,7 @@
 import { AutoencoderKLError } from "../../errors.js";
 import { type Op, validate } from "../../ops/op.js";
 import { installOps, OPS, type OpMethods } from "../../ops/registry.js";
+import { f16BitsToF32 } from "../../tensor/dtype.js";
 import type { Activation, DeviceBuffer, Kernels } from "../kernels.js";
 import {
   BufferPool,
@@ -109,13 +110,39 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     this.freeRaw(this.own("free", "buffer", buffer));
   }
 
+  /**
+   * f16 weights are widened on the host at upload (writeHalf) and stored like any other buffer; the ops
+   * read them unchanged. Unpacking u16 pairs in the weight loads (WGSL unpack2x16float) would halve their
+   * GPU memory as wasm does; not done yet.
+   */
+  allocHalf(length: number): DeviceBuffer {
+    nonNegInt("allocHalf", "length", length);
+    const b = this.allocRaw(length, this.eb, true);
+    b.dtype = "f16";
+    return b;
+  }
+
+  writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset = 0): void {
+    const b = this.own("writeHalf", "buffer", buffer);
+    if (b.dtype !== "f16") throw new AutoencoderKLError("webgpu writeHalf", "the buffer holds f32 values; use write");
+    if (!(data instanceof Uint16Array)) throw new AutoencoderKLError("webgpu writeHalf", "data must be a Uint16Array");
+    const wide = new Float32Array(data.length);
+    for (let i = 0; i < data.length; i++) wide[i] = f16BitsToF32(data[i]);
+    this.upload("writeHalf", b, wide, offset);
+  }
+
   write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
     const b = this.own("write", "buffer", buffer);
-    nonNegInt("write", "offset", offset);
-    if (!(data instanceof Float32Array)) throw new AutoencoderKLError("webgpu write", "data must be a Float32Array");
+    if (b.dtype !== "f32") throw new AutoencoderKLError("webgpu write", "the buffer holds f16 values; use writeHalf");
+    this.upload("write", b, data, offset);
+  }
+
+  private upload(call: string, b: GpuBuffer, data: Float32Array, offset: number): void {
+    nonNegInt(call, "offset", offset);
+    if (!(data instanceof Float32Array)) throw new AutoencoderKLError(`webgpu ${call}`, "data must be a Float32Array");
     if (offset + data.length > b.length) {
       throw new AutoencoderKLError(
-        "webgpu write",
+        `webgpu ${call}`,
         `writing ${data.length} elements at offset ${offset} overruns a buffer of ${b.length}`,
       );
     }

@@ -1,5 +1,5 @@
 /// <reference types="@webgpu/types" preserve="true" />
-import type { DeviceBuffer } from "../kernels.js";
+import type { BufferDtype, DeviceBuffer } from "../kernels.js";
 
 // Numeric flag values from the WebGPU spec, so nothing depends on GPUBufferUsage & co. being global.
 export const USAGE_MAP_READ = 0x1;
@@ -24,6 +24,11 @@ export class GpuBuffer implements DeviceBuffer {
     /** The backend that allocated it. */
     readonly owner: object,
   ) {}
+  /**
+   * "f16" for allocHalf buffers. WebGPU widens f16 weights at upload for now: such a buffer holds them in
+   * the backend's ordinary storage (f32, or f16 with shader-f16 storage), so GPU memory is not halved here.
+   */
+  dtype: BufferDtype = "f32";
 }
 
 export const roundUp = (v: number, a: number): number => Math.ceil(v / a) * a;
