@@ -8,16 +8,38 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { DeviceBuffer, Kernels } from "../src/backends/kernels.js";
 import { ReferenceKernels } from "../src/backends/reference/index.js";
 import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
+import { createWebGPUBackend } from "../src/backends/webgpu/index.js";
 import { AutoencoderKLError } from "../src/errors.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { AutoencoderKL } from "../src/models/autoencoder-kl/autoencoder-kl.js";
-import { f16BitsToF32, f32ToF16 } from "../src/tensor/dtype.js";
+import { f16BytesToF32, f32ToF16 } from "../src/tensor/dtype.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { FIXTURES } from "./helpers/fixtures.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
+import { acquireTestGPU } from "./helpers/webgpu-env.js";
 
 const relaxed = enableRelaxedSimd();
 if (!relaxed.ok) console.warn(`weight-dtype: skipping the relaxed-SIMD backend: ${relaxed.reason}`);
+
+const gpuEnv = await acquireTestGPU();
+if (gpuEnv.reason) console.warn(`weight-dtype: skipping the WebGPU cases: ${gpuEnv.reason}`);
+// one device for every case (an adapter gives one), with shader-f16 where the adapter has it
+const gpuDevice = gpuEnv.adapter
+  ? createWebGPUBackend({ adapter: gpuEnv.adapter, f16: true }).then((b) => b.device)
+  : undefined;
+const gpuConfigs = gpuEnv.adapter
+  ? [
+      { name: "webgpu (f32 storage)", make: async () => createWebGPUBackend({ device: await gpuDevice }) },
+      ...(gpuEnv.adapter.features.has("shader-f16")
+        ? [
+            {
+              name: "webgpu (f16 storage)",
+              make: async () => createWebGPUBackend({ device: await gpuDevice, f16: true }),
+            },
+          ]
+        : []),
+    ]
+  : [];
 
 const SDLIKE = `${FIXTURES}models/sdlike`;
 const isas = [{ relaxed: false, name: "simd" }, ...(relaxed.ok ? [{ relaxed: true, name: "relaxed" }] : [])];
@@ -50,7 +72,8 @@ const randomHalves = (n: number, seed: number) => {
   }
   return out;
 };
-const widen = (h: Uint16Array) => Float32Array.from(h, (v) => f16BitsToF32(v));
+/** The JS conversion, bit for bit (the table path: a NaN through a JS number could lose its payload). */
+const widen = (h: Uint16Array) => f16BytesToF32(new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
 
 function expectBitIdentical(got: Float32Array, want: Float32Array, what: string): void {
   expect(got.length, what).toBe(want.length);
@@ -63,8 +86,7 @@ function expectBitIdentical(got: Float32Array, want: Float32Array, what: string)
 
 describe("f16 widening", () => {
   const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
-  const want = new Float32Array(65536);
-  for (let i = 0; i < 65536; i++) want[i] = f16BitsToF32(i);
+  const want = widen(all);
 
   for (const isa of isas) {
     it(`wasm ${isa.name}: every one of the 65536 f16 values widens to the bits src/tensor/dtype.ts gives`, async () => {
@@ -190,7 +212,12 @@ const wasmConfigs = isas.flatMap((isa) =>
 );
 
 describe("ops with f16 weights", () => {
-  for (const cfg of [...wasmConfigs, { name: "reference", make: async () => new ReferenceKernels() }]) {
+  const configs: { name: string; make: () => Promise<Kernels> }[] = [
+    ...wasmConfigs,
+    { name: "reference", make: async () => new ReferenceKernels() },
+    ...gpuConfigs,
+  ];
+  for (const cfg of configs) {
     it(`${cfg.name}: conv2d and linear give exactly what the widened f32 weights give`, async () => {
       const k = await cfg.make();
       try {
@@ -210,6 +237,84 @@ describe("ops with f16 weights", () => {
     });
   }
 });
+
+for (const cfg of gpuConfigs) {
+  describe(`${cfg.name}: f16 weights`, () => {
+    it("all 65536 f16 values unpack in the shaders as the f32 weights load (linear, one input of 1)", async () => {
+      const k = await cfg.make();
+      try {
+        const n = 65536;
+        const halves = Uint16Array.from({ length: n }, (_, i) => i);
+        const x = k.alloc(1),
+          out16 = k.alloc(n),
+          out32 = k.alloc(n);
+        k.write(x, Float32Array.of(1));
+        const w16 = k.allocHalf(n),
+          w32 = k.alloc(n);
+        k.writeHalf(w16, halves);
+        k.write(w32, widen(halves));
+        await k.linear({ x, weight: w16, bias: null, out: out16, rows: 1, inFeatures: 1, outFeatures: n });
+        await k.linear({ x, weight: w32, bias: null, out: out32, rows: 1, inFeatures: 1, outFeatures: n });
+        const [a, b] = [await k.read(out16), await k.read(out32)];
+        for (let i = 0; i < n; i++) {
+          if (!Object.is(a[i], b[i]) && !(Number.isNaN(a[i]) && Number.isNaN(b[i])))
+            expect.fail(`f16 ${i.toString(16)}: got ${a[i]}, the f32 weight gives ${b[i]}`);
+        }
+        // and the buffer reads back widened, bit for bit
+        const want = widen(halves);
+        const back = await k.read(w16);
+        for (let i = 0; i < n; i++) {
+          if (!Object.is(back[i], want[i]) && !(Number.isNaN(back[i]) && Number.isNaN(want[i])))
+            expect.fail(`read ${i.toString(16)}: got ${back[i]}, want ${want[i]}`);
+        }
+      } finally {
+        k.dispose();
+      }
+    });
+
+    it("writeHalf at odd offsets and lengths keeps the neighbouring values", async () => {
+      const k = await cfg.make();
+      try {
+        const b = k.allocHalf(9);
+        k.writeHalf(
+          b,
+          Uint16Array.from({ length: 9 }, () => 0x3c00),
+        ); // 1.0 everywhere
+        k.writeHalf(b, Uint16Array.of(0x4000, 0x4200, 0x4400), 3); // 2, 3, 4 at elements 3..5
+        k.writeHalf(b, Uint16Array.of(0xc000), 8); // -2 at the last element
+        k.writeHalf(b, Uint16Array.of(0x3800, 0x3400), 0); // 0.5, 0.25 at 0..1 (aligned)
+        expect([...(await k.read(b))]).toEqual([0.5, 0.25, 1, 2, 3, 4, 1, 1, -2]);
+      } finally {
+        k.dispose();
+      }
+    });
+
+    it("weight memory is 2 bytes per value", async () => {
+      const k = await cfg.make();
+      try {
+        const b = k.allocHalf(1000) as unknown as { eb: number; dtype: string };
+        expect(b.eb).toBe(2);
+        expect(b.dtype).toBe("f16");
+      } finally {
+        k.dispose();
+      }
+    });
+
+    it("decode is bit-identical to the fp16 file loaded as f32 (mid-block attention)", async () => {
+      const k = await cfg.make();
+      const a = await AutoencoderKL.fromPretrained(SDLIKE, { variant: "fp16", kernels: k });
+      const b = await AutoencoderKL.fromPretrained(SDLIKE, { variant: "fp16", kernels: k, weightDtype: "f16" });
+      try {
+        const z = new Tensor(randomData(1 * 4 * 4 * 3, 11), [1, 4, 4, 3]);
+        expectBitIdentical((await b.decode(z)).sample.data, (await a.decode(z)).sample.data, `${cfg.name} decode`);
+      } finally {
+        a.dispose();
+        b.dispose();
+        k.dispose();
+      }
+    });
+  });
+}
 
 // ---- models ---------------------------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ export interface Kernels extends OpMethods {
   /**
    * A buffer of `length` f16 values (dtype "f16"), zeroed. Only weights may be f16: conv2d's and linear's
    * `weight` take one and widen it exactly (every f16 is an f32) while packing; every other op argument
-   * rejects it. Backends store it as they can (see each backend: wasm keeps 2 bytes per value).
+   * rejects it. wasm and webgpu keep 2 bytes per value; the reference backend holds the values widened.
    */
   allocHalf(length: number): DeviceBuffer;
   /** Copies f16 bit patterns into an f16 buffer starting at element `offset` (default 0). */

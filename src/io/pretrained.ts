@@ -2,7 +2,7 @@ import { AutoencoderKLError } from "../errors.js";
 import { isNode } from "../platform.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { type Components, type ComponentsOptions, isSkippedKey } from "./components.js";
-import { checkSafetensorsEntry, readSafetensors } from "./safetensors.js";
+import { checkSafetensorsEntry } from "./safetensors.js";
 import { readSafetensorsHeaderRanged, streamSafetensorsEntriesRanged } from "./safetensors-ranges.js";
 import { openRandomAccess } from "./source.js";
 import { closeOnce, collectTensorStream, type TensorStream, tensorStreamOf } from "./tensor-stream.js";
@@ -111,8 +111,10 @@ async function openSafetensors(location: string, components: Components): Promis
   }
   const skip = (name: string) => isSkippedKey(name, components);
   if (!ra) {
+    // no ranges: one whole read, then the same stream over views of those bytes (no whole f32 state dict)
     const bytes = await readOptional(location);
-    return bytes && tensorStreamOf(readSafetensors(bytes, location, { filter: (name) => !skip(name) }).tensors);
+    if (!bytes) return null;
+    ra = { name: location, size: bytes.length, read: async (s, e) => bytes.subarray(s, e), close: async () => {} };
   }
   const close = closeOnce(ra);
   try {

@@ -249,7 +249,19 @@ export async function openSingleFile(
     const ckpt = await readTorchCheckpointAsync(bytes, name);
     return streamOf(withConfig(whole(fromTorch(ckpt, name), options.components), name, options.config));
   }
-  return streamOf(withConfig(fromSafetensors(bytes, name, options.components), name, options.config));
+  // Safetensors in memory stream too (views of the bytes): each tensor is converted as the model takes it,
+  // so no whole f32 state dict sits next to the file's bytes.
+  const memory: RandomAccessSource = {
+    name,
+    size: bytes.length,
+    read: async (start, end) => bytes.subarray(start, end),
+    close: async () => {},
+  };
+  const first8 = bytes.subarray(0, Math.min(8, bytes.length));
+  // progress was reported by the whole read
+  const streamed = await fromSafetensorsRanges(memory, first8, { ...options, onProgress: undefined });
+  const { config } = withConfig({ stateDict: new Map(), shapes: streamed.shapes }, name, options.config);
+  return { config, weights: streamed.weights };
 }
 
 function streamOf({ config, stateDict }: SingleFileResult): { config: Record<string, unknown>; weights: TensorStream } {

@@ -166,7 +166,7 @@ export const conv2d = defineOp<Conv2dArgs>({
       // later reduction chunks accumulate onto out; the bias comes with the first, the residual with the last
       const flags = (c0 > 0 ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
       rt.run(
-        convKernel(KH, KW),
+        convKernel(KH, KW, w.dtype === "f16"),
         [
           { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
           { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
@@ -215,15 +215,22 @@ export const conv2d = defineOp<Conv2dArgs>({
  * [o0, o0+oc), output rows [oy0, oy0+rc), input channels [c0, c0+cc). Flags: 1 accumulate into out
  * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual.
  */
-const convKernel = (kh: number, kw: number): KernelDef => {
+const convKernel = (kh: number, kw: number, wHalf = false): KernelDef => {
   // 1x1 and 3x3 (every conv in the VAE) get the kernel size as constants, so the per-element index
   // divisions in the input gather become multiply-shifts.
   const fixed = (kh === 1 && kw === 1) || (kh === 3 && kw === 3);
   const sizeFns = fixed
     ? `fn k_h() -> u32 { return ${kh}u; }\nfn k_w() -> u32 { return ${kw}u; }\n`
     : "fn k_h() -> u32 { return P.KH; }\nfn k_w() -> u32 { return P.KW; }\n";
-  return defineKernel(fixed ? `conv2d_${kh}x${kw}` : "conv2d", () => ({
-    bindings: [{ name: "x" }, { name: "w" }, { name: "bias" }, { name: "res" }, { name: "out", write: true }],
+  const name = (fixed ? `conv2d_${kh}x${kw}` : "conv2d") + (wHalf ? "_wh" : "");
+  return defineKernel(name, () => ({
+    bindings: [
+      { name: "x" },
+      { name: "w", half: wHalf }, // f16 weights unpacked in ld_w (shaders.ts)
+      { name: "bias" },
+      { name: "res" },
+      { name: "out", write: true },
+    ],
     params: [
       ["n0", "u32"],
       ["bc", "u32"],

@@ -2,7 +2,7 @@ import { AutoencoderKLError } from "../../errors.js";
 import type { Op, ReferenceRuntime } from "../../ops/op.js";
 import { validate } from "../../ops/op.js";
 import { installOps, type OpMethods } from "../../ops/registry.js";
-import { f16BitsToF32 } from "../../tensor/dtype.js";
+import { f16BytesToF32 } from "../../tensor/dtype.js";
 import type { BufferDtype, DeviceBuffer, Kernels } from "../kernels.js";
 
 /**
@@ -75,7 +75,8 @@ export class ReferenceKernels implements Kernels, ReferenceRuntime {
   }
   writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset = 0): void {
     const a = checkWrite("writeHalf", buffer, "f16", data.length, offset);
-    for (let i = 0; i < data.length; i++) a[offset + i] = f16BitsToF32(data[i]);
+    // the table conversion writes bits, NaN payloads included
+    f16BytesToF32(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), data.length, a.subarray(offset));
   }
   async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
     const a = d(buffer);

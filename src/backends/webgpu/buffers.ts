@@ -24,10 +24,7 @@ export class GpuBuffer implements DeviceBuffer {
     /** The backend that allocated it. */
     readonly owner: object,
   ) {}
-  /**
-   * "f16" for allocHalf buffers. WebGPU widens f16 weights at upload for now: such a buffer holds them in
-   * the backend's ordinary storage (f32, or f16 with shader-f16 storage), so GPU memory is not halved here.
-   */
+  /** "f16" for allocHalf buffers: f16 bits, 2 bytes each (eb 2) whatever the storage type. */
   dtype: BufferDtype = "f32";
 }
 

@@ -55,7 +55,7 @@ export interface WeightOptions {
    * and the kernels widen them exactly while packing, so outputs are bit-identical to loading the same f16
    * values as f32. An f32 or bf16 file is rounded to f16 on load (round to nearest, ties to even, as
    * PyTorch's `.half()`). Biases and GroupNorm γ/β (a fraction of a percent of the bytes) stay f32.
-   * wasm keeps 2 bytes per value; webgpu and reference widen at upload for now.
+   * wasm and webgpu keep 2 bytes per value; the reference backend holds them widened.
    */
   weightDtype?: WeightDtype;
 }
