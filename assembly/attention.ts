@@ -108,7 +108,7 @@ export function attention(
     for (let j0 = 0; j0 < NK; j0 += BK) {
       const nk = min(BK, NK - j0);
       // S = scale · Q Kᵀ for this block of keys (B = Kᵀ: key rows are B's columns)
-      packB(pk + <usize>j0 * ld, ld, D, nk, true, Kp);
+      packB(pk + <usize>j0 * ld, ld, D, nk, true, false, Kp);
       for (let i = 0; i < nq; i += MR) {
         panelTimesB(Qp + <usize>(i / MR) * qPanel, Kp, D, nk, acc, S + <usize>i * ldS, ldS, min(MR, nq - i), scale, 0, false);
       }
@@ -139,7 +139,7 @@ export function attention(
         if (corr != 1) scaleRow(O + <usize>i * ld, D, corr);
       }
       // O += P V
-      packB(pv + <usize>j0 * ld, ld, nk, D, false, Vp);
+      packB(pv + <usize>j0 * ld, ld, nk, D, false, false, Vp);
       for (let i = 0; i < nq; i += MR) {
         const nR = min(MR, nq - i);
         packA(S + <usize>i * ldS, ldS, nR, nk, Pp);

@@ -15,6 +15,7 @@
 // registers on x64 and its scheduler issues a loop body's loads first, so the body holds exactly one tap
 // (unrolling taps spilled accumulators) and the tile is 6 × 2: 12 accumulators + 2 inputs + 1 weight.
 import { loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
+import { loadWeight } from "./half";
 
 /** Output channels per tile; weights are packed in blocks of OB. */
 const OB: i32 = 6;
@@ -78,18 +79,19 @@ export function conv2dScratchBytes(
 
 /**
  * Step 1 of a convolution: packs PyTorch [O][C][KH][KW] weights into the scratch (see conv2dScratchBytes)
- * as [O/OB][C·KH·KW][OB], zero past O. Threads split the output-channel blocks.
+ * as [O/OB][C·KH·KW][OB], zero past O. Threads split the output-channel blocks. wHalf: the weights are
+ * f16 bits, widened exactly while packing.
  */
-export function conv2dPack(w: usize, O: i32, C: i32, KH: i32, KW: i32, scratch: usize, tid: i32, nt: i32): void {
+export function conv2dPack(w: usize, wHalf: bool, O: i32, C: i32, KH: i32, KW: i32, scratch: usize, tid: i32, nt: i32): void {
   const NB = (O + OB - 1) / OB;
   const ob0 = sliceBegin(NB, tid, nt), ob1 = sliceBegin(NB, tid + 1, nt);
   const T = C * KH * KW;
-  packWeights(w, scratch + 16 + <usize>ob0 * <usize>T * <usize>(OB << 2), ob0, ob1, O, T);
+  packWeights(w, wHalf, scratch + 16 + <usize>ob0 * <usize>T * <usize>(OB << 2), ob0, ob1, O, T);
 }
 
 /** Packs output-channel blocks [ob0, ob1) of PyTorch [O][T] weights into [ob - ob0][T][OB], zero past O. */
-function packWeights(w: usize, wp: usize, ob0: i32, ob1: i32, O: i32, T: i32): void {
-  const row = <usize>T << 2;
+function packWeights(w: usize, half: bool, wp: usize, ob0: i32, ob1: i32, O: i32, T: i32): void {
+  const row = <usize>T << (half ? 1 : 2);
   for (let ob = ob0; ob < ob1; ob++) {
     const dst = wp + <usize>(ob - ob0) * <usize>T * <usize>(OB << 2);
     for (let l = 0; l < OB; l++) {
@@ -98,7 +100,7 @@ function packWeights(w: usize, wp: usize, ob0: i32, ob1: i32, O: i32, T: i32): v
       let p = dst + (<usize>l << 2);
       if (o < O) {
         for (let t = 0; t < T; t++) {
-          store<f32>(p, load<f32>(src + (<usize>t << 2)));
+          store<f32>(p, loadWeight(src, <usize>t, half));
           p += <usize>(OB << 2);
         }
       } else {

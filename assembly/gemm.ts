@@ -7,6 +7,7 @@
 // against O(M·N·K) multiply-adds. B may be stored row-major [K][N] or transposed [N][K] (linear weights,
 // Kᵀ in attention); packing absorbs the difference.
 import { loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
+import { loadWeight } from "./half";
 
 /** Rows per A panel and columns per B tile. */
 export const MR = 6;
@@ -41,14 +42,15 @@ export function packA(a: usize, lda: usize, rows: i32, K: i32, dst: usize): void
 
 /**
  * Packs all of B (K × N) into tiles [N/8][K][8], zero past N. transposed: B[k][j] is stored at b + j·ldb
- * + 4k (B given as Bᵀ, rows of length K); otherwise at b + k·ldb + 4j.
+ * + 4k (B given as Bᵀ, rows of length K); otherwise at b + k·ldb + 4j. half (transposed only: linear
+ * weights): Bᵀ holds f16 bits (at b + j·ldb + 2k), widened exactly one value at a time.
  */
-export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, dst: usize): void {
+export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, half: bool, dst: usize): void {
   const tile = <usize>K * (NR << 2);
   for (let j = 0; j < N; j += NR) {
     const cols = min(NR, N - j);
     const d = dst + <usize>(j / NR) * tile;
-    if (transposed && cols == NR) {
+    if (transposed && cols == NR && !half) {
       // 4×4 register transposes: rows j..j+3 of Bᵀ at k..k+3 become B[k..k+3][j..j+3]
       const K4 = K & ~3;
       for (let h = 0; h < NR; h += 4) {
@@ -76,7 +78,7 @@ export function packB(b: usize, ldb: usize, K: i32, N: i32, transposed: bool, ds
         if (c < cols) {
           const src = b + <usize>(j + c) * ldb;
           for (let k = 0; k < K; k++) {
-            store<f32>(p, load<f32>(src + (<usize>k << 2)));
+            store<f32>(p, loadWeight(src, <usize>k, half));
             p += NR << 2;
           }
         } else {
@@ -204,7 +206,7 @@ export function matmulScratchBytes(n: i32, k: i32): i32 {
  * pairs; thread tid uses scratch + tid · matmulScratchBytes(n, k).
  */
 function gemm(
-  a: usize, b: usize, bias: usize, out: usize, batch: i32, m: i32, n: i32, k: i32, transposeB: bool,
+  a: usize, b: usize, bHalf: bool, bias: usize, out: usize, batch: i32, m: i32, n: i32, k: i32, transposeB: bool,
   bStride: i32, alpha: f32, scratch: usize, tid: i32, nt: i32,
 ): void {
   const sb = scratch + <usize>tid * <usize>matmulScratchBytes(n, k);
@@ -212,12 +214,12 @@ function gemm(
   const panels = (m + MR - 1) / MR;
   const t0 = sliceBegin(batch * panels, tid, nt), t1 = sliceBegin(batch * panels, tid + 1, nt);
   const lda = <usize>k << 2, ldo = <usize>n << 2;
-  const ldb = <usize>(transposeB ? k : n) << 2;
+  const ldb = <usize>(transposeB ? k : n) << (bHalf ? 1 : 2);
   let packedFor = -1;
   for (let t = t0; t < t1; t++) {
     const bt = t / panels, i = (t - bt * panels) * MR;
     if (bt != packedFor && (packedFor < 0 || bStride != 0)) {
-      packB(b + (<usize>bt * <usize>bStride << 2), ldb, k, n, transposeB, bp);
+      packB(b + (<usize>bt * <usize>bStride << 2), ldb, k, n, transposeB, bHalf, bp);
       packedFor = bt;
     }
     const nR = min(MR, m - i);
@@ -226,11 +228,12 @@ function gemm(
   }
 }
 
-/** out[rows][outF] = x[rows][inF] · weightᵀ + bias (weight: [outF][inF], PyTorch layout). */
+/** out[rows][outF] = x[rows][inF] · weightᵀ + bias (weight: [outF][inF], PyTorch layout; f16 bits with wHalf). */
 export function linear(
-  x: usize, weight: usize, bias: usize, out: usize, rows: i32, inF: i32, outF: i32, scratch: usize, tid: i32, nt: i32,
+  x: usize, weight: usize, wHalf: bool, bias: usize, out: usize, rows: i32, inF: i32, outF: i32, scratch: usize,
+  tid: i32, nt: i32,
 ): void {
-  gemm(x, weight, bias, out, 1, rows, outF, inF, true, 0, 1.0, scratch, tid, nt);
+  gemm(x, weight, wHalf, bias, out, 1, rows, outF, inF, true, 0, 1.0, scratch, tid, nt);
 }
 
 /** out[batch][m][n] = alpha · a[batch][m][k] · b, b: [batch][k][n], or [batch][n][k] with transposeB. */
@@ -238,5 +241,5 @@ export function matmul(
   a: usize, b: usize, out: usize, batch: i32, m: i32, n: i32, k: i32, transposeB: bool, alpha: f32,
   scratch: usize, tid: i32, nt: i32,
 ): void {
-  gemm(a, b, 0, out, batch, m, n, k, transposeB, n * k, alpha, scratch, tid, nt);
+  gemm(a, b, false, 0, out, batch, m, n, k, transposeB, n * k, alpha, scratch, tid, nt);
 }

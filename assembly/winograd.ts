@@ -19,6 +19,7 @@
 // channels the unit's groups are walked with the block's U panels staying in cache.
 import { gemmTile, MR, NR } from "./gemm";
 import { loadPartial, madd, splat, storePartial } from "./common";
+import { loadWeight } from "./half";
 
 /** Output channels per micro-kernel tile (as conv.ts). */
 const OB: i32 = MR; // the shared micro-kernel (gemm.ts) computes MR output channels × NR tiles
@@ -93,9 +94,9 @@ export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i
 /**
  * Step 1: U_p = G g Gᵀ for PyTorch [O][C][3][3] weights, into the scratch as [p][O/OB][C][OB] (zero past
  * O). Computed in f64 and rounded once. Threads split the output-channel blocks. W: the image width
- * (it sizes the per-thread regions).
+ * (it sizes the per-thread regions). wHalf: the weights are f16 bits (widened exactly, then transformed).
  */
-export function winogradPack(w: usize, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
+export function winogradPack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
   const NB = (O + OB - 1) / OB;
   const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
   const u = scratch + 16;
@@ -116,11 +117,11 @@ export function winogradPack(w: usize, O: i32, C: i32, W: i32, scratch: usize, t
             for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * tStride, 0);
             continue;
           }
-          const g = w + ((<usize>o * <usize>C + <usize>(c0 + c)) * 9 << 2);
+          const g = w + ((<usize>o * <usize>C + <usize>(c0 + c)) * 9 << (wHalf ? 1 : 2));
           // t = G g (4 rows × 3), then each row times Gᵀ
-          const g0 = <f64>load<f32>(g), g1 = <f64>load<f32>(g, 4), g2 = <f64>load<f32>(g, 8);
-          const g3 = <f64>load<f32>(g, 12), g4 = <f64>load<f32>(g, 16), g5 = <f64>load<f32>(g, 20);
-          const g6 = <f64>load<f32>(g, 24), g7 = <f64>load<f32>(g, 28), g8 = <f64>load<f32>(g, 32);
+          const g0 = <f64>loadWeight(g, 0, wHalf), g1 = <f64>loadWeight(g, 1, wHalf), g2 = <f64>loadWeight(g, 2, wHalf);
+          const g3 = <f64>loadWeight(g, 3, wHalf), g4 = <f64>loadWeight(g, 4, wHalf), g5 = <f64>loadWeight(g, 5, wHalf);
+          const g6 = <f64>loadWeight(g, 6, wHalf), g7 = <f64>loadWeight(g, 7, wHalf), g8 = <f64>loadWeight(g, 8, wHalf);
           const e0 = g0 + g6, e1 = g1 + g7, e2 = g2 + g8;
           packRow(dst, tStride, g0, g1, g2);
           packRow(dst + 4 * tStride, tStride, 0.5 * (e0 + g3), 0.5 * (e1 + g4), 0.5 * (e2 + g5));

@@ -1,6 +1,6 @@
 // The core import: no runtime dependencies, no static Node built-ins (Node-only reading is behind dynamic imports).
 
-export type { BackendName, Kernels } from "./backends/kernels.js";
+export type { BackendName, BufferDtype, DeviceBuffer, Kernels } from "./backends/kernels.js";
 export type { BackendChoice } from "./backends/select.js";
 export { selectBackend } from "./backends/select.js";
 export type { KernelSourceOptions, WasmModuleOption } from "./backends/wasm/loader.js";
@@ -18,6 +18,8 @@ export type {
   MemoryOptions,
   SavePretrainedOptions,
   TilingOptions,
+  WeightDtype,
+  WeightOptions,
 } from "./models/autoencoder-kl/autoencoder-kl.js";
 export { AutoencoderKL } from "./models/autoencoder-kl/autoencoder-kl.js";
 export type { AutoencoderKLConfig } from "./models/autoencoder-kl/config.js";

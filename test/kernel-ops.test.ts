@@ -651,7 +651,8 @@ interface Rule {
   op: OpName;
   rule: string;
   message: RegExp;
-  args: (a: Alloc) => unknown;
+  /** `h` allocates f16 buffers (allocHalf). */
+  args: (a: Alloc, h: Alloc) => unknown;
 }
 const conv2dArgs = (a: Alloc, o: Record<string, unknown> = {}) => ({
   x: a(2 * 3 * 4 * 4),
@@ -987,6 +988,72 @@ const rules: Rule[] = [
     message: /x holds 10 elements, needs 11/,
     args: (a) => ({ x: a(10), out: a(20), rows: 2, cols: 3, xOffset: 0, xRowStride: 8, outOffset: 0, outRowStride: 3 }),
   },
+  // f16 buffers (allocHalf) are weights: conv2d's and linear's `weight` take them, every other argument refuses
+  ...(
+    [
+      ["conv2d", "x", (a, h) => conv2dArgs(a, { x: h(2 * 3 * 4 * 4) })],
+      ["conv2d", "bias", (a, h) => conv2dArgs(a, { bias: h(5) })],
+      ["conv2d", "residual", (a, h) => conv2dArgs(a, { residual: h(2 * 5 * 4 * 4) })],
+      ["conv2d", "out", (a, h) => conv2dArgs(a, { out: h(2 * 5 * 4 * 4) })],
+      [
+        "linear",
+        "x",
+        (a, h) => ({ x: h(6), weight: h(6), bias: a(2), out: a(4), rows: 2, inFeatures: 3, outFeatures: 2 }),
+      ],
+      [
+        "linear",
+        "bias",
+        (a, h) => ({ x: a(6), weight: h(6), bias: h(2), out: a(4), rows: 2, inFeatures: 3, outFeatures: 2 }),
+      ],
+      [
+        "linear",
+        "out",
+        (a, h) => ({ x: a(6), weight: a(6), bias: null, out: h(4), rows: 2, inFeatures: 3, outFeatures: 2 }),
+      ],
+      [
+        "matmul",
+        "b",
+        (a, h) => ({ a: a(6), b: h(6), out: a(4), batch: 1, m: 2, n: 2, k: 3, transposeB: true, alpha: 1 }),
+      ],
+      ["groupNorm", "gamma", (a, h) => gnArgs(a, { gamma: h(4) })],
+      ["softmax", "x", (a, h) => ({ x: h(6), out: a(6), rows: 2, cols: 3 })],
+      [
+        "attention",
+        "k",
+        (a, h) => ({ q: a(6), k: h(6), v: a(6), out: a(6), batch: 1, queries: 2, keys: 2, dim: 3, scale: 1 }),
+      ],
+      ["add", "b", (a, h) => ({ a: a(4), b: h(4), out: a(4), length: 4 })],
+      ["activation", "x", (a, h) => ({ x: h(4), out: a(4), length: 4, activation: "relu" })],
+      ["upsampleNearest2x", "x", (a, h) => ({ x: h(4), out: a(16), planes: 1, height: 2, width: 2 })],
+      ["transpose", "x", (a, h) => ({ x: h(6), out: a(6), batch: 1, rows: 2, cols: 3 })],
+      [
+        "channelAffine",
+        "scale",
+        (a, h) => ({
+          x: a(8),
+          scale: h(8),
+          shift: a(8),
+          out: a(8),
+          batch: 2,
+          channels: 4,
+          spatial: 1,
+          activation: "none",
+        }),
+      ],
+      [
+        "copy",
+        "x",
+        (a, h) => ({ x: h(6), out: a(6), rows: 1, cols: 6, xOffset: 0, xRowStride: 0, outOffset: 0, outRowStride: 0 }),
+      ],
+    ] as [OpName, string, Rule["args"]][]
+  ).map(
+    ([op, arg, args]): Rule => ({
+      op,
+      rule: `f16 ${arg}`,
+      message: new RegExp(`${arg} is an f16 buffer; only the weights of conv2d and linear may be f16`),
+      args,
+    }),
+  ),
 ];
 
 const contractBackends: Backend[] = [
@@ -1009,7 +1076,12 @@ for (const be of contractBackends) {
           bufs.push(b);
           return b;
         };
-        const args = r.args(alloc);
+        const half: Alloc = (n) => {
+          const b = k.allocHalf(n);
+          bufs.push(b);
+          return b;
+        };
+        const args = r.args(alloc, half);
         let thrown: unknown;
         try {
           (k[r.op] as (a: unknown) => unknown).call(k, args);

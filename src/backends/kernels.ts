@@ -10,9 +10,13 @@ import { ACTIVATION_CODE } from "./wasm/exports.generated.js";
 
 export type BackendName = "wasm" | "webgpu" | "reference";
 
-/** Opaque device allocation; `length` counts f32 elements. */
+/** What a buffer stores: f32 (every buffer from `alloc`), or f16 bits (`allocHalf`: weights only). */
+export type BufferDtype = "f32" | "f16";
+
+/** Opaque device allocation; `length` counts elements of its dtype (absent: f32). */
 export interface DeviceBuffer {
   readonly length: number;
+  readonly dtype?: BufferDtype;
 }
 
 /**
@@ -43,8 +47,16 @@ export interface Kernels extends OpMethods {
   free(buffer: DeviceBuffer): void;
   /** Copies host data into a buffer starting at element `offset` (default 0). */
   write(buffer: DeviceBuffer, data: Float32Array, offset?: number): void;
-  /** Copies a whole buffer (or its first `length` elements) back to the host. */
+  /** Copies a whole buffer (or its first `length` elements) back to the host; an f16 buffer comes back widened. */
   read(buffer: DeviceBuffer, length?: number): Promise<Float32Array>;
+  /**
+   * A buffer of `length` f16 values (dtype "f16"), zeroed. Only weights may be f16: conv2d's and linear's
+   * `weight` take one and widen it exactly (every f16 is an f32) while packing; every other op argument
+   * rejects it. wasm and webgpu keep 2 bytes per value; the reference backend holds the values widened.
+   */
+  allocHalf(length: number): DeviceBuffer;
+  /** Copies f16 bit patterns into an f16 buffer starting at element `offset` (default 0). */
+  writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset?: number): void;
 
   /** Releases every buffer and worker this backend holds. */
   dispose(): void;

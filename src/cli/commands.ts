@@ -9,6 +9,7 @@ import {
   type RunOptions,
   readSafetensors,
   Tensor,
+  type WeightDtype,
   writeSafetensors,
 } from "../index.js";
 import { cropTo, decodeImage, encodePngPixels, padToMultiple, writePng } from "../io/image/index.js";
@@ -28,6 +29,7 @@ import {
   modelLine,
   parseIntOption,
   UsageError,
+  weightDtypeOption,
 } from "./model.js";
 import { planOutput, writeOutput } from "./output.js";
 import { formatSeconds } from "./progress.js";
@@ -505,7 +507,7 @@ export async function info(ctx: CommandContext): Promise<CommandResult> {
         ? "untiled"
         : `${p.mode === "exact" ? "exact tiling" : "blended tiles"}, ${kind === "decode" ? p.tileSize! * f : p.tileSize}-px tiles${p.mode === "exact" ? `, ${p.storedCheckpoints ? "checkpoints in temporary files" : `checkpoints ≤ ${p.checkpointMiB} MiB`}, ≈ ${p.workRatio}× the untiled work` : ""}`;
     log(
-      `memory      ${what}: ${how}; predicted peak ${p.peakMiB} MiB${p.budgetMiB !== null ? ` (budget ${p.budgetMiB} MiB)` : ""} = runtime ${p.parts.runtimeMiB} + weights ${p.parts.weightsMiB} (f32) + working set ${p.parts.workingMiB} + host ${p.parts.hostMiB}`,
+      `memory      ${what}: ${how}; predicted peak ${p.peakMiB} MiB${p.budgetMiB !== null ? ` (budget ${p.budgetMiB} MiB)` : ""} = runtime ${p.parts.runtimeMiB} + weights ${p.parts.weightsMiB} (${mem.weightDtype}) + working set ${p.parts.workingMiB} + host ${p.parts.hostMiB}`,
     );
   }
   return {
@@ -538,6 +540,7 @@ async function memoryPlans(
   w: number,
   h: number,
 ): Promise<{
+  weightDtype: WeightDtype;
   width: number;
   height: number;
   weights: number;
@@ -547,10 +550,12 @@ async function memoryPlans(
 }> {
   const { backend, threads } = backendOptions(o);
   // planned for the CPU backend unless another is named: its working set is what the process holds
+  const weightDtype = weightDtypeOption(o);
   const vae = await AutoencoderKL.fromConfig(config, {
     backend: backend === "auto" ? "wasm" : backend,
     threads,
     components,
+    weightDtype,
   });
   try {
     applyMemoryOptions(vae, o);
@@ -571,6 +576,7 @@ async function memoryPlans(
     const peaks = [encode, decode].filter((p): p is MemoryPlan => typeof p === "object" && p !== null);
     const weights = [...vae.parameterShapes().values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 4), 0);
     return {
+      weightDtype,
       width: w,
       height: h,
       weights,

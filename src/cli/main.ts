@@ -24,6 +24,7 @@ const SHARED: Options = {
   "tile-size": { type: "string" },
   exact: { type: "boolean" },
   "max-memory": { type: "string" },
+  "weight-dtype": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
@@ -45,6 +46,8 @@ const SHARED_HELP = `Shared options:
       --tile-size <px>        tile side in image pixels (implies --tile; default: the config's sample_size)
       --exact                 exact tiling: tiles with halos and whole-image GroupNorm statistics, the same
                               output as untiled (--tile alone gives diffusers' blended tiles and their seams)
+      --weight-dtype <t>      f32 (default) or f16: keep conv and linear weights as f16 in memory (half the
+                              bytes; the same outputs as f32 for f16 files, f32 files are rounded)
       --max-memory <MiB>      plan each encode/decode to stay under this process peak: untiled, or exact
                               tiling with the tile side and checkpoints that fit (overrides --tile/--exact);
                               an error says what would fit

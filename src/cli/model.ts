@@ -10,6 +10,7 @@ import {
   type Components,
   type Kernels,
   selectBackend,
+  type WeightDtype,
 } from "../index.js";
 import { fileCheckpointStorage } from "../io/checkpoint-files.js";
 import { isaOf, parseIsa } from "./isa.js";
@@ -49,6 +50,7 @@ export interface ModelOptions {
   "tile-size"?: string;
   exact?: boolean;
   "max-memory"?: string;
+  "weight-dtype"?: string;
   components?: string;
   isa?: string;
 }
@@ -168,7 +170,7 @@ export async function loadModel(
   const kernels = await makeKernels(backend, threads, o.isa);
   let vae: AutoencoderKL;
   try {
-    vae = await loadWeights(location, kind, kernels, o.variant, components, onWarning);
+    vae = await loadWeights(location, kind, kernels, o.variant, components, weightDtypeOption(o), onWarning);
   } catch (e) {
     kernels.dispose();
     throw e;
@@ -224,12 +226,20 @@ export function applyMemoryOptions(
   if (maxMemory !== undefined || o.exact) vae.checkpointStorage = fileCheckpointStorage();
 }
 
+/** --weight-dtype: how conv and linear weights are held in memory (f16 halves them; the same outputs for f16 files). */
+export function weightDtypeOption(o: ModelOptions): WeightDtype {
+  const v = o["weight-dtype"] ?? "f32";
+  if (v !== "f32" && v !== "f16") throw new UsageError(`--weight-dtype must be f32 or f16, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 async function loadWeights(
   location: string,
   kind: ModelKind,
   kernels: Kernels,
   variant: string | undefined,
   components: Components,
+  weightDtype: WeightDtype,
   onWarning?: (line: string) => void,
 ): Promise<AutoencoderKL> {
   let vae: AutoencoderKL;
@@ -243,9 +253,9 @@ async function loadWeights(
         "single-file checkpoints are not supported by this build; pass a diffusers folder",
       );
     }
-    vae = await fromSingleFile.call(AutoencoderKL, location, { kernels, onWarning, components });
+    vae = await fromSingleFile.call(AutoencoderKL, location, { kernels, onWarning, components, weightDtype });
   } else {
-    vae = await AutoencoderKL.fromPretrained(location, { kernels, variant, onWarning, components });
+    vae = await AutoencoderKL.fromPretrained(location, { kernels, variant, onWarning, components, weightDtype });
   }
   return vae;
 }

@@ -5,6 +5,7 @@
  */
 import { AutoencoderKLError } from "../errors.js";
 import { Tensor } from "../tensor/tensor.js";
+import type { TensorStream } from "./tensor-stream.js";
 
 /** Whole Stable Diffusion checkpoints keep the VAE under this prefix. */
 export const LDM_VAE_PREFIX = "first_stage_model.";
@@ -137,15 +138,25 @@ const ATTENTION_LINEAR = /\.mid_block\.attentions\.\d+\.(to_q|to_k|to_v|to_out\.
  * 1×1 convs [C, C, 1, 1] (or conv1d [C, C, 1]); diffusers' Linear wants [C, C]. Same data.
  */
 export function convertVaeTensor(diffusersName: string, tensor: Tensor, source = "checkpoint"): Tensor {
-  if (!ATTENTION_LINEAR.test(diffusersName) || tensor.shape.length <= 2) return tensor;
-  const [o, i, ...rest] = tensor.shape;
+  const shape = convertVaeShape(diffusersName, tensor.shape, source);
+  return shape === tensor.shape ? tensor : new Tensor(tensor.data, [...shape]);
+}
+
+/** convertVaeTensor's layout fix-up on a shape alone (streamed loading checks shapes from the header). */
+export function convertVaeShape(
+  diffusersName: string,
+  shape: readonly number[],
+  source = "checkpoint",
+): readonly number[] {
+  if (!ATTENTION_LINEAR.test(diffusersName) || shape.length <= 2) return shape;
+  const [o, i, ...rest] = shape;
   if (rest.some((d) => d !== 1)) {
     throw new AutoencoderKLError(
       source,
-      `tensor ${JSON.stringify(diffusersName)}: attention projection of shape [${tensor.shape.join(", ")}] is not a 1×1 convolution`,
+      `tensor ${JSON.stringify(diffusersName)}: attention projection of shape [${shape.join(", ")}] is not a 1×1 convolution`,
     );
   }
-  return new Tensor(tensor.data, [o, i]);
+  return [o, i];
 }
 
 /** Convert a loaded state dict (any of the supported namings) to diffusers keys and layouts. */
@@ -168,10 +179,50 @@ export function convertDeprecatedAttentionKeys(
   tensors: Map<string, Tensor>,
   source = "state dict",
 ): { stateDict: Map<string, Tensor>; renamed: string[] } {
-  const renamed: string[] = [];
+  const { targets, renamed } = planDeprecatedAttentionKeys(tensors.keys(), source);
   const stateDict = new Map<string, Tensor>();
-  const owner = new Map<string, string>();
   for (const [name, tensor] of tensors) {
+    const target = targets.get(name)!;
+    stateDict.set(target, target !== name ? convertVaeTensor(target, tensor, source) : tensor);
+  }
+  return { stateDict, renamed };
+}
+
+/** convertDeprecatedAttentionKeys on a stream: shapes renamed now, tensors converted as they are read. */
+export function convertDeprecatedAttentionStream(
+  stream: TensorStream,
+  source = "state dict",
+): { stream: TensorStream; renamed: string[] } {
+  const { targets, renamed } = planDeprecatedAttentionKeys(stream.shapes.keys(), source);
+  if (renamed.length === 0) return { stream, renamed };
+  const shapes = new Map<string, readonly number[]>();
+  for (const [name, shape] of stream.shapes) {
+    const target = targets.get(name)!;
+    shapes.set(target, target !== name ? convertVaeShape(target, shape, source) : shape);
+  }
+  return {
+    stream: {
+      shapes,
+      read: (keys, take) =>
+        stream.read(new Set([...targets].filter(([, t]) => keys.has(t)).map(([n]) => n)), (name, t) => {
+          const target = targets.get(name)!;
+          take(target, target !== name ? convertVaeTensor(target, t, source) : t);
+        }),
+      close: () => stream.close(),
+    },
+    renamed,
+  };
+}
+
+/** Each name's target (itself unless deprecated); two names with one target are refused. */
+function planDeprecatedAttentionKeys(
+  names: Iterable<string>,
+  source: string,
+): { targets: Map<string, string>; renamed: string[] } {
+  const renamed: string[] = [];
+  const targets = new Map<string, string>();
+  const owner = new Map<string, string>();
+  for (const name of names) {
     const m = DEPRECATED_ATTENTION_RULE.pattern.exec(name);
     const target = m ? DEPRECATED_ATTENTION_RULE.to(m, { upLevels: 0 }) : name;
     const previous = owner.get(target);
@@ -182,8 +233,8 @@ export function convertDeprecatedAttentionKeys(
       );
     }
     owner.set(target, name);
+    targets.set(name, target);
     if (m) renamed.push(name);
-    stateDict.set(target, m ? convertVaeTensor(target, tensor, source) : tensor);
   }
-  return { stateDict, renamed };
+  return { targets, renamed };
 }

@@ -2,9 +2,10 @@ import { AutoencoderKLError } from "../errors.js";
 import { isNode } from "../platform.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { type Components, type ComponentsOptions, isSkippedKey } from "./components.js";
-import { readSafetensors } from "./safetensors.js";
-import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
+import { checkSafetensorsEntry } from "./safetensors.js";
+import { readSafetensorsHeaderRanged, streamSafetensorsEntriesRanged } from "./safetensors-ranges.js";
 import { openRandomAccess } from "./source.js";
+import { closeOnce, collectTensorStream, type TensorStream, tensorStreamOf } from "./tensor-stream.js";
 
 export interface PretrainedOptions extends ComponentsOptions {
   /** Folder inside the repo/dir holding config.json (e.g. "vae" in a Stable Diffusion pipeline folder). */
@@ -18,6 +19,12 @@ export interface PretrainedOptions extends ComponentsOptions {
 export interface PretrainedFiles {
   config: unknown;
   stateDict: Map<string, Tensor>;
+  source: { config: string; weights: string };
+}
+
+export interface PretrainedStream {
+  config: unknown;
+  weights: TensorStream;
   source: { config: string; weights: string };
 }
 
@@ -89,11 +96,12 @@ function dropSkipped(tensors: Map<string, Tensor>, components: Components): Map<
 }
 
 /**
- * One half of a safetensors file by ranges: the header, then only that half's tensors (the other
- * half's bytes are never requested). A server that ignores Range gets one whole read instead.
+ * A safetensors file as a stream by ranges: the header now (every kept tensor's dtype and size checked),
+ * then, when the model reads, only the tensors it asks for, one coalesced range at a time; the half that
+ * `components` leaves out is never requested. A server that ignores Range gets one whole read instead.
  * Null when the file does not exist.
  */
-async function readSafetensorsHalf(location: string, components: Components): Promise<Map<string, Tensor> | null> {
+async function openSafetensors(location: string, components: Components): Promise<TensorStream | null> {
   let ra: Awaited<ReturnType<typeof openRandomAccess>>;
   try {
     ra = await openRandomAccess(location);
@@ -101,22 +109,38 @@ async function readSafetensorsHalf(location: string, components: Components): Pr
     if (isNotFound(e)) return null;
     throw e;
   }
+  const skip = (name: string) => isSkippedKey(name, components);
   if (!ra) {
+    // no ranges: one whole read, then the same stream over views of those bytes (no whole f32 state dict)
     const bytes = await readOptional(location);
-    return bytes && readSafetensors(bytes, location, { filter: (name) => !isSkippedKey(name, components) }).tensors;
+    if (!bytes) return null;
+    ra = { name: location, size: bytes.length, read: async (s, e) => bytes.subarray(s, e), close: async () => {} };
   }
+  const close = closeOnce(ra);
   try {
     const ranged = await readSafetensorsHeaderRanged(ra);
-    const skip = (name: string) => isSkippedKey(name, components);
     const entries = ranged.header.entries;
-    return await readSafetensorsEntriesRanged(
-      ra,
-      ranged,
-      entries.filter((e) => !skip(e.name)),
-      { exclude: entries.filter((e) => skip(e.name)) },
-    );
-  } finally {
-    await ra.close();
+    const kept = entries.filter((e) => !skip(e.name));
+    for (const e of kept) checkSafetensorsEntry(e, location);
+    const excluded = entries.filter((e) => skip(e.name));
+    const source = ra;
+    return {
+      shapes: new Map(kept.map((e) => [e.name, e.shape])),
+      async read(keys, take) {
+        try {
+          const wanted = kept.filter((e) => keys.has(e.name));
+          await streamSafetensorsEntriesRanged(source, ranged, wanted, { exclude: excluded }, (e, t) =>
+            take(e.name, t),
+          );
+        } finally {
+          await close();
+        }
+      },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
   }
 }
 
@@ -125,6 +149,18 @@ export async function readPretrained(
   dirOrUrl: string | URL,
   options: PretrainedOptions = {},
 ): Promise<PretrainedFiles> {
+  const { config, weights, source } = await openPretrained(dirOrUrl, options);
+  return { config, stateDict: await collectTensorStream(weights), source };
+}
+
+/**
+ * Finds a diffusers model folder and opens its weights as a stream (safetensors by ranges where the
+ * source allows: local files, servers answering Range); close the stream when not reading it.
+ */
+export async function openPretrained(
+  dirOrUrl: string | URL,
+  options: PretrainedOptions = {},
+): Promise<PretrainedStream> {
   const base = join(await folderLocation(dirOrUrl), options.subfolder ?? "");
   const configPath = join(base, "config.json");
   const configBytes = await readOptional(configPath);
@@ -148,18 +184,9 @@ export async function readPretrained(
   const safetensorsPath = join(base, `diffusion_pytorch_model${suffix}.safetensors`);
   const flaxPath = join(base, `diffusion_flax_model${suffix}.msgpack`);
   const components = options.components ?? "both";
-  if (!options.fromFlax && components !== "both") {
-    const tensors = await readSafetensorsHalf(safetensorsPath, components);
-    if (tensors) return { config, stateDict: tensors, source: { config: configPath, weights: safetensorsPath } };
-  } else if (!options.fromFlax) {
-    const bytes = await readOptional(safetensorsPath);
-    if (bytes) {
-      return {
-        config,
-        stateDict: readSafetensors(bytes, safetensorsPath).tensors,
-        source: { config: configPath, weights: safetensorsPath },
-      };
-    }
+  if (!options.fromFlax) {
+    const weights = await openSafetensors(safetensorsPath, components);
+    if (weights) return { config, weights, source: { config: configPath, weights: safetensorsPath } };
   }
   const flax = await readOptional(flaxPath);
   if (flax) {
@@ -167,7 +194,7 @@ export async function readPretrained(
     // msgpack has no index to read by ranges: the whole file is parsed, then the unused half dropped.
     return {
       config,
-      stateDict: dropSkipped(readFlaxStateDict(flax, flaxPath), components),
+      weights: tensorStreamOf(dropSkipped(readFlaxStateDict(flax, flaxPath), components)),
       source: { config: configPath, weights: flaxPath },
     };
   }

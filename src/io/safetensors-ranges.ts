@@ -44,11 +44,33 @@ export interface RangedReadOptions {
  */
 export async function readSafetensorsEntriesRanged(
   ra: RandomAccessSource,
-  { header, headerBytes }: RangedHeader,
+  ranged: RangedHeader,
   entries: readonly SafetensorsEntry[],
   options: RangedReadOptions = {},
   convert: (entry: SafetensorsEntry, tensor: Tensor) => Tensor = (_, t) => t,
 ): Promise<Map<string, Tensor>> {
+  const byName = new Map<string, Tensor>();
+  await streamSafetensorsEntriesRanged(ra, ranged, entries, options, (e, t) => byName.set(e.name, convert(e, t)));
+  // In the file's order, as a whole-file read gives them.
+  const out = new Map<string, Tensor>();
+  for (const e of ranged.header.entries) {
+    const t = byName.get(e.name);
+    if (t) out.set(e.name, t);
+  }
+  return out;
+}
+
+/**
+ * The same coalesced reads, handing each tensor to `take` as soon as its range has arrived (in file
+ * order) and keeping nothing: at most one range (≤ MAX_READ bytes) and one tensor are on the host at once.
+ */
+export async function streamSafetensorsEntriesRanged(
+  ra: RandomAccessSource,
+  { headerBytes }: RangedHeader,
+  entries: readonly SafetensorsEntry[],
+  options: RangedReadOptions,
+  take: (entry: SafetensorsEntry, tensor: Tensor) => void,
+): Promise<void> {
   const wanted = [...entries].sort((a, b) => a.start - b.start);
   const exclude = options.exclude ?? [];
   const mayReadOver = (start: number, end: number) =>
@@ -56,7 +78,6 @@ export async function readSafetensorsEntriesRanged(
   const total = headerBytes + wanted.reduce((n, e) => n + e.end - e.start, 0);
   let loaded = headerBytes;
   options.onProgress?.(loaded, total);
-  const byName = new Map<string, Tensor>();
   for (let i = 0; i < wanted.length; ) {
     let j = i + 1;
     while (
@@ -70,17 +91,10 @@ export async function readSafetensorsEntriesRanged(
     const buf = await ra.read(base, wanted[j - 1].end);
     for (const e of wanted.slice(i, j)) {
       const local = { ...e, start: e.start - base, end: e.end - base };
-      byName.set(e.name, convert(e, readSafetensorsTensor(buf, local, ra.name)));
+      take(e, readSafetensorsTensor(buf, local, ra.name));
       loaded += e.end - e.start;
     }
     options.onProgress?.(loaded, total);
     i = j;
   }
-  // In the file's order, as a whole-file read gives them.
-  const out = new Map<string, Tensor>();
-  for (const e of header.entries) {
-    const t = byName.get(e.name);
-    if (t) out.set(e.name, t);
-  }
-  return out;
 }

@@ -313,8 +313,11 @@ export function parseSafetensorsHeader(
   return { headerLength, dataStart, metadata, entries };
 }
 
-/** Convert one validated entry to a float32 Tensor. Non-float dtypes are refused by name. */
-export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry, source = "safetensors"): Tensor {
+/**
+ * The rules a tensor must pass to be converted (float dtype, element limit, byte length), checked from the
+ * header alone: streamed loading runs them on every tensor before any is read. Returns the element count.
+ */
+export function checkSafetensorsEntry(entry: SafetensorsEntry, source = "safetensors"): number {
   if (!CONVERTIBLE.has(entry.dtype)) {
     throw new AutoencoderKLError(
       source,
@@ -328,16 +331,21 @@ export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry
       `tensor ${q(entry.name)}: ${count} elements exceed the ${MAX_TENSOR_ELEMENTS}-element limit`,
     );
   }
-  if (
-    entry.start < 0 ||
-    entry.end > bytes.length ||
-    entry.end - entry.start !== count * FLOAT_DTYPE_SIZE[entry.dtype as FloatDtype]
-  ) {
-    throw new AutoencoderKLError(
-      source,
-      `tensor ${q(entry.name)}: byte range [${entry.start}, ${entry.end}] does not match the file`,
-    );
-  }
+  if (entry.end - entry.start !== count * FLOAT_DTYPE_SIZE[entry.dtype as FloatDtype]) badRange(entry, source);
+  return count;
+}
+
+function badRange(entry: SafetensorsEntry, source: string): never {
+  throw new AutoencoderKLError(
+    source,
+    `tensor ${q(entry.name)}: byte range [${entry.start}, ${entry.end}] does not match the file`,
+  );
+}
+
+/** Convert one validated entry to a float32 Tensor. Non-float dtypes are refused by name. */
+export function readSafetensorsTensor(bytes: Uint8Array, entry: SafetensorsEntry, source = "safetensors"): Tensor {
+  const count = checkSafetensorsEntry(entry, source);
+  if (entry.start < 0 || entry.end > bytes.length) badRange(entry, source);
   const data = floatBytesToF32(bytes.subarray(entry.start, entry.end), entry.dtype as FloatDtype, count);
   try {
     return new Tensor(data, entry.shape);

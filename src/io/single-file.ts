@@ -7,10 +7,16 @@ import { AutoencoderKLError } from "../errors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { type Components, isSkippedKey } from "./components.js";
 import { inferVaeConfig, type Shaped } from "./infer-config.js";
-import { convertVaeTensor, planVaeKeys } from "./original-keys.js";
-import { readSafetensorsHeader, readSafetensorsTensor, type SafetensorsEntry } from "./safetensors.js";
-import { readSafetensorsEntriesRanged, readSafetensorsHeaderRanged } from "./safetensors-ranges.js";
+import { convertVaeShape, convertVaeTensor, planVaeKeys } from "./original-keys.js";
+import {
+  checkSafetensorsEntry,
+  readSafetensorsHeader,
+  readSafetensorsTensor,
+  type SafetensorsEntry,
+} from "./safetensors.js";
+import { readSafetensorsHeaderRanged, streamSafetensorsEntriesRanged } from "./safetensors-ranges.js";
 import { type ByteSource, describeSource, openRandomAccess, type RandomAccessSource, readSource } from "./source.js";
+import { closeOnce, collectTensorStream, type TensorStream, tensorStreamOf } from "./tensor-stream.js";
 import {
   readTorchCheckpoint,
   readTorchCheckpointAsync,
@@ -55,6 +61,12 @@ function noVae(source: string, skipped: string[]): never {
 /** A reader's result: the tensors kept, and the shapes of every VAE tensor (the config is inferred from these). */
 interface Loaded {
   stateDict: Map<string, Tensor>;
+  shapes: ReadonlyMap<string, Shaped>;
+}
+
+/** The same, with the kept tensors still to be read. */
+interface Streamed {
+  weights: TensorStream;
   shapes: ReadonlyMap<string, Shaped>;
 }
 
@@ -124,13 +136,14 @@ export function convertSingleFile(
 
 /**
  * Safetensors through ranged reads: the header, then only the VAE's byte ranges (of the half that
- * `components` keeps). A 7 GB SDXL checkpoint costs its VAE's ~160 MB, a decoder-only load its decoder's.
+ * `components` keeps), streamed tensor by tensor when the model reads them. A 7 GB SDXL checkpoint costs
+ * its VAE's ~160 MB of reads, a decoder-only load its decoder's, and no more than one range is held.
  */
 async function fromSafetensorsRanges(
   ra: RandomAccessSource,
   first8: Uint8Array,
   options: ReadSingleFileOptions,
-): Promise<Loaded> {
+): Promise<Streamed> {
   const source = ra.name;
   const ranged = await readSafetensorsHeaderRanged(ra, first8);
   const { entries } = ranged.header;
@@ -142,17 +155,38 @@ async function fromSafetensorsRanges(
   const components = options.components ?? "both";
   const vae = entries.filter((e) => plan.rename.has(e.name));
   const skip = (e: SafetensorsEntry) => isSkippedKey(plan.rename.get(e.name)!, components);
-  const byName = await readSafetensorsEntriesRanged(
-    ra,
-    ranged,
-    vae.filter((e) => !skip(e)),
-    { onProgress: options.onProgress, signal: options.signal, exclude: vae.filter(skip) },
-    (e, t) => convertVaeTensor(plan.rename.get(e.name)!, t, source),
-  );
-  const stateDict = new Map<string, Tensor>();
-  for (const [name, t] of byName) stateDict.set(plan.rename.get(name)!, t);
+  const kept = vae.filter((e) => !skip(e));
+  const excluded = vae.filter(skip);
+  // every kept tensor's dtype, size and layout checked from the header, before anything is read
+  const shapes = new Map<string, readonly number[]>();
+  for (const e of kept) {
+    checkSafetensorsEntry(e, source);
+    const target = plan.rename.get(e.name)!;
+    shapes.set(target, convertVaeShape(target, e.shape, source));
+  }
+  const close = closeOnce(ra);
+  const weights: TensorStream = {
+    shapes,
+    async read(keys, take) {
+      try {
+        await streamSafetensorsEntriesRanged(
+          ra,
+          ranged,
+          kept.filter((e) => keys.has(plan.rename.get(e.name)!)),
+          { onProgress: options.onProgress, signal: options.signal, exclude: excluded },
+          (e, t) => {
+            const target = plan.rename.get(e.name)!;
+            take(target, convertVaeTensor(target, t, source));
+          },
+        );
+      } finally {
+        await close();
+      }
+    },
+    close,
+  };
   // The config comes from the header's shapes of the whole VAE, so a half load infers the same one.
-  return { stateDict, shapes: new Map(vae.map((e) => [plan.rename.get(e.name)!, e])) };
+  return { weights, shapes: new Map(vae.map((e) => [plan.rename.get(e.name)!, e])) };
 }
 
 /** torch zips by ranges too: directory, data.pkl, then only the VAE's storages (legacy pickles are read whole). */
@@ -177,18 +211,35 @@ export async function readSingleFile(
   source: ByteSource,
   options: ReadSingleFileOptions = {},
 ): Promise<SingleFileResult> {
+  const { config, weights } = await openSingleFile(source, options);
+  return { config, stateDict: await collectTensorStream(weights) };
+}
+
+/**
+ * readSingleFile with the weights as a stream: safetensors by ranges (paths, URLs whose server does ranges,
+ * Blobs) are read tensor by tensor when the stream is read; other formats are converted whole first.
+ * Close the stream when not reading it.
+ */
+export async function openSingleFile(
+  source: ByteSource,
+  options: ReadSingleFileOptions = {},
+): Promise<{ config: Record<string, unknown>; weights: TensorStream }> {
   const name = describeSource(source);
   if (!(source instanceof Uint8Array) && !(source instanceof ArrayBuffer)) {
     const ra = await openRandomAccess(source, { signal: options.signal });
     if (ra) {
+      let streaming = false;
       try {
         const first8 = await ra.read(0, Math.min(8, ra.size));
         if (detectSingleFileFormat(first8) === "safetensors") {
-          return withConfig(await fromSafetensorsRanges(ra, first8, options), name, options.config);
+          const streamed = await fromSafetensorsRanges(ra, first8, options);
+          const { config } = withConfig({ stateDict: new Map(), shapes: streamed.shapes }, name, options.config);
+          streaming = true; // the stream closes the source from here on
+          return { config, weights: streamed.weights };
         }
-        if (isZip(first8)) return withConfig(await fromTorchZipRanges(ra, options), name, options.config);
+        if (isZip(first8)) return streamOf(withConfig(await fromTorchZipRanges(ra, options), name, options.config));
       } finally {
-        await ra.close();
+        if (!streaming) await ra.close();
       }
     }
   }
@@ -196,7 +247,23 @@ export async function readSingleFile(
   const bytes = await readSource(source, { onProgress: options.onProgress, signal: options.signal });
   if (detectSingleFileFormat(bytes) === "torch") {
     const ckpt = await readTorchCheckpointAsync(bytes, name);
-    return withConfig(whole(fromTorch(ckpt, name), options.components), name, options.config);
+    return streamOf(withConfig(whole(fromTorch(ckpt, name), options.components), name, options.config));
   }
-  return withConfig(fromSafetensors(bytes, name, options.components), name, options.config);
+  // Safetensors in memory stream too (views of the bytes): each tensor is converted as the model takes it,
+  // so no whole f32 state dict sits next to the file's bytes.
+  const memory: RandomAccessSource = {
+    name,
+    size: bytes.length,
+    read: async (start, end) => bytes.subarray(start, end),
+    close: async () => {},
+  };
+  const first8 = bytes.subarray(0, Math.min(8, bytes.length));
+  // progress was reported by the whole read
+  const streamed = await fromSafetensorsRanges(memory, first8, { ...options, onProgress: undefined });
+  const { config } = withConfig({ stateDict: new Map(), shapes: streamed.shapes }, name, options.config);
+  return { config, weights: streamed.weights };
+}
+
+function streamOf({ config, stateDict }: SingleFileResult): { config: Record<string, unknown>; weights: TensorStream } {
+  return { config, weights: tensorStreamOf(stateDict) };
 }

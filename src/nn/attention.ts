@@ -1,4 +1,5 @@
 import type { Kernels } from "../backends/kernels.js";
+import { f32ToF16 } from "../tensor/dtype.js";
 import type { DeviceTensor, RunContext } from "./context.js";
 import { GroupNorm } from "./group-norm.js";
 import { Linear } from "./linear.js";
@@ -179,21 +180,28 @@ export class Attention extends Module {
     if (this.toQkv) return this.toQkv;
     const c = this.channels;
     const fused = new Linear(this.key("to_qkv"), c, 3 * c);
-    fused.weight.buf = ctx.k.alloc(3 * c * c);
-    fused.bias.buf = ctx.k.alloc(3 * c);
     const sources = [this.toQ, this.toK, this.toV];
+    const half = sources[0].weight.value.dtype === "f16";
+    fused.weight.buf = half ? ctx.k.allocHalf(3 * c * c) : ctx.k.alloc(3 * c * c);
+    fused.bias.buf = ctx.k.alloc(3 * c);
     for (let i = 0; i < 3; i++) {
       const src = sources[i];
-      await ctx.k.copy({
-        x: src.weight.value,
-        out: fused.weight.buf,
-        rows: 1,
-        cols: c * c,
-        xOffset: 0,
-        xRowStride: 0,
-        outOffset: i * c * c,
-        outRowStride: 0,
-      });
+      if (half) {
+        // f16 weights (weightDtype "f16") stack on the host: the copy kernel moves f32 only. Widening and
+        // narrowing again is exact, so the stacked weight holds the same f16 values.
+        ctx.k.writeHalf(fused.weight.buf, f32ToF16(await ctx.k.read(src.weight.value)), i * c * c);
+      } else {
+        await ctx.k.copy({
+          x: src.weight.value,
+          out: fused.weight.buf,
+          rows: 1,
+          cols: c * c,
+          xOffset: 0,
+          xRowStride: 0,
+          outOffset: i * c * c,
+          outRowStride: 0,
+        });
+      }
       await ctx.k.copy({
         x: src.bias.value,
         out: fused.bias.buf,

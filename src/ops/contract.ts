@@ -40,8 +40,21 @@ export class Rules {
     for (const [k, v] of Object.entries(inputs)) if (v === out) this.fail(`out must not alias ${k}`);
   }
 
-  /** The buffer holds at least `need` elements. */
+  /** The buffer is an f32 buffer holding at least `need` elements. */
   fits(what: string, b: DeviceBuffer | null | undefined, need: number): void {
+    this.fitsAny(what, b, need);
+    if (b?.dtype === "f16")
+      this.fail(
+        `${what} is an f16 buffer; only the weights of conv2d and linear may be f16, every other buffer is f32`,
+      );
+  }
+
+  /** Like `fits`, but an f16 buffer (allocHalf) is accepted too: the weights that kernels widen while packing. */
+  fitsWeight(what: string, b: DeviceBuffer | null | undefined, need: number): void {
+    this.fitsAny(what, b, need);
+  }
+
+  private fitsAny(what: string, b: DeviceBuffer | null | undefined, need: number): asserts b is DeviceBuffer {
     if (b === null || b === undefined || typeof b.length !== "number") this.fail(`${what} must be a buffer`);
     if (b.length < need) this.fail(`${what} holds ${b.length} elements, needs ${need}`);
   }

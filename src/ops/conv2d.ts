@@ -6,7 +6,8 @@ import { defineOp } from "./op.js";
 
 export interface Conv2dArgs {
   x: DeviceBuffer; // [batch, inChannels, inHeight, inWidth]
-  weight: DeviceBuffer; // [outChannels, inChannels, kernelH, kernelW] (PyTorch layout)
+  /** [outChannels, inChannels, kernelH, kernelW] (PyTorch layout); may be an f16 buffer (allocHalf). */
+  weight: DeviceBuffer;
   bias: DeviceBuffer | null; // [outChannels]
   /** Added to the result after the bias (fused residual): same shape as out. */
   residual?: DeviceBuffer | null;
@@ -51,7 +52,7 @@ export const conv2d = defineOp<Conv2dArgs>({
     r.noAlias(p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
     const outN = batch * O * OH * OW;
     r.fits("x", p.x, batch * C * H * W);
-    r.fits("weight", p.weight, O * C * KH * KW);
+    r.fitsWeight("weight", p.weight, O * C * KH * KW);
     if (p.bias) r.fits("bias", p.bias, O);
     if (p.residual) r.fits("residual", p.residual, outN);
     r.fits("out", p.out, outN);
@@ -101,7 +102,8 @@ export const conv2d = defineOp<Conv2dArgs>({
     const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
     const { outHeight: OH, outWidth: OW, padTop, padLeft } = p;
     const outN = batch * O * OH * OW;
-    const w = rt.ptr("weight", p.weight);
+    const w = rt.ptr("weight", p.weight),
+      wHalf = p.weight.dtype === "f16"; // widened exactly while packing
     const x = rt.ptr("x", p.x),
       bias = rt.ptr("bias", p.bias),
       res = rt.ptr("residual", p.residual),
@@ -112,7 +114,7 @@ export const conv2d = defineOp<Conv2dArgs>({
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
       return rt.run(
         [
-          { kernel: "winogradPack", args: { w, O, C, W } },
+          { kernel: "winogradPack", args: { w, wHalf, O, C, W } },
           { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } },
         ],
         outN * C * 4 * NS_PER_MAC,
@@ -122,7 +124,7 @@ export const conv2d = defineOp<Conv2dArgs>({
     // two steps on one scratch: pack the weights (threads split output channels), then convolve
     return rt.run(
       [
-        { kernel: "conv2dPack", args: { w, O, C, KH, KW } },
+        { kernel: "conv2dPack", args: { w, wHalf, O, C, KH, KW } },
         { kernel: "conv2d", args: { x, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW } },
       ],
       outN * C * KH * KW * NS_PER_MAC,
@@ -164,7 +166,7 @@ export const conv2d = defineOp<Conv2dArgs>({
       // later reduction chunks accumulate onto out; the bias comes with the first, the residual with the last
       const flags = (c0 > 0 ? 1 : 0) | (c0 === 0 && bias ? 2 : 0) | (lastC && res ? 4 : 0);
       rt.run(
-        convKernel(KH, KW),
+        convKernel(KH, KW, w.dtype === "f16"),
         [
           { buf: x, lo: ((n0 * C + c0) * H + iyLo) * W, hi: ((n0 + bc - 1) * C + c0 + cc - 1) * H * W + iyHi * W },
           { buf: w, lo: (o0 * C + c0) * KA, hi: ((o0 + oc - 1) * C + c0 + cc) * KA },
@@ -213,15 +215,22 @@ export const conv2d = defineOp<Conv2dArgs>({
  * [o0, o0+oc), output rows [oy0, oy0+rc), input channels [c0, c0+cc). Flags: 1 accumulate into out
  * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual.
  */
-const convKernel = (kh: number, kw: number): KernelDef => {
+const convKernel = (kh: number, kw: number, wHalf = false): KernelDef => {
   // 1x1 and 3x3 (every conv in the VAE) get the kernel size as constants, so the per-element index
   // divisions in the input gather become multiply-shifts.
   const fixed = (kh === 1 && kw === 1) || (kh === 3 && kw === 3);
   const sizeFns = fixed
     ? `fn k_h() -> u32 { return ${kh}u; }\nfn k_w() -> u32 { return ${kw}u; }\n`
     : "fn k_h() -> u32 { return P.KH; }\nfn k_w() -> u32 { return P.KW; }\n";
-  return defineKernel(fixed ? `conv2d_${kh}x${kw}` : "conv2d", () => ({
-    bindings: [{ name: "x" }, { name: "w" }, { name: "bias" }, { name: "res" }, { name: "out", write: true }],
+  const name = (fixed ? `conv2d_${kh}x${kw}` : "conv2d") + (wHalf ? "_wh" : "");
+  return defineKernel(name, () => ({
+    bindings: [
+      { name: "x" },
+      { name: "w", half: wHalf }, // f16 weights unpacked in ld_w (shaders.ts)
+      { name: "bias" },
+      { name: "res" },
+      { name: "out", write: true },
+    ],
     params: [
       ["n0", "u32"],
       ["bc", "u32"],

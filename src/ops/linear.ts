@@ -5,7 +5,8 @@ import { defineOp } from "./op.js";
 
 export interface LinearArgs {
   x: DeviceBuffer; // [rows, inFeatures]
-  weight: DeviceBuffer; // [outFeatures, inFeatures] (PyTorch layout)
+  /** [outFeatures, inFeatures] (PyTorch layout); may be an f16 buffer (allocHalf). */
+  weight: DeviceBuffer;
   bias: DeviceBuffer | null; // [outFeatures]
   out: DeviceBuffer; // [rows, outFeatures]
   rows: number;
@@ -21,7 +22,7 @@ export const linear = defineOp<LinearArgs>({
     r.positive({ rows: p.rows, inFeatures: p.inFeatures, outFeatures: p.outFeatures });
     r.noAlias(p.out, { x: p.x, weight: p.weight, bias: p.bias });
     r.fits("x", p.x, p.rows * p.inFeatures);
-    r.fits("weight", p.weight, p.outFeatures * p.inFeatures);
+    r.fitsWeight("weight", p.weight, p.outFeatures * p.inFeatures);
     if (p.bias) r.fits("bias", p.bias, p.outFeatures);
     r.fits("out", p.out, p.rows * p.outFeatures);
   },
@@ -44,6 +45,7 @@ export const linear = defineOp<LinearArgs>({
     const args = {
       x: rt.ptr("x", p.x),
       weight: rt.ptr("weight", p.weight),
+      wHalf: p.weight.dtype === "f16", // widened exactly while packing
       bias: rt.ptr("bias", p.bias),
       out: rt.ptr("out", p.out),
       rows: p.rows,

@@ -128,7 +128,7 @@ export function gemmWebGPU(
     // later reduction chunks accumulate onto out; the bias comes with the first
     const flags = (k0 > 0 ? 1 : 0) | (k0 === 0 && bias ? 2 : 0);
     rt.run(
-      gemmKernel(transB),
+      gemmKernel(transB, b.dtype === "f16"),
       [
         { buf: a, ...aR },
         { buf: b, ...bR },
@@ -149,9 +149,10 @@ export function gemmWebGPU(
  * reads and global writes are contiguous across threads. The K loop covers [k0, k0 + kc); chunks after the
  * first accumulate into out (flag 1), the first adds the bias (flag 2).
  */
-const gemmKernel = (transB: boolean): KernelDef =>
-  defineKernel(transB ? "gemm_nt" : "gemm_nn", () => ({
-    bindings: [{ name: "a" }, { name: "b" }, { name: "bias" }, { name: "out", write: true }],
+const gemmKernel = (transB: boolean, bHalf = false): KernelDef =>
+  defineKernel((transB ? "gemm_nt" : "gemm_nn") + (bHalf ? "_bh" : ""), () => ({
+    // b may be f16 (linear's weight), unpacked in ld_b (shaders.ts)
+    bindings: [{ name: "a" }, { name: "b", half: bHalf }, { name: "bias" }, { name: "out", write: true }],
     params: [
       ["b0", "u32"],
       ["bc", "u32"],

@@ -2,11 +2,19 @@ import { AutoencoderKLError } from "../../errors.js";
 import type { Op, ReferenceRuntime } from "../../ops/op.js";
 import { validate } from "../../ops/op.js";
 import { installOps, type OpMethods } from "../../ops/registry.js";
-import type { DeviceBuffer, Kernels } from "../kernels.js";
+import { f16BytesToF32 } from "../../tensor/dtype.js";
+import type { BufferDtype, DeviceBuffer, Kernels } from "../kernels.js";
 
-/** A reference buffer is a plain Float32Array wrapper. */
+/**
+ * A reference buffer is a plain Float32Array wrapper. f16 buffers (allocHalf) are held widened, as f32
+ * values: every f16 is exactly an f32, so the ops read them like any other buffer; only `dtype` differs,
+ * so the contract's f16 rules are checked here as on the other backends.
+ */
 class RefBuffer implements DeviceBuffer {
-  constructor(public data: Float32Array) {}
+  constructor(
+    public data: Float32Array,
+    readonly dtype: BufferDtype = "f32",
+  ) {}
   get length(): number {
     return this.data.length;
   }
@@ -16,6 +24,24 @@ function d(b: DeviceBuffer): Float32Array {
   if (!(b instanceof RefBuffer))
     throw new AutoencoderKLError("reference backend", "buffer was not allocated by this backend");
   return b.data;
+}
+
+function checkWrite(call: string, buffer: DeviceBuffer, dtype: BufferDtype, n: number, offset: number): Float32Array {
+  const a = d(buffer);
+  const has = (buffer as RefBuffer).dtype;
+  if (has !== dtype) {
+    throw new AutoencoderKLError(
+      `reference backend: ${call}`,
+      `the buffer holds ${has} values; use ${has === "f16" ? "writeHalf" : "write"}`,
+    );
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + n > a.length) {
+    throw new AutoencoderKLError(
+      `reference backend: ${call}`,
+      `${n} values at offset ${offset} do not fit a buffer of ${a.length}`,
+    );
+  }
+  return a;
 }
 
 // the op methods, installed below from the registry
@@ -37,18 +63,20 @@ export class ReferenceKernels implements Kernels, ReferenceRuntime {
     }
     return new RefBuffer(new Float32Array(length));
   }
+  allocHalf(length: number): DeviceBuffer {
+    const b = this.alloc(length) as RefBuffer;
+    return new RefBuffer(b.data, "f16");
+  }
   free(buffer: DeviceBuffer): void {
     d(buffer);
   }
   write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
-    const a = d(buffer);
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset + data.length > a.length) {
-      throw new AutoencoderKLError(
-        "reference backend: write",
-        `${data.length} values at offset ${offset} do not fit a buffer of ${a.length}`,
-      );
-    }
-    a.set(data, offset);
+    checkWrite("write", buffer, "f32", data.length, offset).set(data, offset);
+  }
+  writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset = 0): void {
+    const a = checkWrite("writeHalf", buffer, "f16", data.length, offset);
+    // the table conversion writes bits, NaN payloads included
+    f16BytesToF32(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), data.length, a.subarray(offset));
   }
   async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
     const a = d(buffer);

@@ -11,18 +11,19 @@ export interface KernelExports {
   channelAffine(x: number, scale: number, shift: number, out: number, planes: number, spatial: number, act: number, tid: number, nt: number): void;
   copy2d(x: number, out: number, rows: number, cols: number, xStride: number, outStride: number, tid: number, nt: number): void;
   groupNorm(x: number, gamma: number, beta: number, out: number, batch: number, channels: number, spatial: number, groups: number, eps: number, act: number, tid: number, nt: number): void;
-  linear(x: number, weight: number, bias: number, out: number, rows: number, inF: number, outF: number, scratch: number, tid: number, nt: number): void;
+  linear(x: number, weight: number, wHalf: boolean, bias: number, out: number, rows: number, inF: number, outF: number, scratch: number, tid: number, nt: number): void;
   matmul(a: number, b: number, out: number, batch: number, m: number, n: number, k: number, transposeB: boolean, alpha: number, scratch: number, tid: number, nt: number): void;
   matmulScratchBytes(n: number, k: number): number;
   softmax(x: number, out: number, rows: number, cols: number, tid: number, nt: number): void;
   attention(q: number, k: number, v: number, out: number, batch: number, NQ: number, NK: number, D: number, scale: number, scratch: number, tid: number, nt: number): void;
   attentionScratchBytes(dim: number): number;
   conv2d(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, KH: number, KW: number, s: number, padTop: number, padLeft: number, OH: number, OW: number, scratch: number, tid: number, nt: number): void;
-  conv2dPack(w: number, O: number, C: number, KH: number, KW: number, scratch: number, tid: number, nt: number): void;
+  conv2dPack(w: number, wHalf: boolean, O: number, C: number, KH: number, KW: number, scratch: number, tid: number, nt: number): void;
   conv2dScratchBytes(C: number, H: number, W: number, O: number, KH: number, KW: number, s: number, padTop: number, padLeft: number, OH: number, OW: number, nt: number): number;
   winograd(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
-  winogradPack(w: number, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
+  winogradPack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
   winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
+  widenHalf(src: number, out: number, length: number, tid: number, nt: number): void;
 }
 
 /** Each export's parameter names in call order (kernels are called with named arguments, packed here). */
@@ -35,18 +36,19 @@ export const KERNEL_PARAMS = {
   channelAffine: ["x", "scale", "shift", "out", "planes", "spatial", "act", "tid", "nt"],
   copy2d: ["x", "out", "rows", "cols", "xStride", "outStride", "tid", "nt"],
   groupNorm: ["x", "gamma", "beta", "out", "batch", "channels", "spatial", "groups", "eps", "act", "tid", "nt"],
-  linear: ["x", "weight", "bias", "out", "rows", "inF", "outF", "scratch", "tid", "nt"],
+  linear: ["x", "weight", "wHalf", "bias", "out", "rows", "inF", "outF", "scratch", "tid", "nt"],
   matmul: ["a", "b", "out", "batch", "m", "n", "k", "transposeB", "alpha", "scratch", "tid", "nt"],
   matmulScratchBytes: ["n", "k"],
   softmax: ["x", "out", "rows", "cols", "tid", "nt"],
   attention: ["q", "k", "v", "out", "batch", "NQ", "NK", "D", "scale", "scratch", "tid", "nt"],
   attentionScratchBytes: ["dim"],
   conv2d: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "KH", "KW", "s", "padTop", "padLeft", "OH", "OW", "scratch", "tid", "nt"],
-  conv2dPack: ["w", "O", "C", "KH", "KW", "scratch", "tid", "nt"],
+  conv2dPack: ["w", "wHalf", "O", "C", "KH", "KW", "scratch", "tid", "nt"],
   conv2dScratchBytes: ["C", "H", "W", "O", "KH", "KW", "s", "padTop", "padLeft", "OH", "OW", "nt"],
   winograd: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
-  winogradPack: ["w", "O", "C", "W", "scratch", "tid", "nt"],
+  winogradPack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
   winogradScratchBytes: ["C", "H", "W", "O", "nt"],
+  widenHalf: ["src", "out", "length", "tid", "nt"],
 } as const;
 
 /** Named arguments of each work kernel; the backend appends scratch (where it takes one), tid and nt. */
@@ -58,14 +60,15 @@ export interface KernelArgs {
   channelAffine: { x: number; scale: number; shift: number; out: number; planes: number; spatial: number; act: number; };
   copy2d: { x: number; out: number; rows: number; cols: number; xStride: number; outStride: number; };
   groupNorm: { x: number; gamma: number; beta: number; out: number; batch: number; channels: number; spatial: number; groups: number; eps: number; act: number; };
-  linear: { x: number; weight: number; bias: number; out: number; rows: number; inF: number; outF: number; };
+  linear: { x: number; weight: number; wHalf: boolean; bias: number; out: number; rows: number; inF: number; outF: number; };
   matmul: { a: number; b: number; out: number; batch: number; m: number; n: number; k: number; transposeB: boolean; alpha: number; };
   softmax: { x: number; out: number; rows: number; cols: number; };
   attention: { q: number; k: number; v: number; out: number; batch: number; NQ: number; NK: number; D: number; scale: number; };
   conv2d: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; KH: number; KW: number; s: number; padTop: number; padLeft: number; OH: number; OW: number; };
-  conv2dPack: { w: number; O: number; C: number; KH: number; KW: number; };
+  conv2dPack: { w: number; wHalf: boolean; O: number; C: number; KH: number; KW: number; };
   winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
-  winogradPack: { w: number; O: number; C: number; W: number; };
+  winogradPack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
+  widenHalf: { src: number; out: number; length: number; };
 }
 
 /** The activation codes the kernels switch on (assembly/common.ts ACT_*). */

@@ -2,7 +2,7 @@ import { AutoencoderKLError } from "../../errors.js";
 import { WINOGRAD_MIN_CHANNELS } from "../../ops/conv2d.js";
 import { type Op, validate } from "../../ops/op.js";
 import { installOps, type OpMethods } from "../../ops/registry.js";
-import type { DeviceBuffer, Kernels, MaybePromise } from "../kernels.js";
+import type { BufferDtype, DeviceBuffer, Kernels, MaybePromise } from "../kernels.js";
 import { FreeListAllocator } from "./allocator.js";
 import { type KernelSourceOptions, loadKernels } from "./loader.js";
 import { ThreadPool } from "./pool.js";
@@ -44,7 +44,7 @@ const MAX_PAGES = 65536; // wasm32: 4 GiB
 /** Bytes kept unallocated at the top of memory: kernels may read up to 64 bytes past an input's end. */
 const GUARD = 256;
 
-/** A block of the backend's linear memory holding `length` f32 values. */
+/** A block of the backend's linear memory holding `length` f32 values, or f16 bits (2 bytes each). */
 class WasmBuffer implements DeviceBuffer {
   alive = true;
   constructor(
@@ -52,6 +52,7 @@ class WasmBuffer implements DeviceBuffer {
     readonly ptr: number,
     readonly length: number,
     readonly bytes: number,
+    readonly dtype: BufferDtype = "f32",
   ) {}
 }
 
@@ -116,18 +117,29 @@ export class WasmKernels implements Kernels, WasmRuntime {
   // ---- memory ---------------------------------------------------------------------------------------
 
   alloc(length: number): DeviceBuffer {
+    return this.allocOf(length, "f32", "alloc");
+  }
+
+  /** f16 values stay 2 bytes each in linear memory; the pack kernels widen them (assembly/half.ts). */
+  allocHalf(length: number): DeviceBuffer {
+    const b = this.allocOf(length, "f16", "allocHalf");
+    new Uint8Array(this.memory.buffer, b.ptr, b.bytes).fill(0); // zeroed, as freed blocks are reused
+    return b;
+  }
+
+  private allocOf(length: number, dtype: BufferDtype, call: string): WasmBuffer {
     this.checkAlive();
     if (!Number.isInteger(length) || length < 0) {
-      throw new AutoencoderKLError("wasm backend: alloc", `length must be a non-negative integer, got ${length}`);
+      throw new AutoencoderKLError(`wasm backend: ${call}`, `length must be a non-negative integer, got ${length}`);
     }
-    const bytes = length * 4;
+    const bytes = length * (dtype === "f16" ? 2 : 4);
     let ptr = this.allocator.alloc(bytes);
     if (ptr < 0) {
       this.grow(bytes);
       ptr = this.allocator.alloc(bytes);
       if (ptr < 0) throw this.outOfMemory(bytes);
     }
-    const b = new WasmBuffer(this, ptr, length, bytes);
+    const b = new WasmBuffer(this, ptr, length, bytes, dtype);
     this.live.add(b);
     this.top = Math.max(this.top, ptr + bytes);
     return b;
@@ -141,14 +153,30 @@ export class WasmKernels implements Kernels, WasmRuntime {
   }
 
   write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
+    const b = this.checkWrite("write", buffer, "f32", data.length, offset);
+    new Float32Array(this.memory.buffer, b.ptr + offset * 4, data.length).set(data);
+  }
+
+  writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset = 0): void {
+    const b = this.checkWrite("writeHalf", buffer, "f16", data.length, offset);
+    new Uint16Array(this.memory.buffer, b.ptr + offset * 2, data.length).set(data);
+  }
+
+  private checkWrite(call: string, buffer: DeviceBuffer, dtype: BufferDtype, n: number, offset: number): WasmBuffer {
     const b = this.own(buffer, "buffer");
-    if (!Number.isInteger(offset) || offset < 0 || offset + data.length > b.length) {
+    if (b.dtype !== dtype) {
       throw new AutoencoderKLError(
-        "wasm backend: write",
-        `${data.length} values at offset ${offset} do not fit a buffer of ${b.length}`,
+        `wasm backend: ${call}`,
+        `the buffer holds ${b.dtype} values; use ${b.dtype === "f16" ? "writeHalf" : "write"}`,
       );
     }
-    new Float32Array(this.memory.buffer, b.ptr + offset * 4, data.length).set(data);
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > b.length) {
+      throw new AutoencoderKLError(
+        `wasm backend: ${call}`,
+        `${n} values at offset ${offset} do not fit a buffer of ${b.length}`,
+      );
+    }
+    return b;
   }
 
   async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
@@ -158,6 +186,16 @@ export class WasmKernels implements Kernels, WasmRuntime {
       throw new AutoencoderKLError("wasm backend: read", `cannot read ${n} values from a buffer of ${b.length}`);
     }
     await this.queue; // threaded ops still in flight write into this memory
+    if (b.dtype === "f16") {
+      // widened by the kernels' own conversion (the one the pack kernels use), through a temporary block
+      const tmp = this.allocOf(n, "f32", "read");
+      try {
+        this.ex.widenHalf(b.ptr, tmp.ptr, n, 0, 1);
+        return new Float32Array(this.memory.buffer, tmp.ptr, n).slice();
+      } finally {
+        this.free(tmp);
+      }
+    }
     // slice() copies into a fresh (unshared) ArrayBuffer
     return new Float32Array(this.memory.buffer, b.ptr, n).slice();
   }

@@ -18,7 +18,7 @@ import { PipelineCache } from "./pipelines.js";
 import { type Constraint, chunks, foldGrid, planChunks } from "./plan.js";
 import { Recorder } from "./recorder.js";
 import type { Bind, WebGPURuntime } from "./runtime.js";
-import { castKernel, type KernelDef } from "./shaders.js";
+import { castKernel, type KernelDef, setHalfKernel } from "./shaders.js";
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
@@ -109,13 +109,63 @@ export class WebGPUKernels implements Kernels, WebGPURuntime {
     this.freeRaw(this.own("free", "buffer", buffer));
   }
 
-  write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
-    const b = this.own("write", "buffer", buffer);
-    nonNegInt("write", "offset", offset);
-    if (!(data instanceof Float32Array)) throw new AutoencoderKLError("webgpu write", "data must be a Float32Array");
+  /**
+   * f16 weights stay f16 on the GPU, 2 bytes per value: conv2d and linear read them through bindings that
+   * unpack them (shaders.ts `half`), so weight memory halves as on wasm.
+   */
+  allocHalf(length: number): DeviceBuffer {
+    nonNegInt("allocHalf", "length", length);
+    const b = this.allocRaw(length, 2, true);
+    b.dtype = "f16";
+    return b;
+  }
+
+  writeHalf(buffer: DeviceBuffer, data: Uint16Array, offset = 0): void {
+    const b = this.own("writeHalf", "buffer", buffer);
+    if (b.dtype !== "f16") throw new AutoencoderKLError("webgpu writeHalf", "the buffer holds f32 values; use write");
+    nonNegInt("writeHalf", "offset", offset);
+    if (!(data instanceof Uint16Array)) throw new AutoencoderKLError("webgpu writeHalf", "data must be a Uint16Array");
     if (offset + data.length > b.length) {
       throw new AutoencoderKLError(
-        "webgpu write",
+        "webgpu writeHalf",
+        `writing ${data.length} elements at offset ${offset} overruns a buffer of ${b.length}`,
+      );
+    }
+    if (data.length === 0) return;
+    this.flush(); // queue.writeBuffer runs before anything still unsubmitted
+    // writeBuffer moves whole 4-byte words: an odd first or last element goes through a one-word kernel
+    let lo = 0,
+      hi = data.length;
+    if ((offset & 1) === 1) {
+      this.setHalf(b, offset, data[0]);
+      lo = 1;
+    }
+    if (hi > lo && ((offset + hi) & 1) === 1) {
+      hi -= 1;
+      this.setHalf(b, offset + hi, data[hi]);
+    }
+    if (hi > lo) {
+      const words = new Uint16Array(data.subarray(lo, hi)); // a plain ArrayBuffer (data may be shared memory)
+      this.device.queue.writeBuffer(b.gpu!, (offset + lo) * 2, words);
+    }
+  }
+
+  private setHalf(b: GpuBuffer, e: number, bits: number): void {
+    this.run(setHalfKernel(), [{ buf: b, lo: e, hi: e + 1 }], { e, bits }, 1);
+  }
+
+  write(buffer: DeviceBuffer, data: Float32Array, offset = 0): void {
+    const b = this.own("write", "buffer", buffer);
+    if (b.dtype !== "f32") throw new AutoencoderKLError("webgpu write", "the buffer holds f16 values; use writeHalf");
+    this.upload("write", b, data, offset);
+  }
+
+  private upload(call: string, b: GpuBuffer, data: Float32Array, offset: number): void {
+    nonNegInt(call, "offset", offset);
+    if (!(data instanceof Float32Array)) throw new AutoencoderKLError(`webgpu ${call}`, "data must be a Float32Array");
+    if (offset + data.length > b.length) {
+      throw new AutoencoderKLError(
+        `webgpu ${call}`,
         `writing ${data.length} elements at offset ${offset} overruns a buffer of ${b.length}`,
       );
     }

@@ -1,5 +1,5 @@
 /// <reference types="@webgpu/types" preserve="true" />
-import type { DeviceBuffer } from "../kernels.js";
+import type { BufferDtype, DeviceBuffer } from "../kernels.js";
 
 // Numeric flag values from the WebGPU spec, so nothing depends on GPUBufferUsage & co. being global.
 export const USAGE_MAP_READ = 0x1;
@@ -24,6 +24,8 @@ export class GpuBuffer implements DeviceBuffer {
     /** The backend that allocated it. */
     readonly owner: object,
   ) {}
+  /** "f16" for allocHalf buffers: f16 bits, 2 bytes each (eb 2) whatever the storage type. */
+  dtype: BufferDtype = "f32";
 }
 
 export const roundUp = (v: number, a: number): number => Math.ceil(v / a) * a;

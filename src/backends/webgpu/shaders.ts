@@ -17,6 +17,14 @@ export interface BindingDecl {
   readonly write?: boolean;
   /** Internal scratch (statistics) that stays f32 even with f16 storage. */
   readonly f32?: boolean;
+  /**
+   * f16 weights (allocHalf buffers, 2 bytes per value). With f16 storage that is the storage type; with f32
+   * storage the binding is array<u32>, two values per word, and ld_ unpacks them with unpack2x16float (core
+   * WGSL: no shader-f16 needed). Exact: every f16 is an f32.
+   */
+  readonly half?: boolean;
+  /** Viewed as raw u32 words whatever the storage type (the kernel addresses words itself). */
+  readonly words?: boolean;
 }
 
 export interface KernelDef {
@@ -51,9 +59,16 @@ export function buildShader(
   s += "}\n@group(0) @binding(0) var<uniform> P: Params;\n";
   def.bindings.forEach((b, i) => {
     const root = def.bindings[roots[i]];
-    const ty = root.f32 ? "f32" : "T";
+    const packed = (root.half && !f16) || root.words;
+    const ty = root.f32 ? "f32" : packed ? "u32" : "T";
     if (roots[i] === i) {
       s += `@group(0) @binding(${i + 1}) var<storage, ${writable[i] ? "read_write" : "read"}> b_${b.name}: array<${ty}>;\n`;
+    }
+    if (root.words) return;
+    if (packed) {
+      // bindings start at an aligned byte offset, so element i - base is in word (i - base) / 2
+      s += `fn ld_${b.name}(i: u32) -> f32 { let j = i - P.base_${b.name}; let v = unpack2x16float(b_${root.name}[j >> 1u]); return select(v.x, v.y, (j & 1u) == 1u); }\n`;
+      return;
     }
     s += `fn ld_${b.name}(i: u32) -> f32 { return f32(b_${root.name}[i - P.base_${b.name}]); }\n`;
     if (b.write) s += `fn st_${b.name}(i: u32, v: f32) { b_${root.name}[i - P.base_${b.name}] = ${ty}(v); }\n`;
@@ -126,6 +141,23 @@ export const castKernel = (): KernelDef =>
       ["src0", "u32"],
     ],
     body: ELEMENTWISE_HEAD + "  st_out(e, ld_src(P.src0 + i));\n}\n",
+  }));
+
+/** One f16 value into a half buffer's word (writeHalf's unaligned ends): element `e` gets the bits `bits`. */
+export const setHalfKernel = (): KernelDef =>
+  defineKernel("set_half", () => ({
+    bindings: [{ name: "out", write: true, words: true }],
+    params: [
+      ["e", "u32"],
+      ["bits", "u32"],
+    ],
+    body: `@compute @workgroup_size(1)
+fn main() {
+  let j = P.e - P.base_out;
+  let w = b_out[j >> 1u];
+  b_out[j >> 1u] = select((w & 0xffff0000u) | P.bits, (w & 0xffffu) | (P.bits << 16u), (j & 1u) == 1u);
+}
+`,
   }));
 
 /**

@@ -3,8 +3,9 @@ import { type BackendChoice, selectBackend } from "../../backends/select.js";
 import type { KernelSourceOptions } from "../../backends/wasm/loader.js";
 import { AutoencoderKLError } from "../../errors.js";
 import { type Components, type ComponentsOptions, checkComponents, isSkippedKey } from "../../io/components.js";
-import { convertDeprecatedAttentionKeys } from "../../io/original-keys.js";
-import { folderLocation, type PretrainedOptions, readPretrained } from "../../io/pretrained.js";
+import { convertDeprecatedAttentionStream } from "../../io/original-keys.js";
+import { folderLocation, openPretrained, type PretrainedOptions } from "../../io/pretrained.js";
+import { type TensorStream, tensorStreamOf } from "../../io/tensor-stream.js";
 import {
   Attention,
   type AttentionProcessor,
@@ -17,6 +18,7 @@ import { Decoder } from "../../nn/decoder.js";
 import { type CoderShape, Encoder } from "../../nn/encoder.js";
 import { Module, type Parameter } from "../../nn/module.js";
 import { type Program, runProgram } from "../../nn/program.js";
+import { f32ToF16 } from "../../tensor/dtype.js";
 import { Tensor } from "../../tensor/tensor.js";
 import { type AutoencoderKLConfig, activationOf, resolveConfig } from "./config.js";
 import { DiagonalGaussianDistribution } from "./distribution.js";
@@ -64,7 +66,26 @@ export interface MemoryOptions {
   checkpointStorage?: CheckpointStorage;
 }
 
-export interface FromPretrainedOptions extends BackendOptions, PretrainedOptions, LoadingOptions, MemoryOptions {}
+/** How the weights are held in backend memory. */
+export interface WeightOptions {
+  /**
+   * "f32" (default), or "f16": convolution and linear weights stay f16 in backend memory (half the bytes)
+   * and the kernels widen them exactly while packing, so outputs are bit-identical to loading the same f16
+   * values as f32. An f32 or bf16 file is rounded to f16 on load (round to nearest, ties to even, as
+   * PyTorch's `.half()`). Biases and GroupNorm γ/β (a fraction of a percent of the bytes) stay f32.
+   * wasm and webgpu keep 2 bytes per value; the reference backend holds them widened.
+   */
+  weightDtype?: WeightDtype;
+}
+
+export type WeightDtype = "f32" | "f16";
+
+export interface FromPretrainedOptions
+  extends BackendOptions,
+    PretrainedOptions,
+    LoadingOptions,
+    WeightOptions,
+    MemoryOptions {}
 
 export interface TilingOptions {
   /** Image-space tile side (default: config.sample_size). */
@@ -80,7 +101,12 @@ export interface TilingOptions {
   checkpointMiB?: number;
 }
 
-export interface FromSingleFileOptions extends BackendOptions, LoadingOptions, ComponentsOptions, MemoryOptions {
+export interface FromSingleFileOptions
+  extends BackendOptions,
+    LoadingOptions,
+    ComponentsOptions,
+    WeightOptions,
+    MemoryOptions {
   /** Config fields; without them the config is inferred from the tensor shapes. */
   config?: object;
   /** Download/read progress in bytes. */
@@ -169,6 +195,15 @@ function checkStorage(value: unknown): CheckpointStorage | null {
   return value as CheckpointStorage;
 }
 
+function checkWeightDtype(value: unknown): WeightDtype {
+  if (value === undefined) return "f32";
+  if (value === "f32" || value === "f16") return value;
+  throw new AutoencoderKLError("options.weightDtype", `must be "f32" or "f16", got ${JSON.stringify(value)}`);
+}
+
+/** Weights held as f16 with weightDtype "f16": conv and linear weights (the kernels that widen them). */
+const storesHalf = (p: Parameter): boolean => p.shape.length >= 2 && !p.retainHost;
+
 function describeShape(shape: readonly number[]): string {
   return `[${shape.join(", ")}]`;
 }
@@ -182,6 +217,8 @@ export class AutoencoderKL {
   readonly config: AutoencoderKLConfig;
   /** Which half is loaded ("both" unless the `components` option said otherwise). */
   readonly components: Components;
+  /** How conv and linear weights are held in backend memory (the `weightDtype` option; default "f32"). */
+  readonly weightDtype: WeightDtype;
   private readonly kernels: Kernels;
   private readonly ownsKernels: boolean;
   private readonly modules: AutoencoderKLModules;
@@ -197,9 +234,16 @@ export class AutoencoderKL {
   checkpointStorage: CheckpointStorage | null = null;
   private disposed = false;
 
-  private constructor(config: AutoencoderKLConfig, kernels: Kernels, ownsKernels: boolean, components: Components) {
+  private constructor(
+    config: AutoencoderKLConfig,
+    kernels: Kernels,
+    ownsKernels: boolean,
+    components: Components,
+    weightDtype: WeightDtype,
+  ) {
     this.config = config;
     this.components = components;
+    this.weightDtype = weightDtype;
     this.kernels = kernels;
     this.ownsKernels = ownsKernels;
     this.modules = new AutoencoderKLModules(config, components);
@@ -209,10 +253,11 @@ export class AutoencoderKL {
   /** Builds an unloaded model from a config object (validated, diffusers defaults filled in); `components` builds one half. */
   static async fromConfig(
     config: unknown,
-    options: BackendOptions & ComponentsOptions & MemoryOptions = {},
+    options: BackendOptions & ComponentsOptions & WeightOptions & MemoryOptions = {},
   ): Promise<AutoencoderKL> {
     const cfg = resolveConfig(config);
     const components = checkComponents(options.components);
+    const weightDtype = checkWeightDtype(options.weightDtype);
     const budget = checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     const storage = checkStorage(options.checkpointStorage);
     const kernels =
@@ -224,7 +269,7 @@ export class AutoencoderKL {
         wasmBytes: options.wasmBytes,
         wasmUrl: options.wasmUrl,
       }));
-    const vae = new AutoencoderKL(cfg, kernels, !options.kernels, components);
+    const vae = new AutoencoderKL(cfg, kernels, !options.kernels, components, weightDtype);
     vae.budgetMiB = budget;
     vae.checkpointStorage = storage;
     return vae;
@@ -239,22 +284,20 @@ export class AutoencoderKL {
     checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     checkStorage(options.checkpointStorage);
     checkComponents(options.components);
-    const { config, stateDict: raw, source } = await readPretrained(dirOrUrl, options);
-    const cfg = resolveConfig(config, source.config);
-    const { stateDict, renamed } = convertDeprecatedAttentionKeys(raw, source.weights);
-    if (renamed.length) {
-      options.onWarning?.(
-        `${source.weights}: converted ${renamed.length} deprecated attention weight names (query/key/value/proj_attn → to_q/to_k/to_v/to_out.0), as diffusers does`,
-      );
-    }
-    const vae = await AutoencoderKL.fromConfig(cfg, options);
+    checkWeightDtype(options.weightDtype);
+    const { config, weights: raw, source } = await openPretrained(dirOrUrl, options);
     try {
-      await vae.loadStateDict(stateDict, source.weights, options);
-    } catch (e) {
-      vae.dispose();
-      throw e;
+      const cfg = resolveConfig(config, source.config);
+      const { stream, renamed } = convertDeprecatedAttentionStream(raw, source.weights);
+      if (renamed.length) {
+        options.onWarning?.(
+          `${source.weights}: converted ${renamed.length} deprecated attention weight names (query/key/value/proj_attn → to_q/to_k/to_v/to_out.0), as diffusers does`,
+        );
+      }
+      return await AutoencoderKL.loadNew(cfg, options, stream, source.weights);
+    } finally {
+      await raw.close();
     }
-    return vae;
   }
 
   /**
@@ -270,17 +313,32 @@ export class AutoencoderKL {
     checkBudget(options.maxMemoryMiB, "options.maxMemoryMiB");
     checkStorage(options.checkpointStorage);
     const components = checkComponents(options.components);
-    const { readSingleFile } = await import("../../io/single-file.js");
+    checkWeightDtype(options.weightDtype);
+    const { openSingleFile } = await import("../../io/single-file.js");
     const name = typeof source === "string" ? source : source instanceof URL ? source.href : "single file";
-    const { config, stateDict } = await readSingleFile(source, {
+    const { config, weights } = await openSingleFile(source, {
       config: options.config,
       onProgress: options.onProgress,
       signal: options.signal,
       components,
     });
-    const vae = await AutoencoderKL.fromConfig(resolveConfig(config, `${name} (config)`), options);
     try {
-      await vae.loadStateDict(stateDict, name, options);
+      return await AutoencoderKL.loadNew(resolveConfig(config, `${name} (config)`), options, weights, name);
+    } finally {
+      await weights.close();
+    }
+  }
+
+  /** A new model with its weights streamed in; disposed again if loading fails. */
+  private static async loadNew(
+    cfg: AutoencoderKLConfig,
+    options: BackendOptions & ComponentsOptions & WeightOptions & LoadingOptions,
+    weights: TensorStream,
+    source: string,
+  ): Promise<AutoencoderKL> {
+    const vae = await AutoencoderKL.fromConfig(cfg, options);
+    try {
+      await vae.loadWeights(weights, source, options);
     } catch (e) {
       vae.dispose();
       throw e;
@@ -350,6 +408,14 @@ export class AutoencoderKL {
     source = "state dict",
     options: LoadingOptions = {},
   ): Promise<void> {
+    await this.loadWeights(tensorStreamOf(stateDict), source, options);
+  }
+
+  /**
+   * loadStateDict from a stream: the shapes are checked first, then each tensor goes to the backend as it
+   * is read (f16 bits for conv and linear weights with weightDtype "f16") and is not kept on the host.
+   */
+  private async loadWeights(weights: TensorStream, source: string, options: LoadingOptions): Promise<void> {
     this.assertLive();
     const params = [...this.modules.parameters()];
     const expected = new Map<string, Parameter>(params.map((p) => [p.key, p]));
@@ -357,14 +423,14 @@ export class AutoencoderKL {
       wrong: string[] = [],
       unexpected: string[] = [];
     for (const p of params) {
-      const t = stateDict.get(p.key);
-      if (!t) missing.push(`${p.key} ${describeShape(p.shape)}`);
-      else if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
-        wrong.push(`${p.key}: expected ${describeShape(p.shape)}, got ${describeShape(t.shape)}`);
+      const shape = weights.shapes.get(p.key);
+      if (!shape) missing.push(`${p.key} ${describeShape(p.shape)}`);
+      else if (shape.length !== p.shape.length || shape.some((d, i) => d !== p.shape[i])) {
+        wrong.push(`${p.key}: expected ${describeShape(p.shape)}, got ${describeShape(shape)}`);
       }
     }
-    for (const [k, t] of stateDict)
-      if (!expected.has(k) && !isSkippedKey(k, this.components)) unexpected.push(`${k} ${describeShape(t.shape)}`);
+    for (const [k, shape] of weights.shapes)
+      if (!expected.has(k) && !isSkippedKey(k, this.components)) unexpected.push(`${k} ${describeShape(shape)}`);
     const list = (title: string, items: string[]) =>
       items.length
         ? `${title} (${items.length}): ${items.slice(0, 20).join("; ")}${items.length > 20 ? `; … ${items.length - 20} more` : ""}`
@@ -381,12 +447,23 @@ export class AutoencoderKL {
     if (unexpected.length)
       options.onWarning?.(`${source}: ignored tensors the model does not use: ${list("unexpected keys", unexpected)}`);
     this.modules.release(this.kernels);
-    for (const p of params) {
-      const t = stateDict.get(p.key)!;
-      p.buf = this.kernels.alloc(t.size);
-      this.kernels.write(p.buf, t.data);
+    const k = this.kernels;
+    const half = this.weightDtype === "f16";
+    await weights.read(new Set(expected.keys()), (key, t) => {
+      const p = expected.get(key)!;
+      if (p.buf) throw new AutoencoderKLError(source, `tensor ${JSON.stringify(key)} was read twice`);
+      if (half && storesHalf(p)) {
+        // f16 files round-trip exactly; f32 and bf16 values are rounded to nearest even here
+        p.buf = k.allocHalf(t.size);
+        k.writeHalf(p.buf, f32ToF16(t.data));
+      } else {
+        p.buf = k.alloc(t.size);
+        k.write(p.buf, t.data);
+      }
       if (p.retainHost) p.host = Float32Array.from(t.data);
-    }
+    });
+    const unread = params.filter((p) => !p.buf).map((p) => p.key);
+    if (unread.length) throw new AutoencoderKLError(source, `tensors not read: ${unread.slice(0, 5).join(", ")}`);
   }
 
   /** Reads every parameter back to the host, keyed as diffusers keys them. */
@@ -622,7 +699,9 @@ export class AutoencoderKL {
     // The probe only reads shapes; an unloaded model (info) gets stand-ins for its weights while it plans.
     const standIns: Parameter[] = [];
     for (const p of this.modules.parameters()) {
-      weightsBytes += (p.buf?.length ?? p.size) * 4;
+      // f16 weights take 2 bytes on wasm and webgpu (the reference backend widens them)
+      const half = p.buf ? p.buf.dtype === "f16" : this.weightDtype === "f16" && storesHalf(p);
+      weightsBytes += (p.buf?.length ?? p.size) * (half && this.kernels.name !== "reference" ? 2 : 4);
       if (!p.buf) {
         p.buf = { length: p.size };
         standIns.push(p);

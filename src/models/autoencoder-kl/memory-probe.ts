@@ -17,6 +17,7 @@ class ProbeBuffer implements DeviceBuffer {
     readonly offset: number,
     readonly length: number,
     readonly bytes: number,
+    readonly dtype: "f32" | "f16" = "f32",
   ) {}
 }
 
@@ -56,11 +57,19 @@ export class ProbeKernels implements Kernels {
   }
 
   alloc(length: number): DeviceBuffer {
-    const bytes = length * 4;
+    return this.place(length, 4);
+  }
+
+  allocHalf(length: number): DeviceBuffer {
+    return this.place(length, 2);
+  }
+
+  private place(length: number, size: 2 | 4): ProbeBuffer {
+    const bytes = length * size;
     const offset = this.allocator.alloc(bytes);
     if (offset < 0) throw new AutoencoderKLError("memory probe", `cannot place ${bytes} bytes`);
     this.highWater = Math.max(this.highWater, offset + FreeListAllocator.blockSize(bytes));
-    return new ProbeBuffer(offset, length, bytes);
+    return new ProbeBuffer(offset, length, bytes, size === 2 ? "f16" : "f32");
   }
 
   free(buffer: DeviceBuffer): void {
@@ -69,6 +78,7 @@ export class ProbeKernels implements Kernels {
   }
 
   write(): void {}
+  writeHalf(): void {}
 
   /** Zeros of the right length: the host copy a real read would make (untouched pages cost no memory). */
   async read(buffer: DeviceBuffer, length?: number): Promise<Float32Array> {
