@@ -166,7 +166,7 @@ interface Band {
   data: Float32Array | null;
   /** Whether the tiler made the array (else it is the caller's, never released). */
   owned: boolean;
-  /** Position in the CheckpointArea of the values stored row-major [rows][B·C][W], so a row range is one read. */
+  /** Position in the CheckpointArea of the values, stored as in memory ([B·C][rows][W]). */
   stored: number | null;
 }
 
@@ -201,11 +201,13 @@ class BandedTensor {
         hi = Math.min(r1, band.end);
       if (lo >= hi) continue;
       if (band.stored !== null && this.area && this.io) {
-        const rows = this.io.take((hi - lo) * P * W);
-        this.area.read(band.stored + (lo - band.start) * P * W, rows);
-        for (let y = lo; y < hi; y++) {
-          for (let p = 0; p < P; p++) {
-            const src = ((y - lo) * P + p) * W + c0;
+        // one read per plane of the rows needed (full width), then the columns kept: a small buffer
+        const bh = band.end - band.start;
+        const rows = this.io.take((hi - lo) * W);
+        for (let p = 0; p < P; p++) {
+          this.area.read(band.stored + (p * bh + (lo - band.start)) * W, rows);
+          for (let y = lo; y < hi; y++) {
+            const src = (y - lo) * W + c0;
             out.set(rows.subarray(src, src + w), (p * h + (y - r0)) * w);
           }
         }
@@ -235,19 +237,12 @@ class BandedTensor {
     }
   }
 
-  /** Moves the in-memory bands the tiler made to the area (row-major), freeing their host arrays. */
+  /** Moves the in-memory bands the tiler made to the area, freeing their host arrays. */
   store(): void {
-    if (!this.area || !this.io) return;
-    const P = this.batch * this.channels,
-      W = this.width;
+    if (!this.area) return;
     for (const band of this.bands) {
       if (!band.data || !band.owned) continue;
-      const bh = band.end - band.start;
-      const rows = this.io.take(bh * P * W);
-      for (let p = 0; p < P; p++)
-        for (let y = 0; y < bh; y++)
-          rows.set(band.data.subarray((p * bh + y) * W, (p * bh + y + 1) * W), (y * P + p) * W);
-      band.stored = this.area.write(rows);
+      band.stored = this.area.write(band.data);
       releaseHost(band.data);
       band.data = null;
     }
@@ -857,10 +852,10 @@ export async function probeExact(
         const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4);
         ctx.free(out);
         convMacs += (macs() - m0) * pass.tiles;
-        // a stored checkpoint costs host memory only as the rows a crop reads (one read buffer, full width)
+        // a stored checkpoint costs host memory only as one plane's rows a crop reads (full width)
         const stored = options.storage !== undefined && from > 0;
         if (from === 0) checkpoint = bytesAt(0);
-        const readRows = stored ? (cropShape[2] * bytesAt(from)) / sizes[from][0] : 0;
+        const readRows = stored ? cropShape[2] * sizes[from][1] * 4 : 0;
         let held = stored ? readRows : checkpoint;
         if (pass.kind === "form") {
           const [sh] = sizes[from];
@@ -879,8 +874,8 @@ export async function probeExact(
           checkpoint = storesOut ? 0 : bytesAt(to);
           largestCheckpoint = Math.max(largestCheckpoint, checkpoint);
         }
-        // each tile's crop and result become garbage at once; V8 collects them only every few tiles
-        hostBytes = Math.max(hostBytes, held + TILE_COPIES_UNCOLLECTED * tileBytes);
+        // each tile's crop and result: freed at once where releaseHost can, else collected only every few tiles
+        hostBytes = Math.max(hostBytes, held + (hostReleaseIsImmediate ? 1 : TILE_COPIES_UNCOLLECTED) * tileBytes);
       }
     } finally {
       for (const a of affines.values()) ctx.free(a.scale, a.shift);
