@@ -33,6 +33,18 @@ const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 /** Below this many channels Winograd's transforms cost more than the multiplies they save (measured). */
 export const WINOGRAD_MIN_CHANNELS = 16;
 
+/** Winograd output tile: 2 = F(2×2, 3×3), 4 = F(4×4, 3×3); "auto" picks per layer (see winogradTile). */
+export type WinogradTile = 2 | 4 | "auto";
+
+/**
+ * The tile for a layer. F(4×4) does 4× fewer multiplies than direct convolution against F(2×2)'s 2.25×, but
+ * its transforms cost more per tile and its rounding error is larger.
+ */
+export function winogradTile(choice: WinogradTile, C: number, O: number, H: number, W: number): 2 | 4 {
+  if (choice !== "auto") return choice;
+  return 4;
+}
+
 export const conv2d = defineOp<Conv2dArgs>({
   name: "conv2d",
 
@@ -110,6 +122,16 @@ export const conv2d = defineOp<Conv2dArgs>({
     const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
     if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
+      if (winogradTile(rt.winogradTile, C, O, H, W) === 4) {
+        return rt.run(
+          [
+            { kernel: "winograd4Pack", args: { w, O, C, W } },
+            { kernel: "winograd4", args: { x, bias, res, out, batch, C, H, W, O } },
+          ],
+          (outN * C * 4 * NS_PER_MAC) / 2,
+          (nt) => ex.winograd4ScratchBytes(C, H, W, O, nt),
+        );
+      }
       return rt.run(
         [
           { kernel: "winogradPack", args: { w, O, C, W } },

@@ -23,6 +23,9 @@ export interface KernelExports {
   winograd(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
   winogradPack(w: number, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
   winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
+  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
+  winograd4Pack(w: number, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
+  winograd4ScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
 }
 
 /** Each export's parameter names in call order (kernels are called with named arguments, packed here). */
@@ -47,6 +50,9 @@ export const KERNEL_PARAMS = {
   winograd: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
   winogradPack: ["w", "O", "C", "W", "scratch", "tid", "nt"],
   winogradScratchBytes: ["C", "H", "W", "O", "nt"],
+  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
+  winograd4Pack: ["w", "O", "C", "W", "scratch", "tid", "nt"],
+  winograd4ScratchBytes: ["C", "H", "W", "O", "nt"],
 } as const;
 
 /** Named arguments of each work kernel; the backend appends scratch (where it takes one), tid and nt. */
@@ -66,6 +72,8 @@ export interface KernelArgs {
   conv2dPack: { w: number; O: number; C: number; KH: number; KW: number; };
   winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
   winogradPack: { w: number; O: number; C: number; W: number; };
+  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
+  winograd4Pack: { w: number; O: number; C: number; W: number; };
 }
 
 /** The activation codes the kernels switch on (assembly/common.ts ACT_*). */
