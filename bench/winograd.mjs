@@ -7,7 +7,8 @@
 //   each variant against a float64 direct convolution over the first 16 output channels (every pixel):
 //   max |error| and its RMS, next to the output's RMS.
 // --speed: median of --runs calls (after one warm-up) per variant, threads 1, each variant twice in turn;
-//   ratios are within one run. Timings are indicative on a shared machine.
+//   ratios are within one run. Times are the process's CPU time (one thread: the call's), which a busy
+//   machine disturbs less than wall time; still indicative only (caches are shared).
 // Neither flag: both. A layer is CxH: C → C channels at H×H.
 
 import path from "node:path";
@@ -141,9 +142,10 @@ for (const [C, H] of layers) {
             await conv(kn, bufs, C, H);
             const ts = [];
             for (let i = 0; i < runs; i++) {
-              const t0 = performance.now();
+              const t0 = process.cpuUsage();
               await conv(kn, bufs, C, H);
-              ts.push(performance.now() - t0);
+              const dt = process.cpuUsage(t0);
+              ts.push((dt.user + dt.system) / 1e3);
             }
             return ts.sort((a, b) => a - b)[ts.length >> 1];
           });
