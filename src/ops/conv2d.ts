@@ -40,12 +40,13 @@ export type WinogradTile = 2 | 4 | "auto";
 export const WINOGRAD4_MIN_CHANNELS = 128;
 
 /**
- * The tile for a layer. F(4×4) does 4× fewer multiplies than direct convolution against F(2×2)'s 2.25×, and
- * measured faster than F(2×2) from 32 channels up (1.2-1.7× at threads 1), but its rounding error is about
- * 5× F(2×2)'s and 2× direct f32's on one layer. The fixture models (32 and 64 channels) amplify a layer's
- * error the most: F(4×4) on their layers takes the worst fixture error from 2.6e-5 to 4.4e-5, past PyTorch
- * fp32's own 3.6e-5 there, so "auto" keeps F(2×2) below WINOGRAD4_MIN_CHANNELS; the SD VAEs' 3×3 layers
- * (128 to 512 channels) all get F(4×4).
+ * The tile for a layer. F(4×4) does 4× fewer multiplies than direct convolution against F(2×2)'s 2.25×: it
+ * took 0.59-0.74× F(2×2)'s time on every layer measured, 32 to 512 channels (bench/winograd.mjs, threads 1).
+ * Its rounding error is larger: on one layer against float64, max 6.3e-6 at 512 channels (F(2×2) 3.5e-6,
+ * direct 4.7e-6) and 7.9e-6 at 128 (2.6e-6, 2.9e-6). The fixture models (32 and 64 channels) amplify a layer's
+ * error the most: F(4×4) on all their 3×3 layers takes the worst fixture error from 2.6e-5 to 3.9e-5 (plain
+ * SIMD; relaxed 3.55e-5), past PyTorch fp32's own 3.6e-5, so "auto" keeps F(2×2) below
+ * WINOGRAD4_MIN_CHANNELS; the SD VAEs' Winograd layers (128 to 512 channels) all get F(4×4).
  */
 export function winogradTile(choice: WinogradTile, C: number, O: number): 2 | 4 {
   if (choice !== "auto") return choice;

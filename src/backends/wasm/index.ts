@@ -38,8 +38,9 @@ export interface WasmBackendOptions extends KernelSourceOptions {
    */
   winogradMinChannels?: number;
   /**
-   * Output tile of those Winograd convolutions: 2 = F(2×2, 3×3), 4 = F(4×4, 3×3) (4× fewer multiplies,
-   * slightly larger rounding error), "auto" (default) per layer by its size.
+   * Output tile of those Winograd convolutions: 2 = F(2×2, 3×3); 4 = F(4×4, 3×3) (4× fewer multiplies than
+   * direct, ~1.5× faster than F(2×2), 1.5-3× its rounding error); "auto" (default): F(4×4) from
+   * WINOGRAD4_MIN_CHANNELS input and output channels, F(2×2) below.
    */
   winogradTile?: WinogradTile;
 }
