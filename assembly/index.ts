@@ -9,6 +9,7 @@ export { softmax, attention, attentionScratchBytes } from "./attention";
 export { conv2d, conv2dPack, conv2dScratchBytes } from "./conv";
 export { winograd, winogradPack, winogradScratchBytes } from "./winograd";
 export { widenHalf } from "./half";
+export { winograd4, winograd4Pack, winograd4ScratchBytes } from "./winograd4";
 
 /** First byte the JS allocator may hand out (static data ends below it). */
 export function heapBase(): usize {

@@ -89,7 +89,7 @@ function kernelCases() {
       name,
       unit: "GFLOP/s",
       work: (2 * cin * cout * k * k * oh * oh) / 1e9,
-      // 3×3 stride-1 convolutions may run as Winograd F(2×2, 3×3) (2.25× fewer multiplications): their rate
+      // 3×3 stride-1 convolutions may run as Winograd F(2×2 or 4×4, 3×3) (2.25× or 4× fewer multiplications): their rate
       // counts direct-convolution FLOPs (an effective rate) and can exceed the f32x4 peak
       effective: k === 3 && stride === 1,
       bufs: { x: cin * h * h, weight: cout * cin * k * k, bias: cout, out: cout * oh * oh },

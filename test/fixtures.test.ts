@@ -31,8 +31,17 @@ const wasmCases: BackendCase[] = (["simd", "relaxed-simd"] as const).flatMap((is
     skip: isa === "relaxed-simd" && !relaxed.ok ? relaxed.reason : undefined,
   })),
 );
+// And Winograd F(4×4, 3×3) on every 3×3 stride-1 convolution, conv_in (3 channels) included: the default
+// keeps it for layers with enough channels, this bounds its error on the whole model.
+const winograd4Cases: BackendCase[] = (["simd", "relaxed-simd"] as const).map((isa) => ({
+  label: `wasm ${isa} ×1, F(4×4) for every 3×3`,
+  backend: "wasm" as const,
+  kernels: () => createWasmBackend({ relaxed: isa === "relaxed-simd", winogradMinChannels: 1, winogradTile: 4 }),
+  skip: isa === "relaxed-simd" && !relaxed.ok ? relaxed.reason : undefined,
+}));
 const BACKENDS: BackendCase[] = [
   ...wasmCases,
+  ...winograd4Cases,
   { label: "reference", backend: "reference" },
   { label: "webgpu", backend: "webgpu", skip: gpu.adapter ? undefined : gpu.reason },
 ];

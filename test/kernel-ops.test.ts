@@ -151,7 +151,9 @@ for (const c of [
 ]) {
   conv([c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, 1, 1, 1]);
 }
-// Winograd F(2×2, 3×3), where the backend sends every 3×3 stride-1 pad-1 conv through it
+// Winograd F(2×2, 3×3) and F(4×4, 3×3), where the backend sends every 3×3 stride-1 pad-1 conv through it: sizes
+// that are not multiples of either tile, partial groups of 8 tiles, several units per tile row (131 and 400
+// channels: the transformed input of a unit is capped), channels that are not multiples of the 6-channel blocks
 for (const [i, c] of [
   [1, 5, 15, 23, 7],
   [1, 3, 1, 1, 2],
@@ -160,6 +162,10 @@ for (const [i, c] of [
   [2, 9, 11, 40, 11],
   [1, 131, 5, 211, 10],
   [1, 1, 4, 17, 1],
+  [2, 7, 13, 18, 9],
+  [1, 37, 21, 33, 14],
+  [1, 400, 5, 190, 7],
+  [2, 4, 3, 2, 5],
 ].entries()) {
   conv([c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, 1, 1, 1], {
     residual: i % 2 === 0,
@@ -547,18 +553,27 @@ const backends: Backend[] = [
     make: () => createWasmBackend({ relaxed: false, sharedMemory: false }),
     eps: 2e-6,
   },
-  {
-    name: "wasm simd, Winograd for every 3x3",
-    make: () => createWasmBackend({ relaxed: false, winogradMinChannels: 1 }),
-    eps: 2e-6,
-    tags: ["winograd"],
-  },
-  {
-    name: "wasm simd, 2 threads, Winograd for every 3x3",
-    make: () => createWasmBackend({ relaxed: false, threads: 2, parallelThresholdNs: 0, winogradMinChannels: 1 }),
-    eps: 2e-6,
-    tags: ["winograd"],
-  },
+  ...([2, 4] as const).flatMap((tile) => [
+    {
+      name: `wasm simd, Winograd F(${tile}x${tile}) for every 3x3`,
+      make: () => createWasmBackend({ relaxed: false, winogradMinChannels: 1, winogradTile: tile }),
+      eps: 2e-6,
+      tags: ["winograd"],
+    },
+    {
+      name: `wasm simd, 2 threads, Winograd F(${tile}x${tile}) for every 3x3`,
+      make: () =>
+        createWasmBackend({
+          relaxed: false,
+          threads: 2,
+          parallelThresholdNs: 0,
+          winogradMinChannels: 1,
+          winogradTile: tile,
+        }),
+      eps: 2e-6,
+      tags: ["winograd"],
+    },
+  ]),
   { name: "wasm relaxed-simd", make: () => createWasmBackend({ relaxed: true }), eps: 2e-6, skip: noRelaxed },
   {
     name: "wasm relaxed-simd, 2 threads",
@@ -566,9 +581,17 @@ const backends: Backend[] = [
     eps: 2e-6,
     skip: noRelaxed,
   },
+  ...([2, 4] as const).map((tile) => ({
+    name: `wasm relaxed-simd, Winograd F(${tile}x${tile}) for every 3x3`,
+    make: () => createWasmBackend({ relaxed: true, winogradMinChannels: 1, winogradTile: tile }),
+    eps: 2e-6,
+    tags: ["winograd"],
+    skip: noRelaxed,
+  })),
   {
-    name: "wasm relaxed-simd, Winograd for every 3x3",
-    make: () => createWasmBackend({ relaxed: true, winogradMinChannels: 1 }),
+    name: "wasm relaxed-simd, 2 threads, Winograd F(4x4) for every 3x3",
+    make: () =>
+      createWasmBackend({ relaxed: true, threads: 2, parallelThresholdNs: 0, winogradMinChannels: 1, winogradTile: 4 }),
     eps: 2e-6,
     tags: ["winograd"],
     skip: noRelaxed,

@@ -341,3 +341,53 @@ describe("wasm backend threads", () => {
     two.free(b);
   });
 });
+
+describe("wasm backend Winograd tile", () => {
+  /** One 3×3 stride-1 pad-1 conv of C → O channels at 6×7 on a backend made with these options. */
+  async function conv(o: MakeOptions, C: number, O: number): Promise<Float32Array> {
+    const k = await createWasmBackend({ relaxed: false, ...o });
+    const g = rng(C * 1000 + O);
+    const [x, w, bias, out] = [k.alloc(C * 42), k.alloc(O * C * 9), k.alloc(O), k.alloc(O * 42)];
+    k.write(x, g.data(C * 42));
+    k.write(w, g.data(O * C * 9, -0.1, 0.1));
+    k.write(bias, g.data(O));
+    const p = { kernelH: 3, kernelW: 3, stride: 1, padTop: 1, padBottom: 1, padLeft: 1, padRight: 1 };
+    await k.conv2d({
+      x,
+      weight: w,
+      bias,
+      out,
+      batch: 1,
+      inChannels: C,
+      inHeight: 6,
+      inWidth: 7,
+      outChannels: O,
+      ...p,
+      outHeight: 6,
+      outWidth: 7,
+    });
+    const got = await k.read(out);
+    k.dispose();
+    return got;
+  }
+
+  it('"auto" runs F(4×4) from 128 input and output channels, F(2×2) below', async () => {
+    for (const [C, O, tile] of [
+      [128, 130, 4],
+      [64, 128, 2],
+      [128, 100, 2],
+    ] as const) {
+      const auto = await conv({}, C, O);
+      const f2 = await conv({ winogradTile: 2 }, C, O);
+      const f4 = await conv({ winogradTile: 4 }, C, O);
+      // the two tiles round differently, so the output tells which one ran
+      expect(f2, `${C}→${O}`).not.toEqual(f4);
+      expect(auto, `${C}→${O}`).toEqual(tile === 4 ? f4 : f2);
+    }
+  });
+
+  it("rejects a tile other than 2, 4 or auto", async () => {
+    await expect(createWasmBackend({ winogradTile: 3 as unknown as 2 })).rejects.toThrow(AutoencoderKLError);
+    await expect(createWasmBackend({ winogradTile: 3 as unknown as 2 })).rejects.toThrow(/winogradTile.*got 3/);
+  });
+});

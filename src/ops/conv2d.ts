@@ -34,6 +34,26 @@ const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 /** Below this many channels Winograd's transforms cost more than the multiplies they save (measured). */
 export const WINOGRAD_MIN_CHANNELS = 16;
 
+/** Winograd output tile: 2 = F(2×2, 3×3), 4 = F(4×4, 3×3); "auto" picks per layer (see winogradTile). */
+export type WinogradTile = 2 | 4 | "auto";
+
+/** "auto" takes F(4×4, 3×3) from this many input and output channels, F(2×2, 3×3) below (see winogradTile). */
+export const WINOGRAD4_MIN_CHANNELS = 128;
+
+/**
+ * The tile for a layer. F(4×4) does 4× fewer multiplies than direct convolution against F(2×2)'s 2.25×: it
+ * took 0.59-0.74× F(2×2)'s time on every layer measured, 32 to 512 channels (bench/winograd.mjs, threads 1).
+ * Its rounding error is larger: on one layer against float64, max 6.3e-6 at 512 channels (F(2×2) 3.5e-6,
+ * direct 4.7e-6) and 7.9e-6 at 128 (2.6e-6, 2.9e-6). The fixture models (32 and 64 channels) amplify a layer's
+ * error the most: F(4×4) on all their 3×3 layers takes the worst fixture error from 2.6e-5 to 3.9e-5 (plain
+ * SIMD; relaxed 3.55e-5), past PyTorch fp32's own 3.6e-5, so "auto" keeps F(2×2) below
+ * WINOGRAD4_MIN_CHANNELS; the SD VAEs' Winograd layers (128 to 512 channels) all get F(4×4).
+ */
+export function winogradTile(choice: WinogradTile, C: number, O: number): 2 | 4 {
+  if (choice !== "auto") return choice;
+  return Math.min(C, O) >= WINOGRAD4_MIN_CHANNELS ? 4 : 2;
+}
+
 export const conv2d = defineOp<Conv2dArgs>({
   name: "conv2d",
 
@@ -112,6 +132,16 @@ export const conv2d = defineOp<Conv2dArgs>({
     const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
     if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
+      if (winogradTile(rt.winogradTile, C, O) === 4) {
+        return rt.run(
+          [
+            { kernel: "winograd4Pack", args: { w, wHalf, O, C, W } },
+            { kernel: "winograd4", args: { x, bias, res, out, batch, C, H, W, O } },
+          ],
+          (outN * C * 4 * NS_PER_MAC) / 2,
+          (nt) => ex.winograd4ScratchBytes(C, H, W, O, nt),
+        );
+      }
       return rt.run(
         [
           { kernel: "winogradPack", args: { w, wHalf, O, C, W } },

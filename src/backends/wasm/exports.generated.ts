@@ -24,6 +24,9 @@ export interface KernelExports {
   winogradPack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
   winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
   widenHalf(src: number, out: number, length: number, tid: number, nt: number): void;
+  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
+  winograd4Pack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
+  winograd4ScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
 }
 
 /** Each export's parameter names in call order (kernels are called with named arguments, packed here). */
@@ -49,6 +52,9 @@ export const KERNEL_PARAMS = {
   winogradPack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
   winogradScratchBytes: ["C", "H", "W", "O", "nt"],
   widenHalf: ["src", "out", "length", "tid", "nt"],
+  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
+  winograd4Pack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
+  winograd4ScratchBytes: ["C", "H", "W", "O", "nt"],
 } as const;
 
 /** Named arguments of each work kernel; the backend appends scratch (where it takes one), tid and nt. */
@@ -69,6 +75,8 @@ export interface KernelArgs {
   winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
   winogradPack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
   widenHalf: { src: number; out: number; length: number; };
+  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
+  winograd4Pack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
 }
 
 /** The activation codes the kernels switch on (assembly/common.ts ACT_*). */

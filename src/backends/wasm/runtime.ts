@@ -14,6 +14,8 @@ export interface WasmRuntime {
   readonly ex: KernelExports;
   /** 3×3 stride-1 pad-1 convolutions with at least this many channels go through Winograd. */
   readonly winogradMinChannels: number;
+  /** Their tile: 2, 4 or "auto" (per layer, see winogradTile in ops/conv2d.ts). */
+  readonly winogradTile: 2 | 4 | "auto";
   /** The buffer's byte offset (0 for no buffer), after checking the backend owns it and it is alive. */
   ptr(what: string, b: DeviceBuffer | null | undefined): number;
   /**

@@ -25,13 +25,19 @@ class ProbeBuffer implements DeviceBuffer {
 interface WasmSizing {
   ex: KernelExports;
   winogradMinChannels: number;
+  winogradTile: WasmRuntime["winogradTile"];
   threads: number;
 }
 
 function wasmSizing(k: Kernels): WasmSizing | null {
   const w = k as Partial<WasmSizing> & Kernels;
   return k.name === "wasm" && w.ex && typeof w.winogradMinChannels === "number"
-    ? { ex: w.ex, winogradMinChannels: w.winogradMinChannels, threads: w.threads ?? 1 }
+    ? {
+        ex: w.ex,
+        winogradMinChannels: w.winogradMinChannels,
+        winogradTile: w.winogradTile ?? "auto",
+        threads: w.threads ?? 1,
+      }
     : null;
 }
 
@@ -101,6 +107,7 @@ export class ProbeKernels implements Kernels {
     return {
       ex: s.ex,
       winogradMinChannels: s.winogradMinChannels,
+      winogradTile: s.winogradTile,
       ptr: () => 0,
       run: (_steps: readonly WasmStep[], _costNs: number, scratch?: (nt: number) => number): MaybePromise => {
         // the largest thread count the op could be split over: the scratch grows with it

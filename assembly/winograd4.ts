@@ -1,0 +1,358 @@
+// Winograd F(4×4, 3×3) for 3×3 stride-1 pad-1 convolutions: 36 multiplies per 4×4 output tile and channel
+// pair instead of 144 (4× fewer; F(2×2) in winograd.ts saves 2.25×), at a cost in rounding: the transforms
+// now scale by up to 8, so the error grows with the tile.
+//
+// Interpolation points (0, 1, -1, 2, -½, ∞): of the sets (0, ±1, a, b, ∞) with a, b among ±¼, ±⅓, ±½, ±⅔,
+// ±¾, ±3/2, ±2, ±3, ±4, the lowest RMS error in a simulation of this f32 arithmetic against float64 (64 and
+// 512 channels); the customary (0, ±1, ±2, ∞) had 1.5× its RMS and 2-3× its worst error. A point paired with
+// its negated reciprocal keeps Aᵀ's powers and G's Lagrange denominators in balance (as Barabasz et al.
+// observe in "Error analysis and improving the accuracy of Winograd convolution"). With them
+//   Bᵀ = [1  3/2  -2  -3/2  1  0;  0 -1 -5/2 -1/2 1 0;  0 1 1/2 -5/2 1 0;  0 -1/2 -1 1/2 1 0;
+//         0  2  -1  -2  1  0;  0  1  3/2  -2  -3/2  1]
+//   G  = [1 0 0; -1/3 -1/3 -1/3; 1/3 -1/3 1/3; 1/15 2/15 4/15; -16/15 8/15 -4/15; 0 0 1]
+//   Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -1/2 0; 0 1 1 4 1/4 0; 0 1 -1 8 -1/8 1]
+// and Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A for a 6×6 input patch d. Everything else is winograd.ts's scheme with 36
+// positions instead of 16: U [p][O/OB][C][OB] packed once per call, V [p][group][C][TB] per work unit (8
+// horizontally adjacent tiles per group), the shared 6×8 micro-kernel for the 36 GEMMs, the output
+// transform (bias, residual) right after each group's GEMMs, units from an atomic counter.
+import { gemmTile, MR, NR } from "./gemm";
+import { loadPartial, splat, storePartial } from "./common";
+import { loadWeight } from "./half";
+
+const OB: i32 = MR;
+const TB: i32 = NR;
+/** Positions in a transformed tile (6×6). */
+const P: i32 = 36;
+const TILE_BYTES: i32 = OB * TB * 4;
+const PACK_C: i32 = 16;
+/**
+ * Target bytes of one unit's transformed input. Larger than winograd.ts's: each unit walks all of U (36/16 of
+ * F(2×2)'s), so at 512 channels units of 8 tiles (768 KiB) spent ~15% more time than units of 24 (this, past
+ * L2 but still cheaper than re-reading U); no change measured at 128 channels.
+ */
+const VBUDGET: i32 = 2304 << 10;
+const MIN_UNITS: i32 = 8;
+/** Input channels per partial sum of the GEMMs (see unitProduct). */
+const KC: i32 = 32;
+/** Per-thread room for the transforms' intermediate vectors (6×6 of them), and a GEMM's partial sums. */
+const TMP_BYTES: i32 = P * 16;
+
+// ---- unit geometry (a pure function of the shape, as in winograd.ts) --------------------------------------
+
+// @ts-ignore: decorator
+@inline function tilesOf(n: i32): i32 {
+  return (n + 3) >> 2;
+}
+
+function maxTiles(C: i32): i32 {
+  return max(TB, (VBUDGET / (P * 4 * C)) & ~(TB - 1));
+}
+
+function unitCols(C: i32, W: i32): i32 {
+  const twp = (tilesOf(W) + TB - 1) & ~(TB - 1);
+  const chunks = (twp + maxTiles(C) - 1) / maxTiles(C);
+  return ((twp / TB + chunks - 1) / chunks) * TB;
+}
+
+function unitRows(C: i32, W: i32): i32 {
+  const twp = (tilesOf(W) + TB - 1) & ~(TB - 1);
+  const cols = unitCols(C, W);
+  if (cols < twp) return 1;
+  return max(1, maxTiles(C) / cols);
+}
+
+/** Floats in one staging row: 4 input columns per tile, 2 more for the last, slack for the vector reads. */
+// @ts-ignore: decorator
+@inline function stagingLength(cols: i32): i32 {
+  return 4 * cols + 16;
+}
+
+/**
+ * Bytes between positions in V (G groups of C channels): one cache line more than their size, so the 36
+ * streams the input transform writes do not sit a multiple of 4 KiB apart (one L1 set) as G·C·32 often does.
+ */
+// @ts-ignore: decorator
+@inline function vStride(G: i32, C: i32): i32 {
+  return G * C * (TB << 2) + 64;
+}
+
+// @ts-ignore: decorator
+@inline function uBytes(O: i32, C: i32): i32 {
+  return P * ((O + OB - 1) / OB) * C * (OB << 2);
+}
+
+function threadBytes(C: i32, W: i32): i32 {
+  const cols = unitCols(C, W), rows = unitRows(C, W);
+  const pack = P * PACK_C * OB * 4;
+  return max(pack, P * TILE_BYTES + TMP_BYTES + P * vStride(rows * cols / TB, C) + 6 * (stagingLength(cols) << 2));
+}
+
+/** Scratch for winograd4Pack + winograd4 with nt threads: the work counter, U, one region per thread. */
+export function winograd4ScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i32 {
+  return 16 + uBytes(O, C) + nt * threadBytes(C, W);
+}
+
+// ---- weights ---------------------------------------------------------------------------------------------
+
+/** Row k of G times the column (a, b, c). */
+// @ts-ignore: decorator
+@inline function gRow(k: i32, a: f64, b: f64, c: f64): f64 {
+  if (k == 0) return a;
+  if (k == 1) return -(a + b + c) / 3;
+  if (k == 2) return (a - b + c) / 3;
+  if (k == 3) return (a + 2 * b + 4 * c) / 15;
+  if (k == 4) return (-16 * a + 8 * b - 4 * c) / 15;
+  return c;
+}
+
+/**
+ * Step 1: U = G g Gᵀ (f64, rounded once) into the scratch as [p][O/OB][C][OB], zero past O; threads split
+ * the output-channel blocks. W: the image width (it sizes the per-thread regions). Staged per PACK_C
+ * channels as in winograd.ts (36 destination streams a multiple of 4 KiB apart would thrash L1).
+ */
+export function winograd4Pack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
+  const NB = (O + OB - 1) / OB;
+  const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
+  const u = scratch + 16;
+  const pStride = <usize>NB * <usize>C * <usize>(OB << 2);
+  const tmp = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W);
+  const tStride = <usize>(PACK_C * OB) << 2;
+  for (let ob = ob0; ob < ob1; ob++) {
+    for (let c0 = 0; c0 < C; c0 += PACK_C) {
+      const cc = min(PACK_C, C - c0);
+      for (let l = 0; l < OB; l++) {
+        const o = ob * OB + l;
+        for (let c = 0; c < cc; c++) {
+          const dst = tmp + (<usize>(c * OB + l) << 2);
+          if (o >= O) {
+            for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * tStride, 0);
+            continue;
+          }
+          const i = (<usize>o * <usize>C + <usize>(c0 + c)) * 9;
+          const g0 = <f64>loadWeight(w, i, wHalf), g1 = <f64>loadWeight(w, i + 1, wHalf), g2 = <f64>loadWeight(w, i + 2, wHalf);
+          const g3 = <f64>loadWeight(w, i + 3, wHalf), g4 = <f64>loadWeight(w, i + 4, wHalf), g5 = <f64>loadWeight(w, i + 5, wHalf);
+          const g6 = <f64>loadWeight(w, i + 6, wHalf), g7 = <f64>loadWeight(w, i + 7, wHalf), g8 = <f64>loadWeight(w, i + 8, wHalf);
+          for (let k = 0; k < 6; k++) {
+            // row k of G g, then that row times Gᵀ
+            const t0 = gRow(k, g0, g3, g6), t1 = gRow(k, g1, g4, g7), t2 = gRow(k, g2, g5, g8);
+            const d = dst + <usize>(6 * k) * tStride;
+            for (let j = 0; j < 6; j++) store<f32>(d + <usize>j * tStride, <f32>gRow(j, t0, t1, t2));
+          }
+        }
+      }
+      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
+      for (let p = 0; p < P; p++) memory.copy(d + <usize>p * pStride, tmp + <usize>p * tStride, <usize>(cc * OB) << 2);
+    }
+  }
+}
+
+// ---- the convolution -------------------------------------------------------------------------------------
+
+/**
+ * Step 2: out = conv3×3(x, w, stride 1, pad 1) + bias (+ res), with the U that winograd4Pack left in the
+ * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`.
+ */
+export function winograd4(
+  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32,
+  scratch: usize, tid: i32, nt: i32,
+): void {
+  const cols = unitCols(C, W);
+  const TH = tilesOf(H), TW = tilesOf(W);
+  // at least MIN_UNITS units per image where it has the tile rows (see winograd.ts)
+  const rows = min(unitRows(C, W), max(1, (TH + MIN_UNITS - 1) / MIN_UNITS));
+  const perRow = (TW + cols - 1) / cols, perImage = perRow * ((TH + rows - 1) / rows);
+  const units = batch * perImage;
+  const u = scratch + 16;
+  const m = u + <usize>uBytes(O, C) + <usize>tid * <usize>threadBytes(C, W);
+  const tmp = m + <usize>(P * TILE_BYTES);
+  const v = tmp + <usize>TMP_BYTES;
+  const staging = v + <usize>(P * vStride(unitRows(C, W) * cols / TB, C));
+  for (let k = atomic.add<i32>(scratch, 1); k < units; k = atomic.add<i32>(scratch, 1)) {
+    const n = k / perImage, r = k - n * perImage;
+    const ry = r / perRow, rx = r - ry * perRow;
+    const ty0 = ry * rows, ty1 = min(TH, ty0 + rows);
+    const tx0 = rx * cols, tx1 = min(TW, tx0 + cols);
+    const groupsPerRow = (tx1 - tx0 + TB - 1) / TB;
+    const G = (ty1 - ty0) * groupsPerRow;
+    const xn = x + (<usize>n * <usize>C * <usize>H * <usize>W << 2);
+    transformInput(xn, v, staging, tmp, C, H, W, ty0, ty1, tx0, groupsPerRow, G);
+    const plane = <usize>H * <usize>W << 2;
+    const on = out + <usize>n * <usize>O * plane;
+    const rn = res != 0 ? res + <usize>n * <usize>O * plane : 0;
+    unitProduct(u, v, m, tmp, C, H, W, O, G, groupsPerRow, ty0, tx0, tx1, bias, rn, on);
+  }
+}
+
+/**
+ * V_p[g][c][·] = (Bᵀ d B)_p for the unit's tiles: per channel and tile row, the 6 input rows go into staging
+ * rows with the padding written out (column 0 is input column 4·tx0 - 1), then 4 tiles at a time are
+ * transformed in vector lanes. Tiles past the image see zeros.
+ */
+function transformInput(
+  x: usize, v: usize, staging: usize, tmp: usize, C: i32, H: i32, W: i32, ty0: i32, ty1: i32, tx0: i32,
+  groupsPerRow: i32, G: i32,
+): void {
+  const SL = stagingLength(groupsPerRow * TB);
+  const slBytes = <usize>SL << 2;
+  const pStride = <usize>vStride(G, C);
+  const ix0 = 4 * tx0 - 1;
+  const lead = max(0, -ix0);
+  const first = ix0 + lead;
+  const n = max(0, min(W - first, SL - lead));
+  for (let c = 0; c < C; c++) {
+    const xc = x + (<usize>c * <usize>H * <usize>W << 2);
+    for (let ty = ty0; ty < ty1; ty++) {
+      for (let i = 0; i < 6; i++) {
+        const d = staging + <usize>i * slBytes;
+        const iy = 4 * ty - 1 + i;
+        if (iy < 0 || iy >= H) {
+          memory.fill(d, 0, slBytes);
+          continue;
+        }
+        if (lead > 0) store<f32>(d, 0);
+        memory.copy(d + (<usize>lead << 2), xc + ((<usize>iy * <usize>W + <usize>first) << 2), <usize>n << 2);
+        memory.fill(d + (<usize>(lead + n) << 2), 0, <usize>(SL - lead - n) << 2);
+      }
+      const gRow0 = (ty - ty0) * groupsPerRow;
+      for (let q = 0; q < groupsPerRow * 2; q++) {
+        // tiles 4q .. 4q+3 of this row (staging columns 16q ..): group gRow0 + q/2, lanes (q & 1)·4 ..
+        const dst = v + (<usize>(gRow0 + (q >> 1)) * <usize>C + <usize>c) * <usize>(TB << 2) + (<usize>(q & 1) << 4);
+        transform6(staging + (<usize>(16 * q) << 2), slBytes, dst, pStride, tmp);
+      }
+    }
+  }
+}
+
+/** The 1-D input transform: (Bᵀ d)_0..5 stored `stride` bytes apart from `p`. */
+// @ts-ignore: decorator
+@inline function bt(d0: v128, d1: v128, d2: v128, d3: v128, d4: v128, d5: v128, p: usize, stride: usize): void {
+  const half = splat(0.5), one5 = splat(1.5), two = splat(2), two5 = splat(2.5);
+  const d13 = f32x4.sub(d1, d3), d42 = f32x4.sub(d4, d2);
+  v128.store(p, f32x4.add(f32x4.add(f32x4.sub(d0, f32x4.add(d2, d2)), d4), f32x4.mul(one5, d13)));
+  v128.store(p + stride, f32x4.sub(f32x4.sub(f32x4.sub(d4, d1), f32x4.mul(two5, d2)), f32x4.mul(half, d3)));
+  v128.store(p + 2 * stride, f32x4.sub(f32x4.add(f32x4.add(d4, d1), f32x4.mul(half, d2)), f32x4.mul(two5, d3)));
+  v128.store(p + 3 * stride, f32x4.sub(d42, f32x4.mul(half, d13)));
+  v128.store(p + 4 * stride, f32x4.add(d42, f32x4.mul(two, d13)));
+  v128.store(p + 5 * stride, f32x4.add(f32x4.sub(f32x4.add(d1, d5), f32x4.add(d3, d3)), f32x4.mul(one5, f32x4.sub(d2, d4))));
+}
+
+/**
+ * Bᵀ d B for 4 tiles at once (lane t: the patch starting at staging column 4t): each of the 6 rows is
+ * transposed out of 5 vector loads into columns d0..d5 and transformed into tmp, then the columns of tmp.
+ */
+function transform6(src: usize, slBytes: usize, dst: usize, pStride: usize, tmp: usize): void {
+  for (let i = 0; i < 6; i++) {
+    const s = src + <usize>i * slBytes;
+    const a0 = v128.load(s), a1 = v128.load(s, 16), a2 = v128.load(s, 32), a3 = v128.load(s, 48), a4 = v128.load(s, 64);
+    const t0 = f32x4.shuffle(a0, a1, 0, 4, 1, 5), t1 = f32x4.shuffle(a0, a1, 2, 6, 3, 7);
+    const t2 = f32x4.shuffle(a2, a3, 0, 4, 1, 5), t3 = f32x4.shuffle(a2, a3, 2, 6, 3, 7);
+    const d0 = f32x4.shuffle(t0, t2, 0, 1, 4, 5), d1 = f32x4.shuffle(t0, t2, 2, 3, 6, 7);
+    const d2 = f32x4.shuffle(t1, t3, 0, 1, 4, 5), d3 = f32x4.shuffle(t1, t3, 2, 3, 6, 7);
+    bt(d0, d1, d2, d3, f32x4.shuffle(d0, a4, 1, 2, 3, 4), f32x4.shuffle(d1, a4, 1, 2, 3, 5), tmp + <usize>(96 * i), 16);
+  }
+  for (let j = 0; j < 6; j++) {
+    const t = tmp + <usize>(16 * j);
+    bt(
+      v128.load(t), v128.load(t, 96), v128.load(t, 192), v128.load(t, 288), v128.load(t, 384), v128.load(t, 480),
+      dst + <usize>j * pStride, 6 * pStride,
+    );
+  }
+}
+
+/** a[0..TILE_BYTES) += b[0..TILE_BYTES). */
+// @ts-ignore: decorator
+@inline function addTile(a: usize, b: usize): void {
+  for (let i: usize = 0; i < <usize>TILE_BYTES; i += 16) v128.store(a + i, f32x4.add(v128.load(a + i), v128.load(b + i)));
+}
+
+/**
+ * The 36 GEMMs of one unit and the output transform, per block of OB output channels and group of TB tiles.
+ * Each GEMM sums KC input channels at a time from zero and adds the partial sums: the transformed values are
+ * large next to the output (Aᵀ cancels them), and one running sum over 512 channels had 2.5× the error.
+ */
+function unitProduct(
+  u: usize, v: usize, m: usize, tmp: usize, C: i32, H: i32, W: i32, O: i32, G: i32, groupsPerRow: i32,
+  ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
+): void {
+  const NB = (O + OB - 1) / OB;
+  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>NB * panelU;
+  const panelV = <usize>C * <usize>(TB << 2), pStrideV = <usize>vStride(G, C);
+  for (let ob = 0; ob < NB; ob++) {
+    const ub = u + <usize>ob * panelU;
+    for (let g = 0; g < G; g++) {
+      const vb = v + <usize>g * panelV;
+      for (let p = 0; p < P; p++) {
+        const up = ub + <usize>p * pStrideU, vp = vb + <usize>p * pStrideV, mp = m + <usize>(p * TILE_BYTES);
+        gemmTile(up, vp, min(C, KC), mp);
+        for (let k0 = KC; k0 < C; k0 += KC) {
+          gemmTile(up + (<usize>k0 * <usize>(OB << 2)), vp + (<usize>k0 * <usize>(TB << 2)), min(KC, C - k0), tmp);
+          addTile(mp, tmp);
+        }
+      }
+      const gy = g / groupsPerRow;
+      const txs = tx0 + (g - gy * groupsPerRow) * TB;
+      outputTransform(m, tmp, out, res, bias, H, W, ob * OB, min(OB, O - ob * OB), 4 * (ty0 + gy), 4 * txs, min(TB, tx1 - txs));
+    }
+  }
+}
+
+/**
+ * Y = Aᵀ m A (+ bias, + residual) for nOc channels from o0 and nt (1..8) tiles whose top-left output pixel is
+ * (oy, ox), 4 tiles per vector: columns first (into tmp), then each output row from tmp, transposed so
+ * that a vector holds 4 adjacent pixels of one tile.
+ */
+function outputTransform(
+  m: usize, tmp: usize, out: usize, res: usize, bias: usize, H: i32, W: i32, o0: i32, nOc: i32, oy: i32, ox: i32,
+  nt: i32,
+): void {
+  const plane = <usize>H * <usize>W << 2;
+  const rowsOut = min(4, H - oy);
+  const negHalf = splat(-0.5), quarter = splat(0.25), eighth = splat(0.125), two = splat(2), four = splat(4);
+  const eight = splat(8);
+  for (let o = 0; o < nOc; o++) {
+    const bv = bias != 0 ? v128.load32_splat(bias + (<usize>(o0 + o) << 2)) : splat(0);
+    const chan = <usize>(o0 + o) * plane;
+    for (let h = 0; h < 2 && h * 4 < nt; h++) {
+      const a = m + (<usize>o << 5) + (<usize>h << 4);
+      for (let j = 0; j < 6; j++) {
+        const c = a + <usize>(j * TILE_BYTES);
+        const m0 = v128.load(c), m1 = v128.load(c, 6 * TILE_BYTES), m2 = v128.load(c, 12 * TILE_BYTES);
+        const m3 = v128.load(c, 18 * TILE_BYTES), m4 = v128.load(c, 24 * TILE_BYTES), m5 = v128.load(c, 30 * TILE_BYTES);
+        const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
+        const t = tmp + <usize>(16 * j);
+        v128.store(t, f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)));
+        v128.store(t, f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), 96);
+        v128.store(t, f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), 192);
+        v128.store(t, f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), 288);
+      }
+      const px = ox + h * 16;
+      const ntH = min(4, nt - 4 * h);
+      for (let r = 0; r < rowsOut; r++) {
+        const t = tmp + <usize>(96 * r);
+        const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32);
+        const m3 = v128.load(t, 48), m4 = v128.load(t, 64), m5 = v128.load(t, 80);
+        const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
+        const y0 = f32x4.add(f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)), bv);
+        const y1 = f32x4.add(f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), bv);
+        const y2 = f32x4.add(f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), bv);
+        const y3 = f32x4.add(f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), bv);
+        // lanes are tiles: transpose so vector t holds the 4 pixels of tile t in this row
+        const s0 = f32x4.shuffle(y0, y1, 0, 4, 1, 5), s1 = f32x4.shuffle(y0, y1, 2, 6, 3, 7);
+        const s2 = f32x4.shuffle(y2, y3, 0, 4, 1, 5), s3 = f32x4.shuffle(y2, y3, 2, 6, 3, 7);
+        const row = chan + ((<usize>(oy + r) * <usize>W + <usize>px) << 2);
+        const left = W - px;
+        storeTile(out + row, res != 0 ? res + row : 0, f32x4.shuffle(s0, s2, 0, 1, 4, 5), min(4, left));
+        if (ntH > 1) storeTile(out + row + 16, res != 0 ? res + row + 16 : 0, f32x4.shuffle(s0, s2, 2, 3, 6, 7), min(4, left - 4));
+        if (ntH > 2) storeTile(out + row + 32, res != 0 ? res + row + 32 : 0, f32x4.shuffle(s1, s3, 0, 1, 4, 5), min(4, left - 8));
+        if (ntH > 3) storeTile(out + row + 48, res != 0 ? res + row + 48 : 0, f32x4.shuffle(s1, s3, 2, 3, 6, 7), min(4, left - 12));
+      }
+    }
+  }
+}
+
+/** The first n (≤ 4; none when n ≤ 0) pixels of y at d, plus the residual at r when given. */
+// @ts-ignore: decorator
+@inline function storeTile(d: usize, r: usize, y: v128, n: i32): void {
+  if (n <= 0) return;
+  storePartial(d, r != 0 ? f32x4.add(y, loadPartial(r, n)) : y, n);
+}

@@ -1,0 +1,167 @@
+// Winograd tiles side by side on one 3×3 stride-1 convolution: direct, F(2×2, 3×3) and F(4×4, 3×3) on the
+// wasm backend (runs against dist/: `npm run build` first).
+//
+//   node bench/winograd.mjs [--error] [--speed] [--layers 512x64,128x256] [--isa simd,relaxed] [--runs 3]
+//
+// --error: x ~ N(0, 1), weights ~ N(0, 1/(9C)) (a trained conv's scale: outputs of unit variance), zero bias;
+//   each variant against a float64 direct convolution over the first 16 output channels (every pixel):
+//   max |error| and its RMS, next to the output's RMS.
+// --speed: median of --runs calls (after one warm-up) per variant, threads 1, each variant twice in turn;
+//   ratios are within one run. Times are the process's CPU time (one thread: the call's), which a busy
+//   machine disturbs less than wall time; still indicative only (caches are shared).
+// Neither flag: both. A layer is CxH: C → C channels at H×H.
+
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import v8 from "node:v8";
+import { DIST, randn } from "./common.mjs";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const doError = args.includes("--error") || !args.includes("--speed");
+const doSpeed = args.includes("--speed") || !args.includes("--error");
+const layers = opt("--layers", doSpeed && !doError ? "512x64,512x128,256x256,128x512" : "512x64,128x256")
+  .split(",")
+  .map((s) => s.split("x").map(Number));
+const isas = opt("--isa", "simd,relaxed").split(",");
+const runs = Number(opt("--runs", "3"));
+const CHECKED = 16;
+
+try {
+  v8.setFlagsFromString("--experimental-wasm-relaxed-simd"); // Node 20; later versions have it on
+} catch {}
+const { createWasmBackend } = await import(pathToFileURL(path.join(DIST, "backends/wasm/index.js")).href);
+
+/** @type {[string, { winogradMinChannels: number, winogradTile?: 2 | 4 }][]} */
+const VARIANTS = [
+  ["direct", { winogradMinChannels: Infinity }],
+  ["F(2x2)", { winogradMinChannels: 1, winogradTile: 2 }],
+  ["F(4x4)", { winogradMinChannels: 1, winogradTile: 4 }],
+];
+
+/** out[o][y][x] for o < CHECKED, in float64, zero padding 1. */
+function reference(x, w, C, H) {
+  const out = new Float64Array(CHECKED * H * H);
+  for (let o = 0; o < CHECKED; o++) {
+    for (let c = 0; c < C; c++) {
+      for (let ky = 0; ky < 3; ky++) {
+        for (let kx = 0; kx < 3; kx++) {
+          const g = w[((o * C + c) * 3 + ky) * 3 + kx];
+          for (let y = 0; y < H; y++) {
+            const iy = y + ky - 1;
+            if (iy < 0 || iy >= H) continue;
+            const src = (c * H + iy) * H;
+            const x0 = Math.max(0, 1 - kx),
+              x1 = Math.min(H, H + 1 - kx);
+            const dst = (o * H + y) * H;
+            for (let xx = x0; xx < x1; xx++) out[dst + xx] += g * x[src + xx + kx - 1];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+async function conv(kn, bufs, C, H) {
+  await kn.conv2d({
+    x: bufs.x,
+    weight: bufs.w,
+    bias: bufs.b,
+    out: bufs.out,
+    batch: 1,
+    inChannels: C,
+    inHeight: H,
+    inWidth: H,
+    outChannels: C,
+    kernelH: 3,
+    kernelW: 3,
+    stride: 1,
+    padTop: 1,
+    padBottom: 1,
+    padLeft: 1,
+    padRight: 1,
+    outHeight: H,
+    outWidth: H,
+  });
+}
+
+async function withBackend(isa, o, C, H, x, w, fn) {
+  const kn = await createWasmBackend({ relaxed: isa === "relaxed", threads: 1, ...o });
+  const bufs = { x: kn.alloc(C * H * H), w: kn.alloc(C * C * 9), b: kn.alloc(C), out: kn.alloc(C * H * H) };
+  kn.write(bufs.x, x);
+  kn.write(bufs.w, w);
+  kn.write(bufs.b, new Float32Array(C));
+  try {
+    return await fn(kn, bufs);
+  } finally {
+    kn.dispose();
+  }
+}
+
+for (const [C, H] of layers) {
+  const x = randn(C * H * H, 1);
+  const w = randn(C * C * 9, 2, 1 / Math.sqrt(9 * C));
+  if (doError) {
+    const want = reference(x, w, C, H);
+    let ss = 0;
+    for (const v of want) ss += v * v;
+    const lines = [];
+    for (const isa of isas) {
+      for (const [name, o] of VARIANTS) {
+        const got = await withBackend(isa, o, C, H, x, w, async (kn, bufs) => {
+          await conv(kn, bufs, C, H);
+          return kn.read(bufs.out);
+        });
+        let max = 0,
+          se = 0;
+        for (let i = 0; i < want.length; i++) {
+          const d = Math.abs(got[i] - want[i]);
+          max = Math.max(max, d);
+          se += d * d;
+        }
+        lines.push(
+          `  ${isa.padEnd(7)} ${name.padEnd(7)} max ${max.toExponential(2)}  rms ${Math.sqrt(se / want.length).toExponential(2)}`,
+        );
+      }
+    }
+    console.log(
+      `error ${C}→${C} @${H}×${H} (output rms ${Math.sqrt(ss / want.length).toFixed(3)}):\n${lines.join("\n")}`,
+    );
+  }
+  if (doSpeed) {
+    for (const isa of isas) {
+      /** @type {Record<string, number[]>} */
+      const ms = {};
+      for (let round = 0; round < 2; round++) {
+        for (const [name, o] of VARIANTS) {
+          const t = await withBackend(isa, o, C, H, x, w, async (kn, bufs) => {
+            await conv(kn, bufs, C, H);
+            const ts = [];
+            for (let i = 0; i < runs; i++) {
+              const t0 = process.cpuUsage();
+              await conv(kn, bufs, C, H);
+              const dt = process.cpuUsage(t0);
+              ts.push((dt.user + dt.system) / 1e3);
+            }
+            return ts.sort((a, b) => a - b)[ts.length >> 1];
+          });
+          (ms[name] ??= []).push(t);
+        }
+      }
+      const best = (n) => Math.min(...ms[n]);
+      const gflop = (2 * C * C * 9 * H * H) / 1e9;
+      console.log(
+        `speed ${isa} ${C}→${C} @${H}×${H}: ` +
+          VARIANTS.map(
+            ([n]) =>
+              `${n} ${ms[n].map((t) => t.toFixed(0)).join("/")} ms (${(gflop / (best(n) / 1e3)).toFixed(1)} eff. GFLOP/s)`,
+          ).join(", ") +
+          `; F(4x4)/F(2x2) ${(best("F(4x4)") / best("F(2x2)")).toFixed(2)}, F(4x4)/direct ${(best("F(4x4)") / best("direct")).toFixed(2)}`,
+      );
+    }
+  }
+}
