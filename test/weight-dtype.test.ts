@@ -198,13 +198,18 @@ const opRuns: OpRun[] = [
 
 const wasmConfigs = isas.flatMap((isa) =>
   [1, 2].flatMap((threads) =>
-    [1, Infinity].map((wino) => ({
-      name: `wasm ${isa.name}, ${threads} thread${threads > 1 ? "s" : ""}, Winograd ${wino === 1 ? "forced" : "off"}`,
+    [
+      [1, 2],
+      [1, 4],
+      [Infinity, 2],
+    ].map(([wino, tile]) => ({
+      name: `wasm ${isa.name}, ${threads} thread${threads > 1 ? "s" : ""}, ${wino === 1 ? `Winograd F(${tile}×${tile}) forced` : "Winograd off"}`,
       make: () =>
         createWasmBackend({
           relaxed: isa.relaxed,
           threads,
           winogradMinChannels: wino,
+          winogradTile: tile as 2 | 4,
           parallelThresholdNs: 0, // split every op across the threads
         }),
     })),
