@@ -50,9 +50,17 @@ async function child(spec) {
   const z = new api.Tensor(randn(4 * side * side, 1), [1, 4, side, side]);
   const plan = await vae.planMemory("decode", z.shape, { maxMemoryMiB: spec.budget });
   globalThis.gc?.();
+  // where the process peak comes from: sampled between kernels (the decode awaits every op)
+  const at = { rss: 0, arrayBuffers: 0, heapUsed: 0, wasm: 0 };
+  const sample = () => {
+    const m = process.memoryUsage();
+    if (m.rss > at.rss) Object.assign(at, { rss: m.rss, arrayBuffers: m.arrayBuffers, heapUsed: m.heapUsed, wasm: kernels.memoryStats().highWater });
+  };
+  const timer = setInterval(sample, 20);
   const t = performance.now();
-  const y = (await vae.decode(z, { maxMemoryMiB: spec.budget })).sample;
+  const y = (await vae.decode(z, { maxMemoryMiB: spec.budget, onProgress: sample })).sample;
   const seconds = (performance.now() - t) / 1e3;
+  clearInterval(timer);
   writeFileSync(spec.out, new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength));
   const stats = kernels.memoryStats();
   const res = {
@@ -66,6 +74,8 @@ async function child(spec) {
     peak_rss_process_mib: Math.max(maxRssMb(), vmHwmMb() ?? 0),
     wasm_memory_mib: stats.bytes / 2 ** 20,
     wasm_high_water_mib: stats.highWater / 2 ** 20,
+    // at the highest RSS sampled: JS array buffers (host tensors), JS heap, wasm high-water (MiB)
+    at_peak_sample_mib: Object.fromEntries(Object.entries(at).map(([k, v]) => [k, Math.round(v / 2 ** 20)])),
   };
   vae.dispose();
   return res;

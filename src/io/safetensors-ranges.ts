@@ -15,7 +15,12 @@ import type { RandomAccessSource } from "./source.js";
 
 /** Coalesced reads: neighbours closer than this share one request; no single read grows past the cap. */
 const MERGE_GAP = 1 << 20;
-const MAX_READ = 64 << 20;
+/**
+ * Largest coalesced read. Tensors are handed on as their range arrives, so the range is the load's whole host
+ * transient, and allocators keep freed blocks of that size resident afterwards (measured: 64-MiB ranges left
+ * ~33 MiB more RSS after loading an SD decoder than 16-MiB ones).
+ */
+const MAX_READ = 16 << 20;
 
 export interface RangedHeader {
   header: SafetensorsHeader;

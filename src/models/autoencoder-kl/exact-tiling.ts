@@ -798,6 +798,8 @@ export interface ExactFootprint {
   convMacs: number;
   /** The largest checkpoint kept on the host. */
   largestCheckpoint: number;
+  /** The largest band of a checkpoint being formed (the largest host array the tiler allocates and frees). */
+  largestBand: number;
 }
 
 /**
@@ -815,7 +817,8 @@ export async function probeExact(
   const { before, middle, after, middleLevel } = splitForTiling(program);
   let hostBytes = 0,
     convMacs = 0,
-    largestCheckpoint = 0;
+    largestCheckpoint = 0,
+    largestBand = 0;
   const segment = async (ops: Program, shape: readonly number[], tileSize: number): Promise<void> => {
     const [B, C, H, W] = shape;
     const sizes = levelSizes(ops, H, W);
@@ -866,7 +869,9 @@ export async function probeExact(
             const y1 = Math.min(th, y0 + side);
             const r0 = Math.floor(needFor(ops, sizes, from, to, [y0, y1], 0)[0] / den) * den;
             const source = stored ? readRows : (checkpoint * (sh - r0)) / sh;
-            const formed = storesOut ? (bytesAt(to) * (y1 - y0)) / th : (bytesAt(to) * y1) / th;
+            const band = (bytesAt(to) * (y1 - y0)) / th;
+            largestBand = Math.max(largestBand, band);
+            const formed = storesOut ? band : (bytesAt(to) * y1) / th;
             held = Math.max(held, source + formed);
           }
           // the program's output is then copied whole (BandedTensor.toTensor)
@@ -895,5 +900,5 @@ export async function probeExact(
   }
   if (after.length)
     await segment(after, shapeAfter([...before, ...middle], inputShape), sideAt(options.tileSize, middleLevel));
-  return { hostBytes, convMacs, largestCheckpoint };
+  return { hostBytes, convMacs, largestCheckpoint, largestBand };
 }
