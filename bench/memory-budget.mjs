@@ -54,7 +54,13 @@ async function child(spec) {
   const at = { rss: 0, arrayBuffers: 0, heapUsed: 0, wasm: 0 };
   const sample = () => {
     const m = process.memoryUsage();
-    if (m.rss > at.rss) Object.assign(at, { rss: m.rss, arrayBuffers: m.arrayBuffers, heapUsed: m.heapUsed, wasm: kernels.memoryStats().highWater });
+    if (m.rss > at.rss)
+      Object.assign(at, {
+        rss: m.rss,
+        arrayBuffers: m.arrayBuffers,
+        heapUsed: m.heapUsed,
+        wasm: kernels.memoryStats().highWater,
+      });
   };
   const timer = setInterval(sample, 20);
   const t = performance.now();
