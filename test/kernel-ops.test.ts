@@ -11,6 +11,7 @@ import { createWasmBackend } from "../src/backends/wasm/index.js";
 import { createWebGPUBackend, type WebGPULimits } from "../src/backends/webgpu/index.js";
 import { AutoencoderKLError } from "../src/errors.js";
 import { OPS, type OpArgs, type OpName } from "../src/ops/registry.js";
+import { generator } from "./helpers/random.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 import { acquireTestGPU } from "./helpers/webgpu-env.js";
 
@@ -21,23 +22,7 @@ if (gpuEnv.reason) console.warn(`kernel-ops: skipping the WebGPU backends: ${gpu
 
 // ---- the generator ------------------------------------------------------------------------------------
 
-/** Deterministic uniform values in [lo, hi) and integers (xorshift32); one stream for the whole case list. */
-function generator(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-  return {
-    next,
-    int: (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1)),
-    data: (n: number, lo = -1, hi = 1): Float32Array => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
-  };
-}
+// one stream for the whole case list
 const gen = generator(2024);
 
 // ---- the tolerance rule -------------------------------------------------------------------------------

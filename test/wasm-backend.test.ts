@@ -7,6 +7,7 @@ import { ReferenceKernels } from "../src/backends/reference/index.js";
 import { FreeListAllocator } from "../src/backends/wasm/allocator.js";
 import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { AutoencoderKLError } from "../src/errors.js";
+import { generator } from "./helpers/random.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag: switched on for this file's process (tests only).
@@ -16,23 +17,7 @@ if (!relaxedOk) console.warn(`wasm-backend: skipping the relaxed-SIMD build: ${r
 
 // ---- helpers ------------------------------------------------------------------------------------------
 
-/** Deterministic uniform [lo, hi) values (xorshift32). */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-  return {
-    next,
-    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
-    data: (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
-  };
-}
+const rng = generator;
 
 const ref = new ReferenceKernels();
 

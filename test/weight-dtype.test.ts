@@ -15,6 +15,7 @@ import { AutoencoderKL } from "../src/models/autoencoder-kl/autoencoder-kl.js";
 import { f16BytesToF32, f32ToF16 } from "../src/tensor/dtype.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { FIXTURES } from "./helpers/fixtures.js";
+import { xorshift32 } from "./helpers/random.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 import { acquireTestGPU } from "./helpers/webgpu-env.js";
 
@@ -44,18 +45,7 @@ const gpuConfigs = gpuEnv.adapter
 const SDLIKE = `${FIXTURES}models/sdlike`;
 const isas = [{ relaxed: false, name: "simd" }, ...(relaxed.ok ? [{ relaxed: true, name: "relaxed" }] : [])];
 
-/** Deterministic values (xorshift32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
+const rng = xorshift32;
 const randomData = (n: number, seed: number) => {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => r() * 2 - 1);
