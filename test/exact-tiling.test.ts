@@ -79,4 +79,23 @@ describe("exact tiling schedule", () => {
     expect(none.every((p) => p.from === 0)).toBe(true);
     vae.dispose();
   });
+
+  it("grows the tiles of low-resolution passes while their tensors stay within the top level's", async () => {
+    const vae = await AutoencoderKL.fromPretrained(FIXTURES + "models/sdlike", { backend: "reference" });
+    const program = (vae as unknown as { modules: { decodeProgram(): Program } }).modules.decodeProgram();
+    const { after: ops } = splitForTiling(program);
+    const passes = planExact(ops, [1, 64, 12, 10], { tileSize: 2, checkpointBytes: 2 ** 30 });
+    // the constant side a 2-latent-pixel tile has at the level entering op `to`
+    const ups = (to: number) => ops.slice(0, to).filter((o) => o.kind === "up").length;
+    const top = Math.max(...passes.map((p) => ups(p.to)));
+    const constant = (to: number) => 2 * 2 ** ups(to);
+    for (const p of passes) expect(p.side).toBeGreaterThanOrEqual(constant(p.to));
+    // the tiles holding the largest tensors are at the top level and keep the side asked for
+    expect(passes.some((p) => ups(p.to) === top && p.side === constant(p.to))).toBe(true);
+    // a level below grows, yet still runs in several tiles (so the fixtures test uneven sides)
+    const grown = passes.filter((p) => ups(p.to) < top && p.side > constant(p.to));
+    expect(grown.length).toBeGreaterThan(0);
+    expect(grown.some((p) => p.tiles > 1)).toBe(true);
+    vae.dispose();
+  });
 });

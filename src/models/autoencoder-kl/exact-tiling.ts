@@ -346,18 +346,20 @@ export interface Pass {
   kind: "stats" | "form";
   from: number;
   to: number;
+  /** Tile core side at the level entering `to`. */
+  side: number;
   tiles: number;
 }
 
 /**
  * The schedule: from each checkpoint, a statistics pass for every norm before the next checkpoint, then a
  * pass that forms that checkpoint. The next checkpoint is the first boundary whose tensor fits the budget
- * (the end of the program when none does).
+ * (the end of the program when none does). Tiles: see passSides.
  */
 export function planExact(ops: readonly Op[], inputShape: readonly number[], options: ExactTilingOptions): Pass[] {
   const [B, C, H, W] = inputShape;
   const sizes = levelSizes(ops, H, W);
-  const passes: Pass[] = [];
+  const spans: Omit<Pass, "side" | "tiles">[] = [];
   let from = 0;
   while (from < ops.length) {
     let next = ops.length;
@@ -369,14 +371,15 @@ export function planExact(ops: readonly Op[], inputShape: readonly number[], opt
         break;
       }
     }
-    for (let i = from; i < next; i++) {
-      if (ops[i].kind === "norm")
-        passes.push({ kind: "stats", from, to: i, tiles: tileCount(ops, sizes, i, options.tileSize) });
-    }
-    passes.push({ kind: "form", from, to: next, tiles: tileCount(ops, sizes, next, options.tileSize) });
+    for (let i = from; i < next; i++) if (ops[i].kind === "norm") spans.push({ kind: "stats", from, to: i });
+    spans.push({ kind: "form", from, to: next });
     from = next;
   }
-  return passes;
+  const sides = passSides(ops, sizes, B, C, spans, options.tileSize);
+  return spans.map((p, k) => {
+    const [h, w] = sizes[p.to];
+    return { ...p, side: sides[k], tiles: Math.ceil(h / sides[k]) * Math.ceil(w / sides[k]) };
+  });
 }
 
 /** Tile core side at the level entering op `to`: `tile` is measured at the program input's resolution. */
@@ -385,10 +388,64 @@ function coreSide(ops: readonly Op[], to: number, tile: number): number {
   return Math.max(1, Math.floor((tile * num) / den));
 }
 
-function tileCount(ops: readonly Op[], sizes: [number, number][], to: number, tile: number): number {
-  const side = coreSide(ops, to, tile);
-  const [h, w] = sizes[to];
-  return Math.ceil(h / side) * Math.ceil(w / side);
+/** Bytes of the largest tensor a tile of core side `side` (a middle one: halos on every side) holds in ops [from, to). */
+function tileTensorBytes(
+  ops: readonly Op[],
+  sizes: [number, number][],
+  B: number,
+  C: number,
+  from: number,
+  to: number,
+  side: number,
+): number {
+  const [th, tw] = sizes[to];
+  const sy = Math.min(side, th),
+    sx = Math.min(side, tw);
+  const y0 = Math.floor((th - sy) / 2),
+    x0 = Math.floor((tw - sx) / 2);
+  let most = B * channelsAt(ops, to, C) * sy * sx * 4;
+  for (let i = from; i < to; i++) {
+    const r = needFor(ops, sizes, i, to, [y0, y0 + sy], 0),
+      c = needFor(ops, sizes, i, to, [x0, x0 + sx], 1);
+    most = Math.max(most, B * channelsAt(ops, i, C) * (r[1] - r[0]) * (c[1] - c[0]) * 4);
+  }
+  return most;
+}
+
+/**
+ * Tile sides per pass. `tileSize` (at the program input's resolution) fixes the tiles of the pass whose tiles
+ * hold the largest tensors; every other pass grows its tiles up to that size of tensor, since what bounds
+ * memory is bytes, not pixels. Without this a constant side left the low-resolution, many-channel passes
+ * with tiny tiles: their halos doubled the work and every tile repeated the weight transforms (SD decode
+ * 512² at 64-px tiles: 64 tiles of 8×8 at 512 channels).
+ */
+function passSides(
+  ops: readonly Op[],
+  sizes: [number, number][],
+  B: number,
+  C: number,
+  passes: readonly Omit<Pass, "side" | "tiles">[],
+  tileSize: number,
+): number[] {
+  const base = passes.map((p) => coreSide(ops, p.to, tileSize));
+  const bytes = (p: Omit<Pass, "side" | "tiles">, side: number) =>
+    tileTensorBytes(ops, sizes, B, C, p.from, p.to, side);
+  const target = Math.max(0, ...passes.map((p, k) => bytes(p, base[k])));
+  return passes.map((p, k) => {
+    const [th, tw] = sizes[p.to];
+    let lo = base[k],
+      hi = Math.max(th, tw);
+    if (lo >= hi) return lo;
+    if (bytes(p, hi) <= target) return hi;
+    // the largest side that fits (bytes grow with the side), then the same tile count in even tiles
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (bytes(p, mid) <= target) lo = mid;
+      else hi = mid;
+    }
+    if (lo === base[k]) return lo;
+    return Math.max(Math.ceil(th / Math.ceil(th / lo)), Math.ceil(tw / Math.ceil(tw / lo)));
+  });
 }
 
 /**
@@ -410,8 +467,7 @@ export async function runExact(
   const io = area ? new IoBuffer() : null;
   try {
     for (const pass of planExact(ops, input.shape, options)) {
-      const { from, to } = pass;
-      const side = coreSide(ops, to, options.tileSize);
+      const { from, to, side } = pass;
       if (pass.kind === "stats") {
         const op = ops[to] as Extract<Op, { kind: "norm" }>;
         const s = new GroupStats(B, op.norm.groups);
@@ -833,8 +889,7 @@ export async function probeExact(
         }
       }
       for (const pass of planExact(ops, shape, { ...options, tileSize })) {
-        const { from, to } = pass;
-        const side = coreSide(ops, to, tileSize);
+        const { from, to, side } = pass;
         const den = scaleBetween(ops, from, to)[1];
         const [th, tw] = sizes[to];
         // a crop's rows depend on the tile row only, its columns on the tile column: the largest of each is a real tile
