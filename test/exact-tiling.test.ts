@@ -77,6 +77,17 @@ describe("exact tiling schedule", () => {
     expect(all.filter((p) => p.kind === "form").length).toBeGreaterThan(10);
     // Without checkpoints every statistics pass starts from the program input.
     expect(none.every((p) => p.from === 0)).toBe(true);
+    // With a checkpoint inside each resnet (its input kept for the skip), no convolution runs twice: no
+    // statistics pass has one, and the form passes together run each once
+    const convsIn = (p: { from: number; to: number }) =>
+      ops.slice(p.from, p.to).filter((o) => o.kind === "conv" || o.kind === "residualConv").length;
+    const allConvs = convsIn({ from: 0, to: ops.length });
+    expect(all.some((p) => p.skip !== undefined)).toBe(true);
+    expect(all.filter((p) => p.kind === "stats").every((p) => convsIn(p) === 0)).toBe(true);
+    expect(all.filter((p) => p.kind === "form").reduce((a, p) => a + convsIn(p), 0)).toBe(allConvs);
+    const plain = planExact(ops, [1, 64, 12, 10], { tileSize: 4, checkpointBytes: 2 ** 30, resnetCheckpoints: false });
+    expect(plain.some((p) => p.skip !== undefined)).toBe(false);
+    expect(plain.filter((p) => p.kind === "stats").some((p) => convsIn(p) > 0)).toBe(true);
     vae.dispose();
   });
 

@@ -9,8 +9,8 @@ import type { CheckpointArea, CheckpointStorage } from "../models/autoencoder-kl
 
 /**
  * Checkpoints in a fresh folder under `dir` (default: the system's temporary folder), deleted when the run
- * ends. Two files alternate: a checkpoint is written while the previous one is read, then that one's file is
- * reused for the next, so disk use stays at two checkpoints.
+ * ends. Three files take turns: a checkpoint is written while the previous two may be read, then the oldest
+ * one's file is reused for the next, so disk use stays at three checkpoints.
  */
 export function fileCheckpointStorage(dir: string = tmpdir()): CheckpointStorage {
   return {
@@ -23,11 +23,11 @@ export function fileCheckpointStorage(dir: string = tmpdir()): CheckpointStorage
           cause: e,
         });
       }
-      const fds = [openSync(join(folder, "a.f32"), "w+"), openSync(join(folder, "b.f32"), "w+")];
-      // positions are in floats; the file is in the top bit of the position's range (2^40 floats apart)
+      const fds = ["a", "b", "c"].map((name) => openSync(join(folder, `${name}.f32`), "w+"));
+      // positions are in floats; the file is in the top bits of the position's range (2^40 floats apart)
       const SPAN = 2 ** 40;
-      let current = 1;
-      const ends = [0, 0];
+      let current = 0;
+      const ends = [0, 0, 0];
       const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
       return {
         write(data: Float32Array): number {
@@ -39,7 +39,7 @@ export function fileCheckpointStorage(dir: string = tmpdir()): CheckpointStorage
           return current * SPAN + pos;
         },
         read(position: number, out: Float32Array): void {
-          const file = position >= SPAN ? 1 : 0;
+          const file = Math.floor(position / SPAN);
           const at = (position - file * SPAN) * 4;
           const bytes = bytesOf(out);
           for (let done = 0; done < bytes.length; ) {
@@ -49,7 +49,7 @@ export function fileCheckpointStorage(dir: string = tmpdir()): CheckpointStorage
           }
         },
         nextCheckpoint(): void {
-          current = 1 - current;
+          current = (current + 1) % fds.length;
           ends[current] = 0;
         },
         close(): void {

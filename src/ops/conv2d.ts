@@ -54,6 +54,18 @@ export function winogradTile(choice: WinogradTile, C: number, O: number): 2 | 4 
   return Math.min(C, O) >= WINOGRAD4_MIN_CHANNELS ? 4 : 2;
 }
 
+/**
+ * Output rows and columns a 3×3 stride-1 convolution computes in one piece on the wasm backend by default:
+ * Winograd works in groups of 8 tiles along a row (F(4×4): 32 columns, F(2×2): 16) and in tile rows, so a
+ * width just past a multiple wastes most of a group (68 columns cost as much as 96). Other convolutions: 1.
+ * The exact tiler sizes its tiles with it.
+ */
+export function convGrain(C: number, O: number, kernel: number, stride: number): { rows: number; cols: number } {
+  if (kernel !== 3 || stride !== 1 || Math.min(C, O) < WINOGRAD_MIN_CHANNELS) return { rows: 1, cols: 1 };
+  const tile = winogradTile("auto", C, O);
+  return { rows: tile, cols: 8 * tile };
+}
+
 export const conv2d = defineOp<Conv2dArgs>({
   name: "conv2d",
 

@@ -736,9 +736,15 @@ export class AutoencoderKL {
   }
 
   private exactOptions(plan: MemoryPlan): ExactTilingOptions {
+    const { resnetCheckpoints } = plan;
     return plan.storedCheckpoints && this.checkpointStorage
-      ? { tileSize: plan.tileSize!, checkpointBytes: Number.POSITIVE_INFINITY, storage: this.checkpointStorage }
-      : { tileSize: plan.tileSize!, checkpointBytes: plan.checkpointMiB! * 2 ** 20 };
+      ? {
+          tileSize: plan.tileSize!,
+          checkpointBytes: Number.POSITIVE_INFINITY,
+          storage: this.checkpointStorage,
+          resnetCheckpoints,
+        }
+      : { tileSize: plan.tileSize!, checkpointBytes: plan.checkpointMiB! * 2 ** 20, resnetCheckpoints };
   }
 
   /** Exact tiling as enableTiling set it: every checkpoint stored when the model has a checkpointStorage. */

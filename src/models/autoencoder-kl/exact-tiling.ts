@@ -15,6 +15,7 @@ import type { DeviceTensor, RunContext } from "../../nn/context.js";
 import type { Conv2d } from "../../nn/conv2d.js";
 import type { GroupNorm } from "../../nn/group-norm.js";
 import { convOutSize, type Program, runProgram, type Step } from "../../nn/program.js";
+import { convGrain } from "../../ops/conv2d.js";
 import { Tensor } from "../../tensor/tensor.js";
 
 /** The tiler runs the same steps as the eager pass (src/nn/program.ts). */
@@ -136,8 +137,9 @@ export interface CheckpointArea {
   /** Fills `out` with the `out.length` floats stored from `position`. */
   read(position: number, out: Float32Array): void;
   /**
-   * A new checkpoint starts: everything stored before the previous one's start is no longer read, so its
-   * space may be reused (checkpoints are formed from the one before them, then that one is dropped).
+   * A new checkpoint starts: everything stored before the start of the one two before it is no longer read,
+   * so its space may be reused (a checkpoint is formed from the one before it, and inside a resnet also from
+   * the one before that: the block's input, added at its end).
    */
   nextCheckpoint(): void;
   close(): void;
@@ -339,6 +341,11 @@ export interface ExactTilingOptions {
   checkpointBytes: number;
   /** Keep checkpoints there instead of in memory (each band once it is formed); the output stays in memory. */
   storage?: CheckpointStorage;
+  /**
+   * Also keep a resnet's tensor before its second norm when it fits (default true): less work, but three
+   * checkpoints alive at once instead of two.
+   */
+  resnetCheckpoints?: boolean;
 }
 
 /** One sweep over all tiles: reduce the statistics of the norm at `to`, or form the tensor entering `to`. */
@@ -346,20 +353,53 @@ export interface Pass {
   kind: "stats" | "form";
   from: number;
   to: number;
+  /**
+   * The checkpoint whose tensor is the resnet skip pending at `from` (a checkpoint inside a resnet: its
+   * second half adds the block's input, read from the checkpoint at the block's start).
+   */
+  skip?: number;
   /** Tile core side at the level entering `to`. */
   side: number;
   tiles: number;
 }
 
+type PassSpan = Omit<Pass, "side" | "tiles">;
+
+/**
+ * Where a resnet's second half starts (the norm before its residual convolution), when the resnet starts at
+ * checkpoint `from` and ends before `next`: a checkpoint there spares the statistics pass of that norm from
+ * recomputing the first convolution. Null when ops [from, next) are not one such resnet.
+ */
+function resnetSplit(ops: readonly Op[], from: number, next: number): number | null {
+  let i = from;
+  while (ops[i]?.kind === "boundary" || ops[i]?.kind === "progress") i++;
+  if (ops[i]?.kind !== "push") return null;
+  let split: number | null = null;
+  for (let j = i + 1; j < next; j++) {
+    const k = ops[j].kind;
+    if (k === "push" || k === "global" || k === "up") return null;
+    if (k === "norm") split = j;
+    if (k === "residualConv") return split !== null && split > i + 1 && j === next - 1 ? split : null;
+  }
+  return null;
+}
+
 /**
  * The schedule: from each checkpoint, a statistics pass for every norm before the next checkpoint, then a
  * pass that forms that checkpoint. The next checkpoint is the first boundary whose tensor fits the budget
- * (the end of the program when none does). Tiles: see passSides.
+ * (the end of the program when none does). Where a resnet starts at a checkpoint, its tensor before the
+ * second norm is one too when it fits, so no pass recomputes the first convolution (the second half reads the
+ * block's input from the checkpoint before). Tiles: see passSides.
  */
 export function planExact(ops: readonly Op[], inputShape: readonly number[], options: ExactTilingOptions): Pass[] {
   const [B, C, H, W] = inputShape;
   const sizes = levelSizes(ops, H, W);
-  const spans: Omit<Pass, "side" | "tiles">[] = [];
+  const spans: PassSpan[] = [];
+  const statsAndForm = (from: number, to: number, skip?: number) => {
+    for (let i = from; i < to; i++)
+      if (ops[i].kind === "norm") spans.push({ kind: "stats", from, to: i, ...(skip === undefined ? {} : { skip }) });
+    spans.push({ kind: "form", from, to, ...(skip === undefined ? {} : { skip }) });
+  };
   let from = 0;
   while (from < ops.length) {
     let next = ops.length;
@@ -371,8 +411,12 @@ export function planExact(ops: readonly Op[], inputShape: readonly number[], opt
         break;
       }
     }
-    for (let i = from; i < next; i++) if (ops[i].kind === "norm") spans.push({ kind: "stats", from, to: i });
-    spans.push({ kind: "form", from, to: next });
+    const split = resnetSplit(ops, from, next);
+    const fits = (i: number) => B * channelsAt(ops, i, C) * sizes[i][0] * sizes[i][1] * 4 <= options.checkpointBytes;
+    if (split !== null && options.resnetCheckpoints !== false && fits(split)) {
+      statsAndForm(from, split);
+      statsAndForm(split, next, from);
+    } else statsAndForm(from, next);
     from = next;
   }
   const sides = passSides(ops, sizes, B, C, spans, options.tileSize);
@@ -424,28 +468,67 @@ function passSides(
   sizes: [number, number][],
   B: number,
   C: number,
-  passes: readonly Omit<Pass, "side" | "tiles">[],
+  passes: readonly PassSpan[],
   tileSize: number,
 ): number[] {
   const base = passes.map((p) => coreSide(ops, p.to, tileSize));
-  const bytes = (p: Omit<Pass, "side" | "tiles">, side: number) =>
-    tileTensorBytes(ops, sizes, B, C, p.from, p.to, side);
+  const bytes = (p: PassSpan, side: number) => tileTensorBytes(ops, sizes, B, C, p.from, p.to, side);
   const target = Math.max(0, ...passes.map((p, k) => bytes(p, base[k])));
   return passes.map((p, k) => {
     const [th, tw] = sizes[p.to];
     let lo = base[k],
       hi = Math.max(th, tw);
-    if (lo >= hi) return lo;
-    if (bytes(p, hi) <= target) return hi;
-    // the largest side that fits (bytes grow with the side), then the same tile count in even tiles
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (bytes(p, mid) <= target) lo = mid;
-      else hi = mid;
+    if (lo < hi && bytes(p, hi) <= target) lo = hi;
+    else if (lo < hi) {
+      // the largest side that fits (bytes grow with the side)
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (bytes(p, mid) <= target) lo = mid;
+        else hi = mid;
+      }
     }
-    if (lo === base[k]) return lo;
-    return Math.max(Math.ceil(th / Math.ceil(th / lo)), Math.ceil(tw / Math.ceil(tw / lo)));
+    // then, no larger, the side with the least work: whole tiles, crops that fill the kernels' groups
+    let best = lo,
+      bestCost = passCost(ops, sizes, p.from, p.to, lo);
+    for (let s = lo - 1; s >= Math.ceil(lo * 0.6); s--) {
+      const cost = passCost(ops, sizes, p.from, p.to, s);
+      if (cost < bestCost) [best, bestCost] = [s, cost];
+    }
+    return best;
   });
+}
+
+/** Per tile, work that does not grow with its size (copies, calls), in multiply-adds. */
+const TILE_OVERHEAD_MACS = 2e7;
+/**
+ * Per tile and convolution, the weight transforms and packing each call repeats, in multiply-adds per weight
+ * (C·O·k²): a Winograd F(4×4) pack of 512×512 weights took as long as ~100 multiply-adds per weight.
+ */
+const PACK_MACS_PER_WEIGHT = 100;
+
+/**
+ * The work of a pass in tiles of side `side`: every tile counted as a middle one, each convolution's output
+ * rounded up to its grain (convGrain), plus what each tile repeats.
+ */
+function passCost(ops: readonly Op[], sizes: [number, number][], from: number, to: number, side: number): number {
+  const [th, tw] = sizes[to];
+  const sy = Math.min(side, th),
+    sx = Math.min(side, tw);
+  const y0 = Math.floor((th - sy) / 2),
+    x0 = Math.floor((tw - sx) / 2);
+  const up = (n: number, g: number) => Math.ceil(n / g) * g;
+  let macs = TILE_OVERHEAD_MACS;
+  for (let i = from; i < to; i++) {
+    const op = ops[i];
+    if (op.kind !== "conv" && op.kind !== "residualConv") continue;
+    const r = needFor(ops, sizes, i + 1, to, [y0, y0 + sy], 0),
+      c = needFor(ops, sizes, i + 1, to, [x0, x0 + sx], 1);
+    const { inChannels: C, outChannels: O, kernelSize: k, stride } = op.conv;
+    const g = convGrain(C, O, k, stride);
+    macs += C * O * k * k * (up(r[1] - r[0], g.rows) * up(c[1] - c[0], g.cols) + PACK_MACS_PER_WEIGHT);
+    if (op.kind === "residualConv" && op.shortcut) macs += op.shortcut.inChannels * O * (r[1] - r[0]) * (c[1] - c[0]);
+  }
+  return Math.ceil(th / side) * Math.ceil(tw / side) * macs;
 }
 
 /**
@@ -462,12 +545,26 @@ export async function runExact(
   const [B, C, H, W] = input.shape;
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
-  let checkpoint = BandedTensor.fromTensor(input);
+  const passes = planExact(ops, input.shape, options);
+  // the checkpoints alive, by the op they enter, and the last pass that reads each
+  const kept = new Map<number, BandedTensor>([[0, BandedTensor.fromTensor(input)]]);
+  const lastUse = new Map<number, number>();
+  passes.forEach((p, k) => {
+    lastUse.set(p.from, k);
+    if (p.skip !== undefined) lastUse.set(p.skip, k);
+  });
   const area = options.storage?.open() ?? null;
   const io = area ? new IoBuffer() : null;
+  const checkpointAt = (i: number): BandedTensor => {
+    const t = kept.get(i);
+    if (!t) throw new AutoencoderKLError("exact tiling", `internal: checkpoint ${i} read after it was released`);
+    return t;
+  };
   try {
-    for (const pass of planExact(ops, input.shape, options)) {
+    for (const [k, pass] of passes.entries()) {
       const { from, to, side } = pass;
+      const source = checkpointAt(from);
+      const skip = pass.skip === undefined ? null : checkpointAt(pass.skip);
       if (pass.kind === "stats") {
         const op = ops[to] as Extract<Op, { kind: "norm" }>;
         const s = new GroupStats(B, op.norm.groups);
@@ -475,7 +572,8 @@ export async function runExact(
           ctx,
           ops,
           sizes,
-          checkpoint,
+          source,
+          skip,
           from,
           to,
           side,
@@ -496,13 +594,18 @@ export async function runExact(
         out.area = area;
         out.io = io;
       }
-      const source = checkpoint;
+      // rows above a tile row's crop are never read again by this pass; dropped when no later pass reads them
+      const dropping = [source, skip].filter((t, i): t is BandedTensor => {
+        const at = i === 0 ? from : pass.skip;
+        return t !== null && at !== undefined && lastUse.get(at) === k;
+      });
       let band: { start: number; data: Float32Array } | null = null;
       await forEachTile(
         ctx,
         ops,
         sizes,
         source,
+        skip,
         from,
         to,
         side,
@@ -511,8 +614,8 @@ export async function runExact(
           if (!band || band.start !== core.globalRows[0]) {
             out.store();
             band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
-            // Later tiles start at or below this crop: rows above it are never read again.
-            source.releaseBefore(sourceRowStart);
+            // Later tiles start at or below this crop (the skip's crop too: same level, no halo)
+            for (const t of dropping) t.releaseBefore(sourceRowStart);
           }
           const [, ch, h, w] = result.shape;
           const bh = core.rows[1] - core.rows[0],
@@ -527,11 +630,16 @@ export async function runExact(
         onTile,
       );
       out.store();
-      source.releaseBefore(Number.POSITIVE_INFINITY);
-      checkpoint = out;
+      for (const [i, t] of kept) {
+        if ((lastUse.get(i) ?? -1) > k) continue;
+        t.releaseBefore(Number.POSITIVE_INFINITY);
+        kept.delete(i);
+      }
+      kept.set(to, out);
     }
-    const whole = checkpoint.toTensor();
-    checkpoint.releaseBefore(Number.POSITIVE_INFINITY);
+    const result = checkpointAt(ops.length);
+    const whole = result.toTensor();
+    result.releaseBefore(Number.POSITIVE_INFINITY);
     return whole;
   } finally {
     for (const a of affines.values()) ctx.free(a.scale, a.shift);
@@ -568,6 +676,7 @@ async function forEachTile(
   ops: readonly Op[],
   sizes: [number, number][],
   source: BandedTensor,
+  skip: BandedTensor | null,
   from: number,
   to: number,
   side: number,
@@ -588,7 +697,28 @@ async function forEachTile(
       const r0 = align(rowNeed[0], den),
         c0 = align(colNeed[0], den);
       const crop = source.crop(r0, rowNeed[1], c0, colNeed[1]);
-      const { out, rows, cols } = await runOps(ctx, ops, sizes, from, to, crop.shape, crop.data, r0, c0, affines);
+      const skipCrop = skip
+        ? (rows: Span, cols: Span): DeviceTensor => {
+            const t = skip.crop(rows.start, rows.end, cols.start, cols.end);
+            const d = ctx.alloc(t.shape);
+            ctx.k.write(d.buf, t.data);
+            releaseHost(t.data);
+            return d;
+          }
+        : undefined;
+      const { out, rows, cols } = await runOps(
+        ctx,
+        ops,
+        sizes,
+        from,
+        to,
+        crop.shape,
+        crop.data,
+        r0,
+        c0,
+        affines,
+        skipCrop,
+      );
       releaseHost(crop.data);
       const data = await ctx.k.read(out.buf);
       ctx.free(out);
@@ -647,6 +777,7 @@ async function runOps(
   r0: number,
   c0: number,
   affines: Map<number, { scale: DeviceTensor; shift: DeviceTensor }>,
+  skipCrop?: (rows: Span, cols: Span) => DeviceTensor,
 ): Promise<{ out: DeviceTensor; rows: Span; cols: Span }> {
   const [, , h, w] = cropShape;
   const full = sizes[from];
@@ -690,6 +821,13 @@ async function runOps(
         let residual: DeviceTensor | undefined;
         let skip: (typeof skips)[number] | undefined;
         if (op.kind === "residualConv") {
+          if (!skips.length && skipCrop) {
+            // the skip pending from before `from`: its rows and columns where this convolution's output lies
+            const r = spanAfterConv(rows, convGeometry(op.conv, 0)),
+              c = spanAfterConv(cols, convGeometry(op.conv, 1));
+            const exactly = (a: Span): Span => ({ ...a, validStart: a.start, validEnd: a.end });
+            skips.push({ t: skipCrop(r, c), rows: exactly(r), cols: exactly(c) });
+          }
           skip = skips.pop()!;
           residual = op.shortcut ? await op.shortcut.forward(ctx, skip.t) : skip.t;
         }
@@ -880,7 +1018,6 @@ export async function probeExact(
     const sizes = levelSizes(ops, H, W);
     const bytesAt = (i: number) => B * channelsAt(ops, i, C) * sizes[i][0] * sizes[i][1] * 4;
     const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
-    let checkpoint = 0;
     try {
       for (let i = 0; i < ops.length; i++) {
         if (ops[i].kind === "norm") {
@@ -888,7 +1025,15 @@ export async function probeExact(
           affines.set(i, { scale: ctx.alloc([B, c]), shift: ctx.alloc([B, c]) });
         }
       }
-      for (const pass of planExact(ops, shape, { ...options, tileSize })) {
+      const passes = planExact(ops, shape, { ...options, tileSize });
+      const lastUse = new Map<number, number>();
+      passes.forEach((p, k) => {
+        lastUse.set(p.from, k);
+        if (p.skip !== undefined) lastUse.set(p.skip, k);
+      });
+      // host bytes of the checkpoints alive, by the op they enter (stored ones: 0)
+      const inMemory = new Map<number, number>([[0, bytesAt(0)]]);
+      for (const [k, pass] of passes.entries()) {
         const { from, to, side } = pass;
         const den = scaleBetween(ops, from, to)[1];
         const [th, tw] = sizes[to];
@@ -906,33 +1051,60 @@ export async function probeExact(
           cols = extent(tw, 1);
         const cropShape = [B, channelsAt(ops, from, C), rows.end - rows.start, cols.end - cols.start];
         const m0 = macs();
-        const { out } = await runOps(ctx, ops, sizes, from, to, cropShape, null, rows.start, cols.start, affines);
-        const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4);
+        // a skip read from an earlier checkpoint: its crop on the device and on the host
+        let skipBytes = 0;
+        const skipCrop =
+          pass.skip === undefined
+            ? undefined
+            : (r: Span, c: Span): DeviceTensor => {
+                const shape = [B, channelsAt(ops, pass.skip!, C), r.end - r.start, c.end - c.start];
+                skipBytes = shape.reduce((a, b) => a * b, 4);
+                return ctx.alloc(shape);
+              };
+        const { out } = await runOps(
+          ctx,
+          ops,
+          sizes,
+          from,
+          to,
+          cropShape,
+          null,
+          rows.start,
+          cols.start,
+          affines,
+          skipCrop,
+        );
+        const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4) + skipBytes;
         ctx.free(out);
         convMacs += (macs() - m0) * pass.tiles;
-        // a stored checkpoint costs host memory only as one plane's rows a crop reads (full width)
-        const stored = options.storage !== undefined && from > 0;
-        if (from === 0) checkpoint = bytesAt(0);
-        const readRows = stored ? cropShape[2] * sizes[from][1] * 4 : 0;
-        let held = stored ? readRows : checkpoint;
+        // A stored checkpoint costs host memory only as one plane's rows a crop reads (full width); one in
+        // memory costs its bytes until its last pass, during which the source's rows above the crops go.
+        const stored = (i: number) => options.storage !== undefined && i > 0;
+        const readRows = stored(from) ? cropShape[2] * sizes[from][1] * 4 : 0;
+        const others = [...inMemory].reduce((a, [i, b]) => a + (i === from ? 0 : b), 0);
+        const sourceBytes = inMemory.get(from) ?? 0;
+        let held = others + (stored(from) ? readRows : sourceBytes);
         if (pass.kind === "form") {
           const [sh] = sizes[from];
           const storesOut = options.storage !== undefined && to < ops.length;
-          // Row by row of tiles, the source's rows above the crop are dropped while the output's bands grow
-          // (with storage: only the band being formed is in memory).
+          const last = lastUse.get(from) === k;
+          // Row by row of tiles, the source's rows above the crop are dropped (in its last pass) while the
+          // output's bands grow (with storage: only the band being formed is in memory).
           for (let y0 = 0; y0 < th; y0 += side) {
             const y1 = Math.min(th, y0 + side);
             const r0 = Math.floor(needFor(ops, sizes, from, to, [y0, y1], 0)[0] / den) * den;
-            const source = stored ? readRows : (checkpoint * (sh - r0)) / sh;
+            const source = stored(from) ? readRows : last ? (sourceBytes * (sh - r0)) / sh : sourceBytes;
             const band = (bytesAt(to) * (y1 - y0)) / th;
             largestBand = Math.max(largestBand, band);
             const formed = storesOut ? band : (bytesAt(to) * y1) / th;
-            held = Math.max(held, source + formed);
+            held = Math.max(held, others + source + formed);
           }
           // the program's output is then copied whole (BandedTensor.toTensor)
           if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
-          checkpoint = storesOut ? 0 : bytesAt(to);
-          largestCheckpoint = Math.max(largestCheckpoint, checkpoint);
+          for (const i of [...inMemory.keys()]) if ((lastUse.get(i) ?? -1) <= k) inMemory.delete(i);
+          const outBytes = storesOut ? 0 : bytesAt(to);
+          inMemory.set(to, outBytes);
+          largestCheckpoint = Math.max(largestCheckpoint, outBytes);
         }
         // each tile's crop and result: freed at once where releaseHost can, else collected only every few tiles
         hostBytes = Math.max(hostBytes, held + (hostReleaseIsImmediate ? 1 : TILE_COPIES_UNCOLLECTED) * tileBytes);

@@ -51,6 +51,8 @@ export interface MemoryPlan {
   checkpointMiB: number | null;
   /** Exact mode: checkpoints go to the model's `checkpointStorage` (e.g. temporary files) instead of memory. */
   storedCheckpoints: boolean;
+  /** Exact mode: a resnet's middle is kept too, so no pass recomputes its first convolution (see planExact). */
+  resnetCheckpoints: boolean;
   /** Predicted peak of the process, MiB, and its parts. */
   peakMiB: number;
   parts: { runtimeMiB: number; weightsMiB: number; workingMiB: number; hostMiB: number };
@@ -94,6 +96,7 @@ function plan(
   tileSize: number | null = null,
   checkpointMiB: number | null = null,
   storedCheckpoints = false,
+  resnetCheckpoints = false,
 ): MemoryPlan {
   const parts = {
     runtimeMiB: round(inputs.runtimeBytes),
@@ -106,6 +109,7 @@ function plan(
     tileSize,
     checkpointMiB,
     storedCheckpoints,
+    resnetCheckpoints,
     peakMiB: round(inputs.runtimeBytes + inputs.weightsBytes + working * MARGIN + host),
     parts,
     workRatio: untiledMacs > 0 ? Math.round((macs / untiledMacs) * 100) / 100 : 1,
@@ -131,6 +135,7 @@ async function exact(
   inputs: PlanInputs,
   tileSize: number,
   checkpointMiB: number | null,
+  resnetCheckpoints = true,
 ): Promise<{ working: number; host: number; macs: number }> {
   const probe = new ProbeKernels(inputs.kernels);
   const ctx = new RunContext(probe, "plan", 0);
@@ -139,8 +144,8 @@ async function exact(
     inputs.program,
     inputs.inputShape,
     checkpointMiB === null
-      ? { tileSize, checkpointBytes: Number.POSITIVE_INFINITY, storage: inputs.storage }
-      : { tileSize, checkpointBytes: checkpointMiB * MiB },
+      ? { tileSize, checkpointBytes: Number.POSITIVE_INFINITY, storage: inputs.storage, resnetCheckpoints }
+      : { tileSize, checkpointBytes: checkpointMiB * MiB, resnetCheckpoints },
     () => probe.convMacs,
   );
   const inBytes = inputs.inputShape.reduce((a, b) => a * b, 4);
@@ -165,7 +170,7 @@ export async function predictTiling(
   if (tiling.mode === "exact") {
     const ck = inputs.storage ? null : tiling.checkpointMiB;
     const e = await exact(inputs, tiling.tileSize, ck);
-    return plan(inputs, "exact", e.working, e.host, e.macs, u.macs, null, tiling.tileSize, ck, ck === null);
+    return plan(inputs, "exact", e.working, e.host, e.macs, u.macs, null, tiling.tileSize, ck, ck === null, true);
   }
   const [b, c] = inputs.inputShape;
   const t = await untiled(inputs, [b, c, tiling.tileSize, tiling.tileSize]);
@@ -189,10 +194,14 @@ export async function planMemory(inputs: PlanInputs, budgetMiB: number | null, w
   const budgets: (number | null)[] = inputs.storage ? [...CHECKPOINT_MIB, null] : CHECKPOINT_MIB;
   for (const side of sides) {
     for (const ck of budgets) {
-      const e = await exact(inputs, side, ck);
-      const p = plan(inputs, "exact", e.working, e.host, e.macs, u.macs, budgetMiB, side, ck, ck === null);
-      if (p.peakMiB < smallest.peakMiB) smallest = p;
-      if (p.peakMiB <= budgetMiB && (!best || p.workRatio < best.workRatio)) best = p;
+      // resnet checkpoints cut work and add one checkpoint alive: without them where they do not fit
+      for (const resnets of [true, false]) {
+        const e = await exact(inputs, side, ck, resnets);
+        const p = plan(inputs, "exact", e.working, e.host, e.macs, u.macs, budgetMiB, side, ck, ck === null, resnets);
+        if (p.peakMiB < smallest.peakMiB) smallest = p;
+        if (p.peakMiB <= budgetMiB && (!best || p.workRatio < best.workRatio)) best = p;
+        if (p.peakMiB <= budgetMiB) break;
+      }
     }
   }
   if (best) return best;
