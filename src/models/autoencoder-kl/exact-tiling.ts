@@ -507,28 +507,39 @@ const TILE_OVERHEAD_MACS = 2e7;
 const PACK_MACS_PER_WEIGHT = 100;
 
 /**
- * The work of a pass in tiles of side `side`: every tile counted as a middle one, each convolution's output
- * rounded up to its grain (convGrain), plus what each tile repeats.
+ * The work of a pass in tiles of side `side`: each convolution's output over every tile's crop, rounded up to
+ * its grain (convGrain), plus what each tile repeats.
  */
 function passCost(ops: readonly Op[], sizes: [number, number][], from: number, to: number, side: number): number {
   const [th, tw] = sizes[to];
-  const sy = Math.min(side, th),
-    sx = Math.min(side, tw);
-  const y0 = Math.floor((th - sy) / 2),
-    x0 = Math.floor((tw - sx) / 2);
+  const ny = Math.ceil(th / side),
+    nx = Math.ceil(tw / side);
   const up = (n: number, g: number) => Math.ceil(n / g) * g;
-  let macs = TILE_OVERHEAD_MACS;
+  // the kernel computes its output over the whole crop it is given (zero-padded at the crop's edges)
+  const extents = (i: number, full: number, axis: 0 | 1, grain: number): [number, number] => {
+    let padded = 0,
+      plain = 0;
+    for (let a = 0; a < full; a += side) {
+      const [s, e] = needFor(ops, sizes, i, to, [a, Math.min(full, a + side)], axis);
+      const op = ops[i] as Extract<Op, { kind: "conv" | "residualConv" }>;
+      const n = convOutSize(op.conv, e - s, axis);
+      padded += up(n, grain);
+      plain += n;
+    }
+    return [padded, plain];
+  };
+  let macs = ny * nx * TILE_OVERHEAD_MACS;
   for (let i = from; i < to; i++) {
     const op = ops[i];
     if (op.kind !== "conv" && op.kind !== "residualConv") continue;
-    const r = needFor(ops, sizes, i + 1, to, [y0, y0 + sy], 0),
-      c = needFor(ops, sizes, i + 1, to, [x0, x0 + sx], 1);
     const { inChannels: C, outChannels: O, kernelSize: k, stride } = op.conv;
     const g = convGrain(C, O, k, stride);
-    macs += C * O * k * k * (up(r[1] - r[0], g.rows) * up(c[1] - c[0], g.cols) + PACK_MACS_PER_WEIGHT);
-    if (op.kind === "residualConv" && op.shortcut) macs += op.shortcut.inChannels * O * (r[1] - r[0]) * (c[1] - c[0]);
+    const [rows, plainRows] = extents(i, th, 0, g.rows),
+      [cols, plainCols] = extents(i, tw, 1, g.cols);
+    macs += C * O * k * k * (rows * cols + ny * nx * PACK_MACS_PER_WEIGHT);
+    if (op.kind === "residualConv" && op.shortcut) macs += op.shortcut.inChannels * O * plainRows * plainCols;
   }
-  return Math.ceil(th / side) * Math.ceil(tw / side) * macs;
+  return macs;
 }
 
 /**
