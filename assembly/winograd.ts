@@ -9,7 +9,7 @@
 //
 // Layouts (all in the scratch):
 //   U (winogradPack, once per call, shared by the threads): [p][O/OB][C][OB], the conv micro-kernel's
-//     packed-weight shape, so one pointer walks a panel of OB output channels.
+//     packed-weight shape, so one pointer walks a panel of OB output channels; positions uStride apart.
 //   V (per thread, per work unit): [p][group][C][TB], a group being TB = 8 horizontally adjacent tiles,
 //     so the micro-kernel loads the 8 tiles of one channel as two vectors.
 //   M (per thread): [p][OB][TB], one micro-kernel tile per position; it is turned into output pixels
@@ -19,7 +19,7 @@
 // channels the unit's groups are walked with the block's U panels staying in cache.
 import { gemmTile, MR, NR } from "./gemm";
 import { loadPartial, madd, splat, storePartial } from "./common";
-import { loadWeight } from "./half";
+import { widenRun } from "./half";
 
 /** Output channels per micro-kernel tile (as conv.ts). */
 const OB: i32 = MR; // the shared micro-kernel (gemm.ts) computes MR output channels × NR tiles
@@ -29,8 +29,8 @@ const TB: i32 = NR;
 const P: i32 = 16;
 /** Bytes of one micro-kernel result, [OB][TB] floats. */
 const TILE_BYTES: i32 = OB * TB * 4;
-/** Input channels per block of winogradPack's staging. */
-const PACK_C: i32 = 16;
+/** Input channels per block of the packs (see packBlockRows). */
+export const PACK_C: i32 = 16;
 /** Target bytes of one unit's transformed input. */
 const VBUDGET: i32 = 768 << 10;
 /** Units per image at least, where it has that many tile rows (see winograd). */
@@ -66,24 +66,30 @@ function unitRows(C: i32, W: i32): i32 {
   return 2 * cols + 16;
 }
 
+/**
+ * Bytes between U's positions (here and in winograd4.ts): a position's [O/OB][C][OB] rounded up to 4 KiB,
+ * plus one cache line. The packs write all positions of a kernel at once, P streams this far apart; a
+ * multiple of 4 KiB (as at C = 512) would put them all in one L1 set and thrash it (F(4×4) packing took
+ * 9× longer); this puts stream p in the set after stream p - 1's.
+ */
 // @ts-ignore: decorator
-@inline function uBytes(O: i32, C: i32): i32 {
-  return P * ((O + OB - 1) / OB) * C * (OB << 2);
+@inline export function uStride(O: i32, C: i32): i32 {
+  return ((((O + OB - 1) / OB) * C * (OB << 2) + 4095) & ~4095) + 64;
 }
 
 // @ts-ignore: decorator
-@inline function packStagingBytes(): i32 {
-  return P * PACK_C * OB * 4;
+@inline function uBytes(O: i32, C: i32): i32 {
+  return P * uStride(O, C);
 }
 
 function threadBytes(C: i32, W: i32): i32 {
   const cols = unitCols(C, W), rows = unitRows(C, W);
-  return max(packStagingBytes(), P * TILE_BYTES + P * rows * cols * C * 4 + 4 * (stagingLength(cols) << 2));
+  return max(PACK_WIDE_BYTES, P * TILE_BYTES + P * rows * cols * C * 4 + 4 * (stagingLength(cols) << 2));
 }
 
 /**
  * Scratch for winogradPack + winograd with nt threads: 16-byte header (the work counter), U, one region
- * per thread (winogradPack's staging, then winograd's V, M and input rows).
+ * per thread (winogradPack's f32 kernels, then winograd's V, M and input rows).
  */
 export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i32 {
   return 16 + uBytes(O, C) + nt * threadBytes(C, W);
@@ -92,57 +98,94 @@ export function winogradScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): i
 // ---- weights ---------------------------------------------------------------------------------------------
 
 /**
+ * Bytes of a pack block's f32 kernels where they are not read from w (see packBlockRows), and the table of
+ * the OB row pointers after them.
+ */
+export const PACK_WIDE_BYTES: i32 = OB * PACK_C * 36 + 32;
+
+/**
+ * Where the kernels (o0 + l, c0 .. c0 + cc) of one pack block start as f32, for l < OB, into `rows` as OB
+ * pointers (each row's cc kernels follow 36 bytes apart): into w itself for f32 weights; else into `wide`
+ * (PACK_C kernels a row), where f16 weights are widened (exactly, as loadWeight does) and rows past O are
+ * zeros. So the transforms read f32 and have no branch, and the padding channels' U comes out zero.
+ */
+export function packBlockRows(w: usize, wHalf: bool, O: i32, C: i32, o0: i32, c0: i32, cc: i32, wide: usize, rows: usize): void {
+  for (let l = 0; l < OB; l++) {
+    const o = o0 + l;
+    const k = <usize>o * <usize>C + <usize>c0; // index of kernel (o, c0)
+    let p = wide + <usize>(l * PACK_C * 36);
+    if (o >= O) memory.fill(p, 0, <usize>cc * 36);
+    else if (wHalf) widenRun(w + k * 18, p, cc * 9);
+    else p = w + k * 36;
+    store<usize>(rows + (<usize>l << 2), p);
+  }
+}
+
+/** (a[0], b[0]) as f64x2, from the f32s at a and b. */
+// @ts-ignore: decorator
+@inline export function load2(a: usize, b: usize): v128 {
+  return f64x2.promote_low_f32x4(v128.load32_lane(b, v128.load32_zero(a), 1));
+}
+
+/** Stores y · scale rounded to f32 (two lanes: two kernels' values) at d; scale 1 is skipped. */
+// @ts-ignore: decorator
+@inline export function putScaled(d: usize, y: v128, scale: f64): void {
+  v128.store64_lane(d, f32x4.demote_f64x2_zero(scale == 1 ? y : f64x2.mul(y, f64x2.splat(scale))), 0);
+}
+
+/**
  * Step 1: U_p = G g Gᵀ for PyTorch [O][C][3][3] weights, into the scratch as [p][O/OB][C][OB] (zero past
- * O). Computed in f64 and rounded once. Threads split the output-channel blocks. W: the image width
- * (it sizes the per-thread regions). wHalf: the weights are f16 bits (widened exactly, then transformed).
+ * O). Computed in f64 and rounded once, two kernels (output channels o, o + 1) per f64x2, written straight
+ * to U (see uStride). Threads split the output-channel blocks. W: the image width (it sizes the per-thread
+ * regions). wHalf: the weights are f16 bits (widened exactly, then transformed).
  */
 export function winogradPack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
   const NB = (O + OB - 1) / OB;
   const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
   const u = scratch + 16;
-  const pStride = <usize>NB * <usize>C * <usize>(OB << 2);
-  // A block of PACK_C channels goes to a small staging area [p][c][OB] first, then out as 16 contiguous
-  // runs: written directly, the 16 destination streams sit a multiple of 4 KiB apart for C % 512 == 0,
-  // share one L1 set and thrash it (packing took ~6× longer).
-  const tmp = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W);
-  const tStride = <usize>(PACK_C * OB) << 2;
+  const pStride = <usize>uStride(O, C);
+  const wide = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W), rows = wide + <usize>(OB * PACK_C * 36);
   for (let ob = ob0; ob < ob1; ob++) {
     for (let c0 = 0; c0 < C; c0 += PACK_C) {
       const cc = min(PACK_C, C - c0);
-      for (let l = 0; l < OB; l++) {
-        const o = ob * OB + l;
+      packBlockRows(w, wHalf, O, C, ob * OB, c0, cc, wide, rows);
+      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
+      for (let l = 0; l < OB; l += 2) {
+        const a = load<usize>(rows + (<usize>l << 2)), b = load<usize>(rows + (<usize>l << 2), 4);
         for (let c = 0; c < cc; c++) {
-          const dst = tmp + (<usize>(c * OB + l) << 2);
-          if (o >= O) {
-            for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * tStride, 0);
-            continue;
-          }
-          const g = w + ((<usize>o * <usize>C + <usize>(c0 + c)) * 9 << (wHalf ? 1 : 2));
-          // t = G g (4 rows × 3), then each row times Gᵀ
-          const g0 = <f64>loadWeight(g, 0, wHalf), g1 = <f64>loadWeight(g, 1, wHalf), g2 = <f64>loadWeight(g, 2, wHalf);
-          const g3 = <f64>loadWeight(g, 3, wHalf), g4 = <f64>loadWeight(g, 4, wHalf), g5 = <f64>loadWeight(g, 5, wHalf);
-          const g6 = <f64>loadWeight(g, 6, wHalf), g7 = <f64>loadWeight(g, 7, wHalf), g8 = <f64>loadWeight(g, 8, wHalf);
-          const e0 = g0 + g6, e1 = g1 + g7, e2 = g2 + g8;
-          packRow(dst, tStride, g0, g1, g2);
-          packRow(dst + 4 * tStride, tStride, 0.5 * (e0 + g3), 0.5 * (e1 + g4), 0.5 * (e2 + g5));
-          packRow(dst + 8 * tStride, tStride, 0.5 * (e0 - g3), 0.5 * (e1 - g4), 0.5 * (e2 - g5));
-          packRow(dst + 12 * tStride, tStride, g6, g7, g8);
+          const k = <usize>c * 36;
+          packPair(a + k, b + k, d + (<usize>(c * OB + l) << 2), pStride);
         }
       }
-      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
-      for (let p = 0; p < P; p++) memory.copy(d + <usize>p * pStride, tmp + <usize>p * tStride, <usize>(cc * OB) << 2);
     }
   }
 }
 
-/** Stores (t0, ½(t0 + t1 + t2), ½(t0 - t1 + t2), t2), one row of G g Gᵀ, pStride bytes apart. */
+/**
+ * G g Gᵀ of the kernels at a and b (f32) into lanes 0 and 1, pStride bytes between positions. With
+ * G = D⁻¹G'', D = diag(1, 2, 2, 1), G'' integer, G'' g G''ᵀ takes only additions (exact in f64 unless a
+ * kernel's weights span more than ~2^25) and the scale 1/(D_k D_j), a power of 2, is exact: U is G g Gᵀ
+ * rounded once (the halvings applied last rather than first, which changes no bit).
+ */
+function packPair(a: usize, b: usize, d: usize, pStride: usize): void {
+  const g0 = load2(a, b), g1 = load2(a + 4, b + 4), g2 = load2(a + 8, b + 8);
+  const g3 = load2(a + 12, b + 12), g4 = load2(a + 16, b + 16), g5 = load2(a + 20, b + 20);
+  const g6 = load2(a + 24, b + 24), g7 = load2(a + 28, b + 28), g8 = load2(a + 32, b + 32);
+  const e0 = f64x2.add(g0, g6), e1 = f64x2.add(g1, g7), e2 = f64x2.add(g2, g8);
+  packRow(d, pStride, g0, g1, g2, 1);
+  packRow(d + 4 * pStride, pStride, f64x2.add(e0, g3), f64x2.add(e1, g4), f64x2.add(e2, g5), 0.5);
+  packRow(d + 8 * pStride, pStride, f64x2.sub(e0, g3), f64x2.sub(e1, g4), f64x2.sub(e2, g5), 0.5);
+  packRow(d + 12 * pStride, pStride, g6, g7, g8, 1);
+}
+
+/** One row of U from a row t of G''g and its scale s: s·(t0, ½(t0 + t1 + t2), ½(t0 - t1 + t2), t2). */
 // @ts-ignore: decorator
-@inline function packRow(d: usize, pStride: usize, t0: f64, t1: f64, t2: f64): void {
-  const e = t0 + t2;
-  store<f32>(d, <f32>t0);
-  store<f32>(d + pStride, <f32>(0.5 * (e + t1)));
-  store<f32>(d + 2 * pStride, <f32>(0.5 * (e - t1)));
-  store<f32>(d + 3 * pStride, <f32>t2);
+@inline function packRow(d: usize, pStride: usize, t0: v128, t1: v128, t2: v128, s: f64): void {
+  const e = f64x2.add(t0, t2);
+  putScaled(d, t0, s);
+  putScaled(d + pStride, f64x2.add(e, t1), 0.5 * s);
+  putScaled(d + 2 * pStride, f64x2.sub(e, t1), 0.5 * s);
+  putScaled(d + 3 * pStride, t2, s);
 }
 
 // ---- the convolution -------------------------------------------------------------------------------------
@@ -277,7 +320,7 @@ function unitProduct(
   ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
 ): void {
   const NB = (O + OB - 1) / OB;
-  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>NB * panelU;
+  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>uStride(O, C);
   const panelV = <usize>C * <usize>(TB << 2), pStrideV = <usize>G * panelV;
   for (let ob = 0; ob < NB; ob++) {
     const ub = u + <usize>ob * panelU;

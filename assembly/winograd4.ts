@@ -17,14 +17,13 @@
 // transform (bias, residual) right after each group's GEMMs, units from an atomic counter.
 import { gemmTile, MR, NR } from "./gemm";
 import { loadPartial, splat, storePartial } from "./common";
-import { loadWeight } from "./half";
+import { load2, PACK_C, PACK_WIDE_BYTES, packBlockRows, putScaled, uStride } from "./winograd";
 
 const OB: i32 = MR;
 const TB: i32 = NR;
 /** Positions in a transformed tile (6×6). */
 const P: i32 = 36;
 const TILE_BYTES: i32 = OB * TB * 4;
-const PACK_C: i32 = 16;
 /**
  * Target bytes of one unit's transformed input. Larger than winograd.ts's: each unit walks all of U (36/16 of
  * F(2×2)'s), so at 512 channels units of 8 tiles (768 KiB) spent ~15% more time than units of 24 (this, past
@@ -78,13 +77,12 @@ function unitRows(C: i32, W: i32): i32 {
 
 // @ts-ignore: decorator
 @inline function uBytes(O: i32, C: i32): i32 {
-  return P * ((O + OB - 1) / OB) * C * (OB << 2);
+  return P * uStride(O, C);
 }
 
 function threadBytes(C: i32, W: i32): i32 {
   const cols = unitCols(C, W), rows = unitRows(C, W);
-  const pack = P * PACK_C * OB * 4;
-  return max(pack, P * TILE_BYTES + TMP_BYTES + P * vStride(rows * cols / TB, C) + 6 * (stagingLength(cols) << 2));
+  return max(PACK_WIDE_BYTES, P * TILE_BYTES + TMP_BYTES + P * vStride(rows * cols / TB, C) + 6 * (stagingLength(cols) << 2));
 }
 
 /** Scratch for winograd4Pack + winograd4 with nt threads: the work counter, U, one region per thread. */
@@ -94,56 +92,76 @@ export function winograd4ScratchBytes(C: i32, H: i32, W: i32, O: i32, nt: i32): 
 
 // ---- weights ---------------------------------------------------------------------------------------------
 
-/** Row k of G times the column (a, b, c). */
-// @ts-ignore: decorator
-@inline function gRow(k: i32, a: f64, b: f64, c: f64): f64 {
-  if (k == 0) return a;
-  if (k == 1) return -(a + b + c) / 3;
-  if (k == 2) return (a - b + c) / 3;
-  if (k == 3) return (a + 2 * b + 4 * c) / 15;
-  if (k == 4) return (-16 * a + 8 * b - 4 * c) / 15;
-  return c;
-}
+// G = D⁻¹G'' with G'' integer: its rows (1 0 0), (1 1 1), (1 -1 1), (1 2 4), (4 -2 1), (0 0 1) over
+// D = diag(1, -3, 3, 15, -15/4, 1) (signs and the power of 2 of row 4 folded into D). U = G g Gᵀ is then
+// (G'' g G''ᵀ)[k][j] / (D_k D_j): small-integer sums, exact in f64 unless a kernel's weights span more than ~2^21,
+// times one f64 constant, the reciprocal of D_k D_j (≤ 1 f64 ulp off the quotient), rounded to f32 once.
+const D1: f64 = -3;
+const D2: f64 = 3;
+const D3: f64 = 15;
+const D4: f64 = -3.75;
 
 /**
- * Step 1: U = G g Gᵀ (f64, rounded once) into the scratch as [p][O/OB][C][OB], zero past O; threads split
- * the output-channel blocks. W: the image width (it sizes the per-thread regions). Staged per PACK_C
- * channels as in winograd.ts (36 destination streams a multiple of 4 KiB apart would thrash L1).
+ * Step 1: U = G g Gᵀ into the scratch as [p][O/OB][C][OB], zero past O; threads split the output-channel
+ * blocks. W: the image width (it sizes the per-thread regions). Two kernels (output channels o, o + 1) per
+ * f64x2, written straight to U: its 36 streams are uStride apart, so they do not share an L1 set.
  */
 export function winograd4Pack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
   const NB = (O + OB - 1) / OB;
   const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
   const u = scratch + 16;
-  const pStride = <usize>NB * <usize>C * <usize>(OB << 2);
-  const tmp = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W);
-  const tStride = <usize>(PACK_C * OB) << 2;
+  const pStride = <usize>uStride(O, C);
+  const wide = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W), rows = wide + <usize>(OB * PACK_C * 36);
   for (let ob = ob0; ob < ob1; ob++) {
     for (let c0 = 0; c0 < C; c0 += PACK_C) {
       const cc = min(PACK_C, C - c0);
-      for (let l = 0; l < OB; l++) {
-        const o = ob * OB + l;
+      packBlockRows(w, wHalf, O, C, ob * OB, c0, cc, wide, rows);
+      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
+      for (let l = 0; l < OB; l += 2) {
+        const a = load<usize>(rows + (<usize>l << 2)), b = load<usize>(rows + (<usize>l << 2), 4);
         for (let c = 0; c < cc; c++) {
-          const dst = tmp + (<usize>(c * OB + l) << 2);
-          if (o >= O) {
-            for (let p = 0; p < P; p++) store<f32>(dst + <usize>p * tStride, 0);
-            continue;
-          }
-          const i = (<usize>o * <usize>C + <usize>(c0 + c)) * 9;
-          const g0 = <f64>loadWeight(w, i, wHalf), g1 = <f64>loadWeight(w, i + 1, wHalf), g2 = <f64>loadWeight(w, i + 2, wHalf);
-          const g3 = <f64>loadWeight(w, i + 3, wHalf), g4 = <f64>loadWeight(w, i + 4, wHalf), g5 = <f64>loadWeight(w, i + 5, wHalf);
-          const g6 = <f64>loadWeight(w, i + 6, wHalf), g7 = <f64>loadWeight(w, i + 7, wHalf), g8 = <f64>loadWeight(w, i + 8, wHalf);
-          for (let k = 0; k < 6; k++) {
-            // row k of G g, then that row times Gᵀ
-            const t0 = gRow(k, g0, g3, g6), t1 = gRow(k, g1, g4, g7), t2 = gRow(k, g2, g5, g8);
-            const d = dst + <usize>(6 * k) * tStride;
-            for (let j = 0; j < 6; j++) store<f32>(d + <usize>j * tStride, <f32>gRow(j, t0, t1, t2));
-          }
+          const k = <usize>c * 36;
+          packPair4(a + k, b + k, d + (<usize>(c * OB + l) << 2), pStride);
         }
       }
-      const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
-      for (let p = 0; p < P; p++) memory.copy(d + <usize>p * pStride, tmp + <usize>p * tStride, <usize>(cc * OB) << 2);
     }
   }
+}
+
+/** G g Gᵀ of the kernels at a and b (f32) into lanes 0 and 1, pStride bytes between positions. */
+function packPair4(a: usize, b: usize, d: usize, pStride: usize): void {
+  const g0 = load2(a, b), g1 = load2(a + 4, b + 4), g2 = load2(a + 8, b + 8);
+  const g3 = load2(a + 12, b + 12), g4 = load2(a + 16, b + 16), g5 = load2(a + 20, b + 20);
+  const g6 = load2(a + 24, b + 24), g7 = load2(a + 28, b + 28), g8 = load2(a + 32, b + 32);
+  // rows of G''g, each computed where its row of U is
+  const s0 = f64x2.add(g0, g6), s1 = f64x2.add(g1, g7), s2 = f64x2.add(g2, g8);
+  const h0 = f64x2.add(g3, g3), h1 = f64x2.add(g4, g4), h2 = f64x2.add(g5, g5);
+  const four = f64x2.splat(4);
+  packRow4(d, pStride, g0, g1, g2, 1);
+  packRow4(d + 6 * pStride, pStride, f64x2.add(s0, g3), f64x2.add(s1, g4), f64x2.add(s2, g5), D1);
+  packRow4(d + 12 * pStride, pStride, f64x2.sub(s0, g3), f64x2.sub(s1, g4), f64x2.sub(s2, g5), D2);
+  packRow4(
+    d + 18 * pStride, pStride, f64x2.add(f64x2.add(g0, f64x2.mul(four, g6)), h0),
+    f64x2.add(f64x2.add(g1, f64x2.mul(four, g7)), h1), f64x2.add(f64x2.add(g2, f64x2.mul(four, g8)), h2), D3,
+  );
+  packRow4(
+    d + 24 * pStride, pStride, f64x2.sub(f64x2.add(f64x2.mul(four, g0), g6), h0),
+    f64x2.sub(f64x2.add(f64x2.mul(four, g1), g7), h1), f64x2.sub(f64x2.add(f64x2.mul(four, g2), g8), h2), D4,
+  );
+  packRow4(d + 30 * pStride, pStride, g6, g7, g8, 1);
+}
+
+/** Row k of U from row k of G''g (t0, t1, t2) and D_k: (t G''ᵀ)_j / (D_k D_j). */
+// @ts-ignore: decorator
+@inline function packRow4(d: usize, pStride: usize, t0: v128, t1: v128, t2: v128, dk: f64): void {
+  const s = f64x2.add(t0, t2), h = f64x2.add(t1, t1);
+  const four = f64x2.splat(4);
+  putScaled(d, t0, 1 / dk);
+  putScaled(d + pStride, f64x2.add(s, t1), 1 / (dk * D1));
+  putScaled(d + 2 * pStride, f64x2.sub(s, t1), 1 / (dk * D2));
+  putScaled(d + 3 * pStride, f64x2.add(f64x2.add(t0, f64x2.mul(four, t2)), h), 1 / (dk * D3));
+  putScaled(d + 4 * pStride, f64x2.sub(f64x2.add(f64x2.mul(four, t0), t2), h), 1 / (dk * D4));
+  putScaled(d + 5 * pStride, t2, 1 / dk);
 }
 
 // ---- the convolution -------------------------------------------------------------------------------------
@@ -275,7 +293,7 @@ function unitProduct(
   ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
 ): void {
   const NB = (O + OB - 1) / OB;
-  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>NB * panelU;
+  const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>uStride(O, C);
   const panelV = <usize>C * <usize>(TB << 2), pStrideV = <usize>vStride(G, C);
   for (let ob = 0; ob < NB; ob++) {
     const ub = u + <usize>ob * panelU;

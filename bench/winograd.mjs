@@ -1,7 +1,8 @@
 // Winograd tiles side by side on one 3×3 stride-1 convolution: direct, F(2×2, 3×3) and F(4×4, 3×3) on the
 // wasm backend (runs against dist/: `npm run build` first).
 //
-//   node bench/winograd.mjs [--error] [--speed] [--layers 512x64,128x256] [--isa simd,relaxed] [--runs 3]
+//   node bench/winograd.mjs [--error] [--speed] [--pack [--base DIR]] [--layers 512x64,128x256]
+//                           [--isa simd,relaxed] [--runs 3]
 //
 // --error: x ~ N(0, 1), weights ~ N(0, 1/(9C)) (a trained conv's scale: outputs of unit variance), zero bias;
 //   each variant against a float64 direct convolution over the first 16 output channels (every pixel):
@@ -9,8 +10,12 @@
 // --speed: median of --runs calls (after one warm-up) per variant, threads 1, each variant twice in turn;
 //   ratios are within one run. Times are the process's CPU time (one thread: the call's), which a busy
 //   machine disturbs less than wall time; still indicative only (caches are shared).
-// Neither flag: both. A layer is CxH: C → C channels at H×H.
+// --pack: the weight transforms alone (winogradPack, winograd4Pack: U = G g Gᵀ, on every call), C → C
+//   channels, median CPU time of --runs, threads 1, two rounds; --base DIR: also the kernels-*.wasm in DIR
+//   (another build, e.g. main's: before and after in one run, taking turns).
+// None of these flags: --error and --speed. A layer is CxH: C → C channels at H×H.
 
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import v8 from "node:v8";
@@ -21,8 +26,9 @@ const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const doError = args.includes("--error") || !args.includes("--speed");
-const doSpeed = args.includes("--speed") || !args.includes("--error");
+const doPack = args.includes("--pack");
+const doError = args.includes("--error") || (!args.includes("--speed") && !doPack);
+const doSpeed = args.includes("--speed") || (!args.includes("--error") && !doPack);
 const layers = opt("--layers", doSpeed && !doError ? "512x64,512x128,256x256,128x512" : "512x64,128x256")
   .split(",")
   .map((s) => s.split("x").map(Number));
@@ -161,6 +167,58 @@ for (const [C, H] of layers) {
               `${n} ${ms[n].map((t) => t.toFixed(0)).join("/")} ms (${(gflop / (best(n) / 1e3)).toFixed(1)} eff. GFLOP/s)`,
           ).join(", ") +
           `; F(4x4)/F(2x2) ${(best("F(4x4)") / best("F(2x2)")).toFixed(2)}, F(4x4)/direct ${(best("F(4x4)") / best("direct")).toFixed(2)}`,
+      );
+    }
+  }
+}
+
+if (doPack) {
+  /** @type {[string, string | undefined][]} */
+  const builds = [["this", undefined]];
+  if (opt("--base")) builds.push(["base", opt("--base")]);
+  const PACKS = [
+    ["F(2x2)", "winogradPack", "winogradScratchBytes"],
+    ["F(4x4)", "winograd4Pack", "winograd4ScratchBytes"],
+  ];
+  for (const [C, H] of layers) {
+    const w = randn(C * C * 9, 2, 1 / Math.sqrt(9 * C));
+    for (const isa of isas) {
+      const made = [];
+      for (const [name, dir] of builds) {
+        const wasmBytes = dir ? readFileSync(path.join(dir, `kernels-${isa}.wasm`)) : undefined;
+        const kn = await createWasmBackend({ relaxed: isa === "relaxed", threads: 1, wasmBytes });
+        const wb = kn.alloc(w.length);
+        kn.write(wb, w);
+        const scratch = PACKS.map(([, , bytes]) => kn.alloc(Math.ceil(kn.ex[bytes](C, H, H, C, 1) / 4)));
+        made.push({ name, kn, wb, scratch });
+      }
+      /** @type {Record<string, number>} */
+      const ms = {};
+      for (let round = 0; round < 2; round++) {
+        for (const [i, [label, fn]] of PACKS.entries()) {
+          for (const { name, kn, wb, scratch } of made) {
+            const call = () => kn.ex[fn](wb.ptr, false, C, C, H, scratch[i].ptr, 0, 1);
+            call();
+            const ts = [];
+            for (let r = 0; r < runs; r++) {
+              const t0 = process.cpuUsage();
+              call();
+              const dt = process.cpuUsage(t0);
+              ts.push((dt.user + dt.system) / 1e3);
+            }
+            const t = ts.sort((a, b) => a - b)[ts.length >> 1];
+            ms[`${label} ${name}`] = Math.min(ms[`${label} ${name}`] ?? Infinity, t);
+          }
+        }
+      }
+      for (const { kn } of made) kn.dispose();
+      console.log(
+        `pack ${isa} ${C}→${C}: ` +
+          PACKS.map(([label]) => {
+            const parts = made.map(({ name }) => `${name} ${ms[`${label} ${name}`].toFixed(2)} ms`);
+            const ratio = made.length > 1 ? ` (${(ms[`${label} base`] / ms[`${label} this`]).toFixed(2)}× faster)` : "";
+            return `${label} ${parts.join(", ")}${ratio}`;
+          }).join("; "),
       );
     }
   }

@@ -7,6 +7,7 @@ import { ReferenceKernels } from "../src/backends/reference/index.js";
 import { FreeListAllocator } from "../src/backends/wasm/allocator.js";
 import { createWasmBackend, type WasmKernels } from "../src/backends/wasm/index.js";
 import { AutoencoderKLError } from "../src/errors.js";
+import { f16BitsToF32 } from "../src/tensor/dtype.js";
 import { generator } from "./helpers/random.js";
 import { enableRelaxedSimd } from "./helpers/relaxed-simd.js";
 
@@ -375,4 +376,179 @@ describe("wasm backend Winograd tile", () => {
     await expect(createWasmBackend({ winogradTile: 3 as unknown as 2 })).rejects.toThrow(AutoencoderKLError);
     await expect(createWasmBackend({ winogradTile: 3 as unknown as 2 })).rejects.toThrow(/winogradTile.*got 3/);
   });
+});
+
+// The Winograd weight transforms alone, through the kernel exports: U = G g Gᵀ against the exact value (BigInt
+// arithmetic, rounded to nearest f32 once), in the layout the convolutions read, for every thread split.
+describe("wasm Winograd weight transforms", () => {
+  const OB = 6; // output channels per panel (assembly/gemm.ts MR)
+  // G as integers over a common denominator: G = N / L, so U = N g Nᵀ / L²
+  const TILES = [
+    {
+      name: "F(2×2)",
+      pack: "winogradPack",
+      scratch: "winogradScratchBytes",
+      L: 2n,
+      N: [
+        [2, 0, 0],
+        [1, 1, 1],
+        [1, -1, 1],
+        [0, 0, 2],
+      ],
+    },
+    {
+      name: "F(4×4)",
+      pack: "winograd4Pack",
+      scratch: "winograd4ScratchBytes",
+      L: 15n,
+      N: [
+        [15, 0, 0],
+        [-5, -5, -5],
+        [5, -5, 5],
+        [1, 2, 4],
+        [-16, 8, -4],
+        [0, 0, 15],
+      ],
+    },
+  ] as const;
+  const H = 6;
+  const W = 7;
+
+  const f32Bits = (x: number) => new Uint32Array(Float32Array.of(x).buffer)[0];
+
+  /** A finite f32 times 2^149: an integer. */
+  function scaled(x: number): bigint {
+    const b = f32Bits(x);
+    const e = (b >>> 23) & 0xff;
+    const m = BigInt(e === 0 ? b & 0x7fffff : (b & 0x7fffff) | 0x800000) << BigInt(Math.max(e - 1, 0));
+    return b >>> 31 ? -m : m;
+  }
+
+  /** num / den (den > 0) rounded to the nearest f32, ties to even. */
+  function nearestF32(num: bigint, den: bigint): number {
+    if (num === 0n) return 0;
+    const neg = num < 0n;
+    const n = neg ? -num : num;
+    let e = n.toString(2).length - den.toString(2).length - 24;
+    const quotient = (e: number) => {
+      const a = e < 0 ? n << BigInt(-e) : n;
+      const b = e > 0 ? den << BigInt(e) : den;
+      return [a / b, a % b, b];
+    };
+    let [q, r, b] = quotient(e);
+    while (q >= 1n << 24n) [q, r, b] = quotient(++e);
+    while (q < 1n << 23n && e > -149) [q, r, b] = quotient(--e);
+    if (2n * r > b || (2n * r === b && q & 1n)) q++;
+    const v = Number(q) * 2 ** e;
+    return neg ? -v : v;
+  }
+
+  /** Distance in f32 steps (±0 the same point). */
+  function ulps(a: number, b: number): number {
+    const ord = (x: number) => {
+      const u = f32Bits(x);
+      return u >>> 31 ? -(u & 0x7fffffff) : u;
+    };
+    return Math.abs(ord(a) - ord(b));
+  }
+
+  /** U of w ([O][C][3][3]; f16 bits when a Uint16Array) as [p][o][c], packed by nt threads in turn. */
+  function packU(
+    k: WasmKernels,
+    tile: (typeof TILES)[number],
+    w: Float32Array | Uint16Array,
+    O: number,
+    C: number,
+    nt: number,
+  ): { u: Float32Array; padding: Float32Array } {
+    const P = tile.N.length ** 2;
+    const NB = Math.ceil(O / OB);
+    const wb = w instanceof Uint16Array ? k.allocHalf(w.length) : k.alloc(w.length);
+    if (w instanceof Uint16Array) k.writeHalf(wb, w);
+    else k.write(wb, w);
+    const bytes = (n: number) => k.ex[tile.scratch](C, H, W, O, n);
+    const scratchBytes = bytes(nt);
+    // bytes between positions: U is the scratch less its 16-byte header and the per-thread regions
+    const stride = (2 * bytes(1) - bytes(2) - 16) / P;
+    const s = k.alloc(Math.ceil(scratchBytes / 4));
+    const ptrOf = (b: DeviceBuffer) => (b as unknown as { ptr: number }).ptr; // WasmBuffer's byte offset
+    const ptr = ptrOf(s);
+    for (let tid = 0; tid < nt; tid++) k.ex[tile.pack](ptrOf(wb), w instanceof Uint16Array, O, C, W, ptr, tid, nt);
+    const mem = new Float32Array(k.memory.buffer);
+    const u = new Float32Array(P * O * C);
+    const padding: number[] = [];
+    for (let p = 0; p < P; p++) {
+      for (let o = 0; o < NB * OB; o++) {
+        for (let c = 0; c < C; c++) {
+          const v = mem[(ptr + 16 + p * stride + ((Math.floor(o / OB) * C + c) * OB + (o % OB)) * 4) / 4];
+          if (o < O) u[(p * O + o) * C + c] = v;
+          else padding.push(v);
+        }
+      }
+    }
+    k.free(s);
+    k.free(wb);
+    return { u, padding: Float32Array.from(padding) };
+  }
+
+  for (const b of builds) {
+    for (const tile of TILES) {
+      it.skipIf(b.skip)(`${b.name}: ${tile.name} U = G g Gᵀ rounded once (within 1 ulp), zero past O`, async () => {
+        const k = await b.make();
+        const g = rng(tile.N.length * 97);
+        const n = tile.N.length;
+        let values = 0;
+        let exact = 0;
+        for (const [O, C, nt] of [
+          [13, 21, 1],
+          [6, 16, 2],
+          [20, 37, 3],
+          [7, 64, 2],
+          [12, 48, 2],
+          [2, 3, 1],
+        ]) {
+          // uniform in [-1, 1), and (odd thread counts) at magnitudes 2^-12 .. 2^12: weights of a wide range
+          const w = g.data(O * C * 9).map((x) => (nt % 2 ? x * 2 ** g.int(-12, 12) : x));
+          const { u, padding } = packU(k, tile, w, O, C, nt);
+          expect(padding.every((v) => v === 0)).toBe(true);
+          const den = tile.L * tile.L * 2n ** 149n;
+          for (let o = 0; o < O; o++) {
+            for (let c = 0; c < C; c++) {
+              const gi = Array.from(w.subarray((o * C + c) * 9, (o * C + c + 1) * 9), scaled);
+              for (let i = 0; i < n; i++) {
+                for (let j = 0; j < n; j++) {
+                  let x = 0n;
+                  for (let a = 0; a < 3; a++)
+                    for (let bb = 0; bb < 3; bb++) x += BigInt(tile.N[i][a] * tile.N[j][bb]) * gi[a * 3 + bb];
+                  const want = nearestF32(x, den);
+                  const got = u[((i * n + j) * O + o) * C + c];
+                  const d = ulps(got, want);
+                  if (d > 1) expect(got, `${O}→${C} o ${o} c ${c} position ${i * n + j}`).toBe(want);
+                  values++;
+                  if (d === 0) exact++;
+                }
+              }
+            }
+          }
+        }
+        // one rounding from an (almost always) exact value: all but a rare tie-straddling case are the
+        // correctly rounded f32
+        expect(exact / values).toBeGreaterThan(0.9999);
+        k.dispose();
+      });
+
+      it.skipIf(b.skip)(`${b.name}: ${tile.name} from f16 weights equals the f32 pack of the same values`, async () => {
+        const k = await b.make();
+        // every f16 bit pattern (±0, subnormals, ±inf, NaN payloads) once, 61 output × 120 input channels
+        const O = 61;
+        const C = 120;
+        const half = Uint16Array.from({ length: O * C * 9 }, (_, i) => (i * 40503) & 0xffff);
+        const fromHalf = packU(k, tile, half, O, C, 2);
+        const fromF32 = packU(k, tile, Float32Array.from(half, f16BitsToF32), O, C, 2);
+        expect(new Set(half).size).toBe(65536);
+        expect(new Uint32Array(fromHalf.u.buffer)).toEqual(new Uint32Array(fromF32.u.buffer));
+        k.dispose();
+      });
+    }
+  }
 });
