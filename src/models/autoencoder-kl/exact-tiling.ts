@@ -514,31 +514,46 @@ function passCost(ops: readonly Op[], sizes: [number, number][], from: number, t
   const [th, tw] = sizes[to];
   const ny = Math.ceil(th / side),
     nx = Math.ceil(tw / side);
-  const up = (n: number, g: number) => Math.ceil(n / g) * g;
-  // the kernel computes its output over the whole crop it is given (zero-padded at the crop's edges)
-  const extents = (i: number, full: number, axis: 0 | 1, grain: number): [number, number] => {
-    let padded = 0,
-      plain = 0;
+  const den = scaleBetween(ops, from, to)[1];
+  const convs = ops
+    .map((op, i) => ({ op, i }))
+    .filter((c): c is { op: Extract<Op, { kind: "conv" | "residualConv" }>; i: number } => {
+      const k = c.op.kind;
+      return c.i >= from && c.i < to && (k === "conv" || k === "residualConv");
+    });
+  const grains = convs.map(({ op }) =>
+    convGrain(op.conv.inChannels, op.conv.outChannels, op.conv.kernelSize, op.conv.stride),
+  );
+  // Per axis and convolution, the sum over tiles of its output extent (padded to its grain, and plain): the
+  // kernels compute over the whole crop they are given (zero-padded at its edges), upsampled where the pass does.
+  const extents = (full: number, axis: 0 | 1): { padded: number[]; plain: number[] } => {
+    const padded = convs.map(() => 0),
+      plain = convs.map(() => 0);
     for (let a = 0; a < full; a += side) {
-      const [s, e] = needFor(ops, sizes, i, to, [a, Math.min(full, a + side)], axis);
-      const op = ops[i] as Extract<Op, { kind: "conv" | "residualConv" }>;
-      const n = convOutSize(op.conv, e - s, axis);
-      padded += up(n, grain);
-      plain += n;
+      const [s, e] = needFor(ops, sizes, from, to, [a, Math.min(full, a + side)], axis);
+      let n = e - Math.floor(s / den) * den;
+      let c = 0;
+      for (let i = from; i < to; i++) {
+        const op = ops[i];
+        if (op.kind === "up") n *= 2;
+        else if (op.kind === "conv" || op.kind === "residualConv") {
+          n = convOutSize(op.conv, n, axis);
+          const g = axis === 0 ? grains[c].rows : grains[c].cols;
+          padded[c] += Math.ceil(n / g) * g;
+          plain[c++] += n;
+        }
+      }
     }
-    return [padded, plain];
+    return { padded, plain };
   };
+  const rows = extents(th, 0),
+    cols = extents(tw, 1);
   let macs = ny * nx * TILE_OVERHEAD_MACS;
-  for (let i = from; i < to; i++) {
-    const op = ops[i];
-    if (op.kind !== "conv" && op.kind !== "residualConv") continue;
-    const { inChannels: C, outChannels: O, kernelSize: k, stride } = op.conv;
-    const g = convGrain(C, O, k, stride);
-    const [rows, plainRows] = extents(i, th, 0, g.rows),
-      [cols, plainCols] = extents(i, tw, 1, g.cols);
-    macs += C * O * k * k * (rows * cols + ny * nx * PACK_MACS_PER_WEIGHT);
-    if (op.kind === "residualConv" && op.shortcut) macs += op.shortcut.inChannels * O * plainRows * plainCols;
-  }
+  convs.forEach(({ op }, c) => {
+    const { inChannels: C, outChannels: O, kernelSize: k } = op.conv;
+    macs += C * O * k * k * (rows.padded[c] * cols.padded[c] + ny * nx * PACK_MACS_PER_WEIGHT);
+    if (op.kind === "residualConv" && op.shortcut) macs += op.shortcut.inChannels * O * rows.plain[c] * cols.plain[c];
+  });
   return macs;
 }
 
