@@ -151,7 +151,9 @@ async function exact(
   const inBytes = inputs.inputShape.reduce((a, b) => a * b, 4);
   // Without ArrayBuffer.prototype.transfer (Node 20) dropped bands wait for the collector, which V8 runs once
   // external memory has grown by about 64 MiB: up to that much more (measured: ~90 MiB at 512², 256-MiB checkpoints).
-  const garbage = hostReleaseIsImmediate ? 0 : Math.min(GC_LAG, fp.largestCheckpoint);
+  // Stored checkpoints leave garbage too: every band stored, crop and tile result (measured at 512², files,
+  // Node 20: 76 MiB over the prediction without this).
+  const garbage = hostReleaseIsImmediate ? 0 : checkpointMiB === null ? GC_LAG : Math.min(GC_LAG, fp.largestCheckpoint);
   // Freed host arrays are not all returned to the system (malloc keeps blocks the size of the largest band
   // resident), and the probe's count of live arrays ran 20% short at 1024² (bench/memory-budget.mjs samples).
   const host = (inBytes + fp.hostBytes) * HOST_MARGIN + fp.largestBand + garbage;
