@@ -162,11 +162,11 @@ class IoBuffer {
 }
 
 /**
- * Columns per block of a stored band: each plane of a band is stored as blocks of this many columns, each
- * [rows][columns], so a tile's crop reads its few blocks instead of whole rows (full-width reads moved 8× the
- * data a 64-px tile needs at 512², and took more time than the decode's GroupNorms).
+ * Columns per block of a stored band. A band is stored as blocks of this many columns, each [rows][planes]
+ * [columns], so a tile's crop is one read per block and band: the rows it needs, every plane. (Whole rows
+ * per plane moved 8× the data a 64-px tile needs at 512²; a read per plane and block cost more in calls.)
  */
-const STORED_BLOCK = 64;
+export const STORED_BLOCK = 64;
 
 interface Band {
   start: number;
@@ -175,7 +175,7 @@ interface Band {
   data: Float32Array | null;
   /** Whether the tiler made the array (else it is the caller's, never released). */
   owned: boolean;
-  /** Per plane, the position in the CheckpointArea of its blocks ([W / STORED_BLOCK][rows][STORED_BLOCK]). */
+  /** Per block of STORED_BLOCK columns, the position in the CheckpointArea of its values ([rows][B·C][columns]). */
   stored: number[] | null;
 }
 
@@ -211,18 +211,18 @@ class BandedTensor {
       if (lo >= hi) continue;
       const bh = band.end - band.start;
       if (band.stored !== null && this.area && this.io) {
-        // per plane, the rows needed of each block the columns touch: one read each
+        // the rows needed of each block the columns touch, every plane: one read each
         for (let b = Math.floor(c0 / STORED_BLOCK); b * STORED_BLOCK < c1; b++) {
           const x0 = b * STORED_BLOCK,
             bw = Math.min(STORED_BLOCK, W - x0);
           const from = Math.max(c0, x0),
-            to = Math.min(c1, x0 + bw);
-          const rows = this.io.take((hi - lo) * bw);
-          for (let p = 0; p < P; p++) {
-            this.area.read(band.stored[p] + b * bh * STORED_BLOCK + (lo - band.start) * bw, rows);
-            for (let y = lo; y < hi; y++) {
-              const src = (y - lo) * bw + (from - x0);
-              out.set(rows.subarray(src, src + to - from), (p * h + (y - r0)) * w + (from - c0));
+            n = Math.min(c1, x0 + bw) - from;
+          const rows = this.io.take((hi - lo) * P * bw);
+          this.area.read(band.stored[b] + (lo - band.start) * P * bw, rows);
+          for (let y = lo; y < hi; y++) {
+            for (let p = 0; p < P; p++) {
+              const src = ((y - lo) * P + p) * bw + (from - x0);
+              out.set(rows.subarray(src, src + n), (p * h + (y - r0)) * w + (from - c0));
             }
           }
         }
@@ -251,7 +251,7 @@ class BandedTensor {
     }
   }
 
-  /** Moves the in-memory bands the tiler made to the area (plane by plane, in column blocks), freeing their host arrays. */
+  /** Moves the in-memory bands the tiler made to the area (block by block), freeing their host arrays. */
   store(): void {
     if (!this.area || !this.io) return;
     const W = this.width,
@@ -259,17 +259,17 @@ class BandedTensor {
     for (const band of this.bands) {
       if (!band.data || !band.owned) continue;
       const bh = band.end - band.start;
-      const blocks = this.io.take(bh * W);
       band.stored = [];
-      for (let p = 0; p < P; p++) {
-        for (let x0 = 0; x0 < W; x0 += STORED_BLOCK) {
-          const bw = Math.min(STORED_BLOCK, W - x0);
-          for (let y = 0; y < bh; y++) {
+      for (let x0 = 0; x0 < W; x0 += STORED_BLOCK) {
+        const bw = Math.min(STORED_BLOCK, W - x0);
+        const block = this.io.take(bh * P * bw);
+        for (let y = 0; y < bh; y++) {
+          for (let p = 0; p < P; p++) {
             const src = (p * bh + y) * W + x0;
-            blocks.set(band.data.subarray(src, src + bw), x0 * bh + y * bw);
+            block.set(band.data.subarray(src, src + bw), (y * P + p) * bw);
           }
         }
-        band.stored.push(this.area.write(blocks));
+        band.stored.push(this.area.write(block));
       }
       releaseHost(band.data);
       band.data = null;
@@ -1129,10 +1129,11 @@ export async function probeExact(
         const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4) + skipBytes;
         ctx.free(out);
         convMacs += (macs() - m0) * pass.tiles;
-        // A stored checkpoint costs host memory only as one plane's rows a crop reads (full width); one in
-        // memory costs its bytes until its last pass, during which the source's rows above the crops go.
+        // A stored checkpoint costs host memory only as the block a crop reads (its rows, every plane, one
+        // block of columns; storing a band's block takes as much); one in memory costs its bytes until its
+        // last pass, during which the source's rows above the crops go.
         const stored = (i: number) => options.storage !== undefined && i > 0;
-        const readRows = stored(from) ? cropShape[2] * sizes[from][1] * 4 : 0;
+        const readRows = stored(from) ? cropShape[2] * B * channelsAt(ops, from, C) * STORED_BLOCK * 4 : 0;
         const others = [...inMemory].reduce((a, [i, b]) => a + (i === from ? 0 : b), 0);
         const sourceBytes = inMemory.get(from) ?? 0;
         let held = others + (stored(from) ? readRows : sourceBytes);
@@ -1149,7 +1150,9 @@ export async function probeExact(
             const band = (bytesAt(to) * (y1 - y0)) / th;
             largestBand = Math.max(largestBand, band);
             const formed = storesOut ? band : (bytesAt(to) * y1) / th;
-            held = Math.max(held, others + source + formed);
+            // storing a band goes through a buffer of one block of it
+            const io = storesOut ? (band * Math.min(STORED_BLOCK, sizes[to][1])) / sizes[to][1] : 0;
+            held = Math.max(held, others + source + formed + io);
           }
           // the program's output is then copied whole (BandedTensor.toTensor)
           if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
