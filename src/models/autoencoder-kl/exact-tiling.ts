@@ -524,8 +524,12 @@ function passSides(
   });
 }
 
-/** Per tile, work that does not grow with its size (copies, calls), in multiply-adds. */
-const TILE_OVERHEAD_MACS = 2e7;
+/**
+ * Per tile, work that does not grow with its size, in multiply-adds: measured at 512² (SD decoder, 2 threads,
+ * checkpoints in files) as about 1.8 ms a tile besides the kernels (crops, reads, uploads, calls), what the
+ * kernels do in 1.5e8 multiply-adds.
+ */
+const TILE_OVERHEAD_MACS = 1.5e8;
 /**
  * Per tile and convolution, the weight transforms and packing each call repeats, in multiply-adds per weight
  * (C·O·k²): a Winograd F(4×4) pack of 512×512 weights took as long as ~100 multiply-adds per weight.
@@ -1040,7 +1044,10 @@ const TILE_COPIES_UNCOLLECTED = 3;
 export interface ExactFootprint {
   /** Peak bytes of host arrays the tiler holds at once: checkpoints (source and the one being formed), a crop and a tile's result. */
   hostBytes: number;
-  /** Multiply-adds of the convolutions over all passes, counting every tile as the largest one (an upper bound). */
+  /**
+   * The work: multiply-adds of the convolutions as the kernels compute them over every tile of every pass
+   * (Winograd's groups filled, per-tile costs counted: passCost), and of the untiled middle.
+   */
   convMacs: number;
   /** The largest checkpoint kept on the host. */
   largestCheckpoint: number;
@@ -1102,7 +1109,6 @@ export async function probeExact(
         const rows = extent(th, 0),
           cols = extent(tw, 1);
         const cropShape = [B, channelsAt(ops, from, C), rows.end - rows.start, cols.end - cols.start];
-        const m0 = macs();
         // a skip read from an earlier checkpoint: its crop on the device and on the host
         let skipBytes = 0;
         const skipCrop =
@@ -1128,7 +1134,8 @@ export async function probeExact(
         );
         const tileBytes = cropShape.reduce((a, b) => a * b, 4) + out.shape.reduce((a, b) => a * b, 4) + skipBytes;
         ctx.free(out);
-        convMacs += (macs() - m0) * pass.tiles;
+        // the pass's work: its kernels over every tile as they compute (passCost), not just the largest tile's
+        convMacs += passCost(ops, sizes, from, to, side);
         // A stored checkpoint costs host memory only as the block a crop reads (its rows, every plane, one
         // block of columns; storing a band's block takes as much); one in memory costs its bytes until its
         // last pass, during which the source's rows above the crops go.
