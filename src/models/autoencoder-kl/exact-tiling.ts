@@ -276,10 +276,6 @@ class BandedTensor {
     }
   }
 
-  toTensor(): Tensor {
-    return this.crop(0, this.height, 0, this.width);
-  }
-
   static fromTensor(t: Tensor): BandedTensor {
     const [b, c, h, w] = t.shape;
     const bt = new BandedTensor(b, c, h, w);
@@ -500,16 +496,21 @@ function passSides(
   const base = passes.map((p) => coreSide(ops, p.to, tileSize));
   const bytes = (p: PassSpan, side: number) => tileTensorBytes(ops, sizes, B, C, p.from, p.to, side);
   const target = Math.max(0, ...passes.map((p, k) => bytes(p, base[k])));
+  // a checkpoint's band (a row of tiles, on the host) must not grow either
+  const band = (p: PassSpan, side: number) =>
+    p.kind === "form" && p.to < ops.length ? B * channelsAt(ops, p.to, C) * side * sizes[p.to][1] * 4 : 0;
+  const bandCap = Math.max(0, ...passes.map((p, k) => band(p, base[k])));
+  const fits = (p: PassSpan, side: number) => bytes(p, side) <= target && band(p, side) <= bandCap;
   return passes.map((p, k) => {
     const [th, tw] = sizes[p.to];
     let lo = base[k],
       hi = Math.max(th, tw);
-    if (lo < hi && bytes(p, hi) <= target) lo = hi;
+    if (lo < hi && fits(p, hi)) lo = hi;
     else if (lo < hi) {
       // the largest side that fits (bytes grow with the side)
       while (hi - lo > 1) {
         const mid = (lo + hi) >> 1;
-        if (bytes(p, mid) <= target) lo = mid;
+        if (fits(p, mid)) lo = mid;
         else hi = mid;
       }
     }
@@ -597,13 +598,16 @@ export async function runExact(
   input: Tensor,
   options: ExactTilingOptions,
   onTile: () => Promise<void>,
+  /** The input is the tiler's to release: with a storage it is stored like a checkpoint and freed at once. */
+  consumeInput = false,
 ): Promise<Tensor> {
   const [B, C, H, W] = input.shape;
   const sizes = levelSizes(ops, H, W);
   const affines = new Map<number, { scale: DeviceTensor; shift: DeviceTensor }>();
   const passes = planExact(ops, input.shape, options);
+  const first = BandedTensor.fromTensor(input);
   // the checkpoints alive, by the op they enter, and the last pass that reads each
-  const kept = new Map<number, BandedTensor>([[0, BandedTensor.fromTensor(input)]]);
+  const kept = new Map<number, BandedTensor>([[0, first]]);
   const lastUse = new Map<number, number>();
   passes.forEach((p, k) => {
     lastUse.set(p.from, k);
@@ -611,6 +615,13 @@ export async function runExact(
   });
   const area = options.storage?.open() ?? null;
   const io = area ? new IoBuffer() : null;
+  if (area && consumeInput) {
+    area.nextCheckpoint();
+    first.bands[0].owned = true;
+    first.area = area;
+    first.io = io;
+    first.store();
+  }
   const checkpointAt = (i: number): BandedTensor => {
     const t = kept.get(i);
     if (!t) throw new AutoencoderKLError("exact tiling", `internal: checkpoint ${i} read after it was released`);
@@ -644,6 +655,8 @@ export async function runExact(
       }
       const [nh, nw] = sizes[to];
       const out = new BandedTensor(B, channelsAt(ops, to, C), nh, nw);
+      // the program's output is written straight into the array returned (no bands, no final copy)
+      const whole = to === ops.length ? new Float32Array(B * channelsAt(ops, to, C) * nh * nw) : null;
       // every checkpoint but the output goes to the storage, band by band as each is complete
       if (to < ops.length && area) {
         area.nextCheckpoint();
@@ -669,17 +682,22 @@ export async function runExact(
         async (result, core, sourceRowStart) => {
           if (!band || band.start !== core.globalRows[0]) {
             out.store();
-            band = { start: core.globalRows[0], data: out.addBand(core.globalRows[0], core.globalRows[1]) };
+            band = {
+              start: core.globalRows[0],
+              data: whole ?? out.addBand(core.globalRows[0], core.globalRows[1]),
+            };
             // Later tiles start at or below this crop (the skip's crop too: same level, no halo)
             for (const t of dropping) t.releaseBefore(sourceRowStart);
           }
           const [, ch, h, w] = result.shape;
           const bh = core.rows[1] - core.rows[0],
             cw = core.cols[1] - core.cols[0];
+          // band rows [P][bh][nw], or the whole output [P][nh][nw]
+          const [rowsPer, row0] = whole ? [nh, core.globalRows[0]] : [bh, 0];
           for (let p = 0; p < B * ch; p++) {
             for (let y = 0; y < bh; y++) {
               const src = (p * h + core.rows[0] + y) * w + core.cols[0];
-              band.data.set(result.data.subarray(src, src + cw), (p * bh + y) * nw + core.globalCols[0]);
+              band.data.set(result.data.subarray(src, src + cw), (p * rowsPer + row0 + y) * nw + core.globalCols[0]);
             }
           }
         },
@@ -691,12 +709,10 @@ export async function runExact(
         t.releaseBefore(Number.POSITIVE_INFINITY);
         kept.delete(i);
       }
+      if (whole) return new Tensor(whole, [B, channelsAt(ops, to, C), nh, nw]);
       kept.set(to, out);
     }
-    const result = checkpointAt(ops.length);
-    const whole = result.toTensor();
-    result.releaseBefore(Number.POSITIVE_INFINITY);
-    return whole;
+    throw new AutoencoderKLError("exact tiling", "internal: no pass formed the output");
   } finally {
     for (const a of affines.values()) ctx.free(a.scale, a.shift);
     io?.release();
@@ -1033,7 +1049,14 @@ export async function runExactProgram(
     await onStep();
   }
   if (after.length)
-    h = await runExact(ctx, after, h, { ...options, tileSize: sideAt(options.tileSize, middleLevel) }, onStep);
+    h = await runExact(
+      ctx,
+      after,
+      h,
+      { ...options, tileSize: sideAt(options.tileSize, middleLevel) },
+      onStep,
+      middle.length > 0,
+    );
   return h;
 }
 
@@ -1072,7 +1095,12 @@ export async function probeExact(
     convMacs = 0,
     largestCheckpoint = 0,
     largestBand = 0;
-  const segment = async (ops: Program, shape: readonly number[], tileSize: number): Promise<void> => {
+  const segment = async (
+    ops: Program,
+    shape: readonly number[],
+    tileSize: number,
+    consumeInput = false,
+  ): Promise<void> => {
     const [B, C, H, W] = shape;
     const sizes = levelSizes(ops, H, W);
     const bytesAt = (i: number) => B * channelsAt(ops, i, C) * sizes[i][0] * sizes[i][1] * 4;
@@ -1091,7 +1119,8 @@ export async function probeExact(
         if (p.skip !== undefined) lastUse.set(p.skip, k);
       });
       // host bytes of the checkpoints alive, by the op they enter (stored ones: 0)
-      const inMemory = new Map<number, number>([[0, bytesAt(0)]]);
+      const inputStored = consumeInput && options.storage !== undefined;
+      const inMemory = new Map<number, number>([[0, inputStored ? 0 : bytesAt(0)]]);
       for (const [k, pass] of passes.entries()) {
         const { from, to, side } = pass;
         const den = scaleBetween(ops, from, to)[1];
@@ -1139,7 +1168,7 @@ export async function probeExact(
         // A stored checkpoint costs host memory only as the block a crop reads (its rows, every plane, one
         // block of columns; storing a band's block takes as much); one in memory costs its bytes until its
         // last pass, during which the source's rows above the crops go.
-        const stored = (i: number) => options.storage !== undefined && i > 0;
+        const stored = (i: number) => options.storage !== undefined && (i > 0 || inputStored);
         const readRows = stored(from) ? cropShape[2] * B * channelsAt(ops, from, C) * STORED_BLOCK * 4 : 0;
         const others = [...inMemory].reduce((a, [i, b]) => a + (i === from ? 0 : b), 0);
         const sourceBytes = inMemory.get(from) ?? 0;
@@ -1155,14 +1184,12 @@ export async function probeExact(
             const r0 = Math.floor(needFor(ops, sizes, from, to, [y0, y1], 0)[0] / den) * den;
             const source = stored(from) ? readRows : last ? (sourceBytes * (sh - r0)) / sh : sourceBytes;
             const band = (bytesAt(to) * (y1 - y0)) / th;
-            largestBand = Math.max(largestBand, band);
-            const formed = storesOut ? band : (bytesAt(to) * y1) / th;
+            if (to < ops.length) largestBand = Math.max(largestBand, band);
+            const formed = storesOut ? band : to === ops.length ? bytesAt(to) : (bytesAt(to) * y1) / th;
             // storing a band goes through a buffer of one block of it
             const io = storesOut ? (band * Math.min(STORED_BLOCK, sizes[to][1])) / sizes[to][1] : 0;
             held = Math.max(held, others + source + formed + io);
           }
-          // the program's output is then copied whole (BandedTensor.toTensor)
-          if (to === ops.length) held = Math.max(held, 2 * bytesAt(to));
           for (const i of [...inMemory.keys()]) if ((lastUse.get(i) ?? -1) <= k) inMemory.delete(i);
           const outBytes = storesOut ? 0 : bytesAt(to);
           inMemory.set(to, outBytes);
@@ -1188,6 +1215,11 @@ export async function probeExact(
     ctx.free(t, m);
   }
   if (after.length)
-    await segment(after, shapeAfter([...before, ...middle], inputShape), sideAt(options.tileSize, middleLevel));
+    await segment(
+      after,
+      shapeAfter([...before, ...middle], inputShape),
+      sideAt(options.tileSize, middleLevel),
+      middle.length > 0,
+    );
   return { hostBytes, convMacs, largestCheckpoint, largestBand };
 }

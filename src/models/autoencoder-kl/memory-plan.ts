@@ -31,11 +31,11 @@ export function runtimeAllowanceBytes(threads: number): number {
 /** Host arrays of exact tiling counted with this margin (see exact()). */
 const HOST_MARGIN = 1.2;
 /**
- * With checkpoints in files, what the process keeps resident besides the live arrays: the allocator holding
- * on to freed tile arrays and I/O buffers of many sizes (measured at 512² under 400 MiB: 3 to 19 MiB over
- * the prediction without this).
+ * With checkpoints in files, what the process keeps resident besides the live arrays and the runtime: at 512²
+ * under 400 MiB, 19 to 26 MiB over the prediction without this in four runs (Node 22); malloc's (pinning its
+ * mmap threshold removed ~50 MiB, at twice the time). Reusing the tiler's host arrays did not reduce it.
  */
-const STORED_RETENTION = 16 * MiB;
+const STORED_RETENTION = 32 * MiB;
 /** Host memory a collector that runs late can leave unreturned (see exact()). */
 const GC_LAG = 96 * MiB;
 /** The probe places blocks as the allocator does, but not after a previous run's holes: a small margin. */
