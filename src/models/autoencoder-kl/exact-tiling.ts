@@ -1076,6 +1076,8 @@ export interface ExactFootprint {
   largestCheckpoint: number;
   /** The largest band of a checkpoint being formed (the largest host array the tiler allocates and frees). */
   largestBand: number;
+  /** Bytes of host arrays the tiler allocates over the whole run (crops, results, bands). */
+  allocatedBytes: number;
 }
 
 /**
@@ -1094,7 +1096,8 @@ export async function probeExact(
   let hostBytes = 0,
     convMacs = 0,
     largestCheckpoint = 0,
-    largestBand = 0;
+    largestBand = 0,
+    allocatedBytes = 0;
   const segment = async (
     ops: Program,
     shape: readonly number[],
@@ -1165,6 +1168,7 @@ export async function probeExact(
         ctx.free(out);
         // the pass's work: its kernels over every tile as they compute (passCost), not just the largest tile's
         convMacs += passCost(ops, sizes, from, to, side);
+        allocatedBytes += pass.tiles * tileBytes + (pass.kind === "form" ? bytesAt(to) : 0);
         // A stored checkpoint costs host memory only as the block a crop reads (its rows, every plane, one
         // block of columns; storing a band's block takes as much); one in memory costs its bytes until its
         // last pass, during which the source's rows above the crops go.
@@ -1221,5 +1225,5 @@ export async function probeExact(
       sideAt(options.tileSize, middleLevel),
       middle.length > 0,
     );
-  return { hostBytes, convMacs, largestCheckpoint, largestBand };
+  return { hostBytes, convMacs, largestCheckpoint, largestBand, allocatedBytes };
 }

@@ -42,7 +42,7 @@ const GC_LAG = 96 * MiB;
 const MARGIN = 1.05;
 
 /** Exact tiling candidates: tile sides at the program input (latent pixels for decode) and checkpoint budgets. */
-const TILE_SIDES = [64, 48, 32, 24, 16, 12, 8, 6, 4];
+const TILE_SIDES = [64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2];
 const CHECKPOINT_MIB = [256, 128, 64, 32, 16, 0];
 
 export interface MemoryPlan {
@@ -157,12 +157,17 @@ async function exact(
   const inBytes = inputs.inputShape.reduce((a, b) => a * b, 4);
   // Without ArrayBuffer.prototype.transfer (Node 20) dropped bands wait for the collector, which V8 runs once
   // external memory has grown by about 64 MiB: up to that much more (measured: ~90 MiB at 512², 256-MiB checkpoints).
-  // Stored checkpoints leave garbage too: every band stored, crop and tile result (measured at 512², files,
-  // Node 20: 76 MiB over the prediction without this).
-  const garbage = hostReleaseIsImmediate ? 0 : checkpointMiB === null ? GC_LAG : Math.min(GC_LAG, fp.largestCheckpoint);
+  // Stored checkpoints leave garbage too: every band stored, crop and tile result, as much as the run allocates
+  // up to the collector's lag (measured at 512², files, Node 20: 76 MiB over the prediction without this).
+  const garbage = hostReleaseIsImmediate
+    ? 0
+    : checkpointMiB === null
+      ? Math.min(GC_LAG, fp.allocatedBytes)
+      : Math.min(GC_LAG, fp.largestCheckpoint);
   // Freed host arrays are not all returned to the system (malloc keeps blocks the size of the largest band
   // resident), and the probe's count of live arrays ran 20% short at 1024² (bench/memory-budget.mjs samples).
-  const retained = checkpointMiB === null ? STORED_RETENTION : 0;
+  // (no more than the tiler's own arrays at their peak: a small model's tiles leave little behind)
+  const retained = checkpointMiB === null ? Math.min(STORED_RETENTION, fp.hostBytes) : 0;
   const host = (inBytes + fp.hostBytes) * HOST_MARGIN + fp.largestBand + garbage + retained;
   return { working: probe.highWater, host, macs: fp.convMacs };
 }
