@@ -26,6 +26,18 @@ export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
   return f32x4.splat(x);
 }
 
+/**
+ * n floats of an input row into d from its column `first`: a plain copy of the row at src, or with `up` of
+ * that row upsampled ×2 nearest (column j reads src[j >> 1]), so an upsampled tensor never has to exist.
+ */
+export function copyRow(d: usize, src: usize, first: i32, n: i32, up: bool): void {
+  if (!up) {
+    memory.copy(d, src + (<usize>first << 2), <usize>n << 2);
+    return;
+  }
+  for (let k = 0; k < n; k++) store<f32>(d + (<usize>k << 2), load<f32>(src + (<usize>((first + k) >> 1) << 2)));
+}
+
 /** Stores the first n (0..4) lanes of v at p. */
 // @ts-ignore: decorator
 @inline export function storePartial(p: usize, v: v128, n: i32): void {

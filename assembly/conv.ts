@@ -14,7 +14,7 @@
 // NV unaligned input loads, OB broadcast weight loads, OB·NV multiply-adds. V8 gives wasm 15 vector
 // registers on x64 and its scheduler issues a loop body's loads first, so the body holds exactly one tap
 // (unrolling taps spilled accumulators) and the tile is 6 × 2: 12 accumulators + 2 inputs + 1 weight.
-import { loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
+import { copyRow, loadPartial, madd, sliceBegin, splat, storePartial } from "./common";
 import { loadWeight } from "./half";
 
 /** Output channels per tile; weights are packed in blocks of OB. */
@@ -118,11 +118,13 @@ function packWeights(w: usize, half: bool, wp: usize, ob0: i32, ob1: i32, O: i32
  * (+ residual), with the weights conv2dPack left in the scratch. bias, res: 0 when absent. The
  * bottom/right padding is implied by OH, OW. Threads take work units (output rows, or 1×1 pixel chunks)
  * from the atomic counter at `scratch`, so one that is descheduled for a while does not hold up the rest.
+ * up: convolve x upsampled ×2 (nearest) without forming it; H, W are then the upsampled size (stride 1,
+ * KH > 1 only).
  */
 export function conv2d(
   x: usize, bias: usize, res: usize, out: usize,
   batch: i32, C: i32, H: i32, W: i32, O: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32,
-  OH: i32, OW: i32, scratch: usize, tid: i32, nt: i32,
+  OH: i32, OW: i32, up: bool, scratch: usize, tid: i32, nt: i32,
 ): void {
   const T = C * KH * KW;
   const direct = isDirect(KH, KW, s, padTop, padLeft, H, W, OH, OW);
@@ -147,7 +149,7 @@ export function conv2d(
   }
   const units = direct ? batch * ((H * W + DIRECT_CHUNK - 1) / DIRECT_CHUNK) : batch * OH;
   for (let u = atomic.add<i32>(counter, 1); u < units; u = atomic.add<i32>(counter, 1)) {
-    convUnit(direct, u, x, wp, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, tab, rows, rowBytes, CC, PL, acc);
+    convUnit(direct, u, x, wp, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, up, tab, rows, rowBytes, CC, PL, acc);
   }
 }
 
@@ -158,12 +160,12 @@ export function conv2d(
 function convUnit(
   direct: bool, u: i32, x: usize, wp: usize, bias: usize, res: usize, out: usize,
   batch: i32, C: i32, H: i32, W: i32, O: i32, KH: i32, KW: i32, s: i32, padTop: i32, padLeft: i32, OH: i32, OW: i32,
-  tab: usize, rows: usize, rowBytes: i32, CC: i32, PL: i32, acc: usize,
+  up: bool, tab: usize, rows: usize, rowBytes: i32, CC: i32, PL: i32, acc: usize,
 ): void {
   const KK = KH * KW;
   const T = C * KK;
   const outPlane = <usize>OH * <usize>OW << 2;
-  const inPlane = <usize>H * <usize>W << 2;
+  const inPlane = <usize>(H >> <i32>up) * <usize>(W >> <i32>up) << 2;
   if (direct) {
     // 1×1: a chunk of DIRECT_CHUNK pixels is copied into contiguous scratch rows (reading the planes in
     // place put every tap on a different page)
@@ -189,7 +191,7 @@ function convUnit(
   const off = <usize>n * <usize>O * outPlane + (<usize>oy * <usize>OW << 2);
   for (let c0 = 0; c0 < C; c0 += CC) {
     const cc = min(CC, C - c0);
-    fillRows(x + (<usize>n * <usize>C + <usize>c0) * inPlane, rows, rowBytes, cc, H, W, KH, s, PL, oy * s - padTop, padLeft);
+    fillRows(x + (<usize>n * <usize>C + <usize>c0) * inPlane, rows, rowBytes, cc, H, W, up, KH, s, PL, oy * s - padTop, padLeft);
     const last = c0 + cc == C;
     convRow(rows, tab, T, c0 * KK, cc * KK, wp, acc, out + off, last && res != 0 ? res + off : 0, outPlane, O, OW, c0 == 0 ? bias : 0, c0 > 0);
   }
@@ -197,12 +199,15 @@ function convUnit(
 
 /**
  * Copies input rows iy0 .. iy0+KH-1 of every channel into scratch rows (c·KH + ky), zero-padded, split
- * into s phases: phase ph, index j holds input column j·s + ph - padLeft.
+ * into s phases: phase ph, index j holds input column j·s + ph - padLeft. up (stride 1 only): x is the
+ * (H/2)×(W/2) input of an upsampling conv, its rows read upsampled.
  */
 function fillRows(
-  x: usize, rows: usize, rowBytes: i32, C: i32, H: i32, W: i32, KH: i32, s: i32, PL: i32, iy0: i32, padLeft: i32,
+  x: usize, rows: usize, rowBytes: i32, C: i32, H: i32, W: i32, up: bool, KH: i32, s: i32, PL: i32, iy0: i32,
+  padLeft: i32,
 ): void {
-  const rowIn = <usize>W << 2;
+  const sh = <i32>up;
+  const rowIn = <usize>(W >> sh) << 2;
   for (let c = 0; c < C; c++) {
     for (let ky = 0; ky < KH; ky++) {
       const dst = rows + <usize>(c * KH + ky) * <usize>rowBytes;
@@ -211,12 +216,12 @@ function fillRows(
         memory.fill(dst, 0, <usize>rowBytes);
         continue;
       }
-      const src = x + (<usize>c * <usize>H + <usize>iy) * rowIn;
+      const src = x + (<usize>c * <usize>(H >> sh) + <usize>(iy >> sh)) * rowIn;
       if (s == 1) {
         const lead = min(padLeft, PL);
         if (lead > 0) memory.fill(dst, 0, <usize>lead << 2);
         const n = min(W, PL - lead);
-        memory.copy(dst + (<usize>lead << 2), src, <usize>n << 2);
+        copyRow(dst + (<usize>lead << 2), src, 0, n, up);
         const used = lead + n;
         if (used < PL) memory.fill(dst + (<usize>used << 2), 0, <usize>(PL - used) << 2);
       } else {

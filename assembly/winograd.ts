@@ -18,7 +18,7 @@
 // (VBUDGET); units go to threads from an atomic counter, as in conv.ts. For each block of OB output
 // channels the unit's groups are walked with the block's U panels staying in cache.
 import { gemmTile, MR, NR } from "./gemm";
-import { loadPartial, madd, splat, storePartial } from "./common";
+import { copyRow, loadPartial, madd, splat, storePartial } from "./common";
 import { widenRun } from "./half";
 
 /** Output channels per micro-kernel tile (as conv.ts). */
@@ -109,9 +109,11 @@ export const PACK_WIDE_BYTES: i32 = OB * PACK_C * 36 + 32;
  * (PACK_C kernels a row), where f16 weights are widened (exactly, as loadWeight does) and rows past O are
  * zeros. So the transforms read f32 and have no branch, and the padding channels' U comes out zero.
  */
-export function packBlockRows(w: usize, wHalf: bool, O: i32, C: i32, o0: i32, c0: i32, cc: i32, wide: usize, rows: usize): void {
+export function packBlockRows(
+  w: usize, wHalf: bool, O: i32, C: i32, o0: i32, c0: i32, cc: i32, wide: usize, rows: usize, div: i32 = 1,
+): void {
   for (let l = 0; l < OB; l++) {
-    const o = o0 + l;
+    const o = (o0 + l) / div; // div rows per kernel: an upsampling conv's phases (winograd4.ts)
     const k = <usize>o * <usize>C + <usize>c0; // index of kernel (o, c0)
     let p = wide + <usize>(l * PACK_C * 36);
     if (o >= O) memory.fill(p, 0, <usize>cc * 36);
@@ -192,10 +194,11 @@ function packPair(a: usize, b: usize, d: usize, pStride: usize): void {
 
 /**
  * Step 2: out = conv3×3(x, w, stride 1, pad 1) + bias (+ res), with the U that winogradPack left in the
- * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`.
+ * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`. up: x is
+ * convolved upsampled ×2 (nearest), read so into the staging rows; H, W are then the upsampled size.
  */
 export function winograd(
-  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32,
+  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32, up: bool,
   scratch: usize, tid: i32, nt: i32,
 ): void {
   const cols = unitCols(C, W);
@@ -219,8 +222,8 @@ export function winograd(
     const tx0 = rx * cols, tx1 = min(TW, tx0 + cols);
     const groupsPerRow = (tx1 - tx0 + TB - 1) / TB;
     const G = (ty1 - ty0) * groupsPerRow;
-    const xn = x + (<usize>n * <usize>C * <usize>H * <usize>W << 2);
-    transformInput(xn, v, staging, C, H, W, ty0, ty1, tx0, groupsPerRow, G);
+    const xn = x + (<usize>n * <usize>C * <usize>(H >> <i32>up) * <usize>(W >> <i32>up) << 2);
+    transformInput(xn, v, staging, C, H, W, up, ty0, ty1, tx0, groupsPerRow, G);
     const plane = <usize>H * <usize>W << 2;
     const on = out + <usize>n * <usize>O * plane;
     const rn = res != 0 ? res + <usize>n * <usize>O * plane : 0;
@@ -232,9 +235,10 @@ export function winograd(
  * V_p[g][c][·] = (Bᵀ d B)_p for the unit's tiles, channel by channel: the 4 input rows of a tile row go
  * into staging rows with the padding written out (column 0 of a staging row is input column 2·tx0 - 1),
  * then 4 tiles at a time are transformed in vector lanes. Tiles past the image (a partial group) see zeros.
+ * up: x is the (H/2)×(W/2) input of an upsampling conv, read upsampled into the staging rows.
  */
 function transformInput(
-  x: usize, v: usize, staging: usize, C: i32, H: i32, W: i32, ty0: i32, ty1: i32, tx0: i32,
+  x: usize, v: usize, staging: usize, C: i32, H: i32, W: i32, up: bool, ty0: i32, ty1: i32, tx0: i32,
   groupsPerRow: i32, G: i32,
 ): void {
   const SL = stagingLength(groupsPerRow * TB);
@@ -244,8 +248,9 @@ function transformInput(
   const lead = max(0, -ix0); // 1 at the left border
   const first = ix0 + lead;
   const n = max(0, min(W - first, SL - lead));
+  const sh = <i32>up, xw = <usize>(W >> sh);
   for (let c = 0; c < C; c++) {
-    const xc = x + (<usize>c * <usize>H * <usize>W << 2);
+    const xc = x + (<usize>c * <usize>(H >> sh) * xw << 2);
     for (let ty = ty0; ty < ty1; ty++) {
       for (let i = 0; i < 4; i++) {
         const d = staging + <usize>i * slBytes;
@@ -255,7 +260,7 @@ function transformInput(
           continue;
         }
         if (lead > 0) store<f32>(d, 0);
-        memory.copy(d + (<usize>lead << 2), xc + ((<usize>iy * <usize>W + <usize>first) << 2), <usize>n << 2);
+        copyRow(d + (<usize>lead << 2), xc + (<usize>(iy >> sh) * xw << 2), first, n, up);
         memory.fill(d + (<usize>(lead + n) << 2), 0, <usize>(SL - lead - n) << 2);
       }
       const gRow = (ty - ty0) * groupsPerRow;

@@ -15,6 +15,14 @@
 // positions instead of 16: U [p][O/OB][C][OB] packed once per call, V [p][group][C][TB] per work unit (8
 // horizontally adjacent tiles per group), the shared 6×8 micro-kernel for the 36 GEMMs, the output
 // transform (bias, residual) right after each group's GEMMs, units from an atomic counter.
+//
+// Upsampling convolutions (diffusers Upsample2D: nearest ×2, then this conv) run on the low-resolution input.
+// Output pixel (2i + a, 2j + b) of the upsampled conv reads input rows i-1..i+1 with the kernel's rows merged
+// as (g0, g1 + g2, 0) for a = 0 and (0, g0 + g1, g2) for a = 1, the columns likewise with b: four phase
+// kernels, each a 2×2 conv placed in a 3×3 one. Stacked as 4·O output rows of one GEMM, they share the
+// input transform of the low-resolution tiles (a quarter of the upsampled one's) and the output transform
+// writes each phase's pixels interleaved into the 2H×2W output. U is 4× larger, so the phases may run in
+// passes of np (1, 2 or 4) over the same input (the caller picks np; each pass packs its own U).
 import { gemmTile, MR, NR } from "./gemm";
 import { loadPartial, splat, storePartial } from "./common";
 import { load2, PACK_C, PACK_WIDE_BYTES, packBlockRows, putScaled, uStride } from "./winograd";
@@ -33,8 +41,11 @@ const VBUDGET: i32 = 2304 << 10;
 const MIN_UNITS: i32 = 8;
 /** Input channels per partial sum of the GEMMs (see unitProduct). */
 const KC: i32 = 32;
-/** Per-thread room for the transforms' intermediate vectors (6×6 of them), and a GEMM's partial sums. */
-const TMP_BYTES: i32 = P * 16;
+/**
+ * Per-thread room for the transforms' intermediate vectors: the input transform's 6×6, or the output
+ * transform's column pass (4×6) and row vectors (4) for two channels; and a GEMM's partial sums.
+ */
+const TMP_BYTES: i32 = 1024;
 
 // ---- unit geometry (a pure function of the shape, as in winograd.ts) --------------------------------------
 
@@ -102,26 +113,38 @@ const D3: f64 = 15;
 const D4: f64 = -3.75;
 
 /**
- * Step 1: U = G g Gᵀ into the scratch as [p][O/OB][C][OB], zero past O; threads split the output-channel
+ * Step 1: U = G g Gᵀ into the scratch as [p][O'/OB][C][OB], zero past O'; threads split the output-channel
  * blocks. W: the image width (it sizes the per-thread regions). Two kernels (output channels o, o + 1) per
  * f64x2, written straight to U: its 36 streams are uStride apart, so they do not share an L1 set.
+ * np = 0: O' = O. np > 0, an upsampling conv's pass over phases p0 .. p0 + np - 1: O' = np·O, row o' the
+ * phase kernel p0 + o' % np of output channel o' / np, merged from g in f64 (exactly) before the transform.
+ * Also resets the work counter for the winograd4 step after it (a later pass reuses it).
  */
-export function winograd4Pack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scratch: usize, tid: i32, nt: i32): void {
-  const NB = (O + OB - 1) / OB;
+export function winograd4Pack(
+  w: usize, wHalf: bool, O: i32, C: i32, W: i32, np: i32, p0: i32, scratch: usize, tid: i32, nt: i32,
+): void {
+  if (tid == 0) atomic.store<i32>(scratch, 0);
+  const Og = np > 0 ? np * O : O;
+  const NB = (Og + OB - 1) / OB;
   const ob0 = <i32>((<i64>NB * <i64>tid) / <i64>nt), ob1 = <i32>((<i64>NB * <i64>(tid + 1)) / <i64>nt);
   const u = scratch + 16;
-  const pStride = <usize>uStride(O, C);
+  const pStride = <usize>uStride(Og, C);
   const wide = u + <usize>P * pStride + <usize>tid * <usize>threadBytes(C, W), rows = wide + <usize>(OB * PACK_C * 36);
   for (let ob = ob0; ob < ob1; ob++) {
     for (let c0 = 0; c0 < C; c0 += PACK_C) {
       const cc = min(PACK_C, C - c0);
-      packBlockRows(w, wHalf, O, C, ob * OB, c0, cc, wide, rows);
+      packBlockRows(w, wHalf, O, C, ob * OB, c0, cc, wide, rows, max(1, np));
       const d = u + (<usize>ob * <usize>C + <usize>c0) * <usize>(OB << 2);
       for (let l = 0; l < OB; l += 2) {
         const a = load<usize>(rows + (<usize>l << 2)), b = load<usize>(rows + (<usize>l << 2), 4);
+        // the pair's phases: rows a the same; columns b = (0, 1) when np ≥ 2 (o' even), else both p0's
+        const ph = np > 0 ? p0 + (ob * OB + l) % np : 0;
+        const lanesB = np >= 2 ? 2 : ph & 1;
         for (let c = 0; c < cc; c++) {
           const k = <usize>c * 36;
-          packPair4(a + k, b + k, d + (<usize>(c * OB + l) << 2), pStride);
+          const dk = d + (<usize>(c * OB + l) << 2);
+          if (np == 0) packPair4(a + k, b + k, dk, pStride);
+          else packPhasePair4(a + k, b + k, ph >> 1, lanesB, dk, pStride);
         }
       }
     }
@@ -130,9 +153,51 @@ export function winograd4Pack(w: usize, wHalf: bool, O: i32, C: i32, W: i32, scr
 
 /** G g Gᵀ of the kernels at a and b (f32) into lanes 0 and 1, pStride bytes between positions. */
 function packPair4(a: usize, b: usize, d: usize, pStride: usize): void {
+  packKernels4(
+    load2(a, b), load2(a + 4, b + 4), load2(a + 8, b + 8), load2(a + 12, b + 12), load2(a + 16, b + 16),
+    load2(a + 20, b + 20), load2(a + 24, b + 24), load2(a + 28, b + 28), load2(a + 32, b + 32), d, pStride,
+  );
+}
+
+/**
+ * As packPair4 for phase kernels of the kernels at a and b: rows merged for phase row ra (both lanes),
+ * columns for b = lanesB (0 or 1, both lanes) or b = 0 in lane 0 and 1 in lane 1 (lanesB 2).
+ */
+function packPhasePair4(a: usize, b: usize, ra: i32, lanesB: i32, d: usize, pStride: usize): void {
   const g0 = load2(a, b), g1 = load2(a + 4, b + 4), g2 = load2(a + 8, b + 8);
   const g3 = load2(a + 12, b + 12), g4 = load2(a + 16, b + 16), g5 = load2(a + 20, b + 20);
   const g6 = load2(a + 24, b + 24), g7 = load2(a + 28, b + 28), g8 = load2(a + 32, b + 32);
+  const z = f64x2.splat(0);
+  // rows: a = 0 → (row 0, row 1 + row 2, 0); a = 1 → (0, row 0 + row 1, row 2)
+  const r00 = ra == 0 ? g0 : z, r01 = ra == 0 ? g1 : z, r02 = ra == 0 ? g2 : z;
+  const r10 = ra == 0 ? f64x2.add(g3, g6) : f64x2.add(g0, g3);
+  const r11 = ra == 0 ? f64x2.add(g4, g7) : f64x2.add(g1, g4);
+  const r12 = ra == 0 ? f64x2.add(g5, g8) : f64x2.add(g2, g5);
+  const r20 = ra == 0 ? z : g6, r21 = ra == 0 ? z : g7, r22 = ra == 0 ? z : g8;
+  packKernels4(
+    phaseCol(0, r00, r01, r02, lanesB), phaseCol(1, r00, r01, r02, lanesB), phaseCol(2, r00, r01, r02, lanesB),
+    phaseCol(0, r10, r11, r12, lanesB), phaseCol(1, r10, r11, r12, lanesB), phaseCol(2, r10, r11, r12, lanesB),
+    phaseCol(0, r20, r21, r22, lanesB), phaseCol(1, r20, r21, r22, lanesB), phaseCol(2, r20, r21, r22, lanesB),
+    d, pStride,
+  );
+}
+
+/** Column j of a kernel row (x0, x1, x2) merged for phase column b: (x0, x1 + x2, 0) or (0, x0 + x1, x2). */
+// @ts-ignore: decorator
+@inline function phaseCol(j: i32, x0: v128, x1: v128, x2: v128, lanesB: i32): v128 {
+  const z = f64x2.splat(0);
+  const b0 = j == 0 ? x0 : j == 1 ? f64x2.add(x1, x2) : z;
+  const b1 = j == 0 ? z : j == 1 ? f64x2.add(x0, x1) : x2;
+  if (lanesB == 0) return b0;
+  if (lanesB == 1) return b1;
+  return v128.bitselect(b0, b1, i64x2(-1, 0));
+}
+
+/** G g Gᵀ of the kernel pair g0..g8 (f64x2, row-major) into lanes 0 and 1, pStride bytes between positions. */
+// @ts-ignore: decorator
+@inline function packKernels4(
+  g0: v128, g1: v128, g2: v128, g3: v128, g4: v128, g5: v128, g6: v128, g7: v128, g8: v128, d: usize, pStride: usize,
+): void {
   // rows of G''g, each computed where its row of U is
   const s0 = f64x2.add(g0, g6), s1 = f64x2.add(g1, g7), s2 = f64x2.add(g2, g8);
   const h0 = f64x2.add(g3, g3), h1 = f64x2.add(g4, g4), h2 = f64x2.add(g5, g5);
@@ -169,11 +234,14 @@ function packPair4(a: usize, b: usize, d: usize, pStride: usize): void {
 /**
  * Step 2: out = conv3×3(x, w, stride 1, pad 1) + bias (+ res), with the U that winograd4Pack left in the
  * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`.
+ * np > 0: the pass over phases p0 .. p0 + np - 1 of conv3×3(upsample×2(x)); out is [batch][O][2H][2W]
+ * (no residual).
  */
 export function winograd4(
-  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32,
+  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32, np: i32, p0: i32,
   scratch: usize, tid: i32, nt: i32,
 ): void {
+  const Og = np > 0 ? np * O : O;
   const cols = unitCols(C, W);
   const TH = tilesOf(H), TW = tilesOf(W);
   // at least MIN_UNITS units per image where it has the tile rows (see winograd.ts)
@@ -181,7 +249,7 @@ export function winograd4(
   const perRow = (TW + cols - 1) / cols, perImage = perRow * ((TH + rows - 1) / rows);
   const units = batch * perImage;
   const u = scratch + 16;
-  const m = u + <usize>uBytes(O, C) + <usize>tid * <usize>threadBytes(C, W);
+  const m = u + <usize>uBytes(Og, C) + <usize>tid * <usize>threadBytes(C, W);
   const tmp = m + <usize>(P * TILE_BYTES);
   const v = tmp + <usize>TMP_BYTES;
   const staging = v + <usize>(P * vStride(unitRows(C, W) * cols / TB, C));
@@ -194,10 +262,10 @@ export function winograd4(
     const G = (ty1 - ty0) * groupsPerRow;
     const xn = x + (<usize>n * <usize>C * <usize>H * <usize>W << 2);
     transformInput(xn, v, staging, tmp, C, H, W, ty0, ty1, tx0, groupsPerRow, G);
-    const plane = <usize>H * <usize>W << 2;
+    const plane = <usize>H * <usize>W << (np > 0 ? 4 : 2);
     const on = out + <usize>n * <usize>O * plane;
     const rn = res != 0 ? res + <usize>n * <usize>O * plane : 0;
-    unitProduct(u, v, m, tmp, C, H, W, O, G, groupsPerRow, ty0, tx0, tx1, bias, rn, on);
+    unitProduct(u, v, m, tmp, C, H, W, Og, np, p0, G, groupsPerRow, ty0, tx0, tx1, bias, rn, on);
   }
 }
 
@@ -289,8 +357,8 @@ function transform6(src: usize, slBytes: usize, dst: usize, pStride: usize, tmp:
  * large next to the output (Aᵀ cancels them), and one running sum over 512 channels had 2.5× the error.
  */
 function unitProduct(
-  u: usize, v: usize, m: usize, tmp: usize, C: i32, H: i32, W: i32, O: i32, G: i32, groupsPerRow: i32,
-  ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
+  u: usize, v: usize, m: usize, tmp: usize, C: i32, H: i32, W: i32, O: i32, np: i32, p0: i32, G: i32,
+  groupsPerRow: i32, ty0: i32, tx0: i32, tx1: i32, bias: usize, res: usize, out: usize,
 ): void {
   const NB = (O + OB - 1) / OB;
   const panelU = <usize>C * <usize>(OB << 2), pStrideU = <usize>uStride(O, C);
@@ -309,7 +377,9 @@ function unitProduct(
       }
       const gy = g / groupsPerRow;
       const txs = tx0 + (g - gy * groupsPerRow) * TB;
-      outputTransform(m, tmp, out, res, bias, H, W, ob * OB, min(OB, O - ob * OB), 4 * (ty0 + gy), 4 * txs, min(TB, tx1 - txs));
+      const o0 = ob * OB, nOc = min(OB, O - ob * OB), oy = 4 * (ty0 + gy), ox = 4 * txs, nt = min(TB, tx1 - txs);
+      if (np == 0) outputTransform(m, tmp, out, res, bias, H, W, o0, nOc, oy, ox, nt);
+      else outputTransformUp(m, tmp, out, bias, H, W, np, p0, o0, nOc, oy, ox, nt);
     }
   }
 }
@@ -325,47 +395,122 @@ function outputTransform(
 ): void {
   const plane = <usize>H * <usize>W << 2;
   const rowsOut = min(4, H - oy);
-  const negHalf = splat(-0.5), quarter = splat(0.25), eighth = splat(0.125), two = splat(2), four = splat(4);
-  const eight = splat(8);
+  const tv = tmp + 384;
   for (let o = 0; o < nOc; o++) {
     const bv = bias != 0 ? v128.load32_splat(bias + (<usize>(o0 + o) << 2)) : splat(0);
     const chan = <usize>(o0 + o) * plane;
     for (let h = 0; h < 2 && h * 4 < nt; h++) {
-      const a = m + (<usize>o << 5) + (<usize>h << 4);
-      for (let j = 0; j < 6; j++) {
-        const c = a + <usize>(j * TILE_BYTES);
-        const m0 = v128.load(c), m1 = v128.load(c, 6 * TILE_BYTES), m2 = v128.load(c, 12 * TILE_BYTES);
-        const m3 = v128.load(c, 18 * TILE_BYTES), m4 = v128.load(c, 24 * TILE_BYTES), m5 = v128.load(c, 30 * TILE_BYTES);
-        const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
-        const t = tmp + <usize>(16 * j);
-        v128.store(t, f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)));
-        v128.store(t, f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), 96);
-        v128.store(t, f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), 192);
-        v128.store(t, f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), 288);
-      }
+      columnPass(m + (<usize>o << 5) + (<usize>h << 4), tmp);
       const px = ox + h * 16;
       const ntH = min(4, nt - 4 * h);
       for (let r = 0; r < rowsOut; r++) {
-        const t = tmp + <usize>(96 * r);
-        const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32);
-        const m3 = v128.load(t, 48), m4 = v128.load(t, 64), m5 = v128.load(t, 80);
-        const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
-        const y0 = f32x4.add(f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)), bv);
-        const y1 = f32x4.add(f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), bv);
-        const y2 = f32x4.add(f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), bv);
-        const y3 = f32x4.add(f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), bv);
-        // lanes are tiles: transpose so vector t holds the 4 pixels of tile t in this row
-        const s0 = f32x4.shuffle(y0, y1, 0, 4, 1, 5), s1 = f32x4.shuffle(y0, y1, 2, 6, 3, 7);
-        const s2 = f32x4.shuffle(y2, y3, 0, 4, 1, 5), s3 = f32x4.shuffle(y2, y3, 2, 6, 3, 7);
+        rowPass(tmp + <usize>(96 * r), bv, tv);
         const row = chan + ((<usize>(oy + r) * <usize>W + <usize>px) << 2);
-        const left = W - px;
-        storeTile(out + row, res != 0 ? res + row : 0, f32x4.shuffle(s0, s2, 0, 1, 4, 5), min(4, left));
-        if (ntH > 1) storeTile(out + row + 16, res != 0 ? res + row + 16 : 0, f32x4.shuffle(s0, s2, 2, 3, 6, 7), min(4, left - 4));
-        if (ntH > 2) storeTile(out + row + 32, res != 0 ? res + row + 32 : 0, f32x4.shuffle(s1, s3, 0, 1, 4, 5), min(4, left - 8));
-        if (ntH > 3) storeTile(out + row + 48, res != 0 ? res + row + 48 : 0, f32x4.shuffle(s1, s3, 2, 3, 6, 7), min(4, left - 12));
+        for (let t = 0; t < ntH; t++) {
+          const q = row + <usize>(t << 4);
+          storeTile(out + q, res != 0 ? res + q : 0, v128.load(tv + <usize>(t << 4)), min(4, W - px - 4 * t));
+        }
       }
     }
   }
+}
+
+/**
+ * outputTransform for a pass of an upsampling conv's phases (see winograd4): GEMM row o0 + l is phase
+ * p0 + (o0 + l) % np of channel (o0 + l) / np; its pixel (oy + r, ox + k) goes to (2(oy + r) + a, 2(ox + k) + b)
+ * of the 2H×2W output. With np ≥ 2 the rows come in pairs b = 0, 1 (o0 and np even), whose vectors are
+ * interleaved into 8 consecutive pixels; np = 1 stores every other pixel.
+ */
+function outputTransformUp(
+  m: usize, tmp: usize, out: usize, bias: usize, H: i32, W: i32, np: i32, p0: i32, o0: i32, nOc: i32, oy: i32,
+  ox: i32, nt: i32,
+): void {
+  const W2 = <usize>(2 * W);
+  const plane = <usize>(2 * H) * W2 << 2;
+  const rowsOut = min(4, H - oy);
+  const pair = np >= 2;
+  const tv = tmp + 384, tmp2 = tmp + 512, tv2 = tmp + 896;
+  for (let l = 0; l < nOc; l += pair ? 2 : 1) {
+    const o = (o0 + l) / np, ph = p0 + (o0 + l) % np;
+    const a = ph >> 1, b = ph & 1;
+    const bv = bias != 0 ? v128.load32_splat(bias + (<usize>o << 2)) : splat(0);
+    const chan = out + <usize>o * plane;
+    for (let h = 0; h < 2 && h * 4 < nt; h++) {
+      const mh = m + (<usize>l << 5) + (<usize>h << 4);
+      columnPass(mh, tmp);
+      if (pair) columnPass(mh + 32, tmp2);
+      const px = ox + h * 16;
+      const ntH = min(4, nt - 4 * h);
+      for (let r = 0; r < rowsOut; r++) {
+        rowPass(tmp + <usize>(96 * r), bv, tv);
+        const row = chan + ((<usize>(2 * (oy + r) + a) * W2 + <usize>(2 * px)) << 2);
+        if (pair) {
+          rowPass(tmp2 + <usize>(96 * r), bv, tv2);
+          for (let t = 0; t < ntH; t++) {
+            const y0 = v128.load(tv + <usize>(t << 4)), y1 = v128.load(tv2 + <usize>(t << 4));
+            const n = 2 * min(4, W - px - 4 * t);
+            const q = row + <usize>(t << 5);
+            storePartial(q, f32x4.shuffle(y0, y1, 0, 4, 1, 5), n);
+            storePartial(q + 16, f32x4.shuffle(y0, y1, 2, 6, 3, 7), n - 4);
+          }
+        } else {
+          for (let t = 0; t < ntH; t++) {
+            const y = v128.load(tv + <usize>(t << 4));
+            const n = min(4, W - px - 4 * t);
+            const q = row + <usize>((t << 5) + (b << 2));
+            v128.store32_lane(q, y, 0);
+            if (n > 1) v128.store32_lane(q, y, 1, 8);
+            if (n > 2) v128.store32_lane(q, y, 2, 16);
+            if (n > 3) v128.store32_lane(q, y, 3, 24);
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The column half of Aᵀ m A for one channel and 4 tiles (lanes), m at its position-0 vector: 4 rows × 6
+ * columns into tmp (row r, column j at 96r + 16j).
+ */
+// @ts-ignore: decorator
+@inline function columnPass(a: usize, tmp: usize): void {
+  const negHalf = splat(-0.5), quarter = splat(0.25), eighth = splat(0.125), two = splat(2), four = splat(4);
+  const eight = splat(8);
+  for (let j = 0; j < 6; j++) {
+    const c = a + <usize>(j * TILE_BYTES);
+    const m0 = v128.load(c), m1 = v128.load(c, 6 * TILE_BYTES), m2 = v128.load(c, 12 * TILE_BYTES);
+    const m3 = v128.load(c, 18 * TILE_BYTES), m4 = v128.load(c, 24 * TILE_BYTES), m5 = v128.load(c, 30 * TILE_BYTES);
+    const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
+    const t = tmp + <usize>(16 * j);
+    v128.store(t, f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)));
+    v128.store(t, f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), 96);
+    v128.store(t, f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), 192);
+    v128.store(t, f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), 288);
+  }
+}
+
+/**
+ * One output row of 4 tiles from its 6 column values at t, plus bv, into 4 vectors at dst: vector k holds
+ * the row's 4 pixels of tile k (the lanes transposed from tiles to pixels).
+ */
+// @ts-ignore: decorator
+@inline function rowPass(t: usize, bv: v128, dst: usize): void {
+  const negHalf = splat(-0.5), quarter = splat(0.25), eighth = splat(0.125), two = splat(2), four = splat(4);
+  const eight = splat(8);
+  const m0 = v128.load(t), m1 = v128.load(t, 16), m2 = v128.load(t, 32);
+  const m3 = v128.load(t, 48), m4 = v128.load(t, 64), m5 = v128.load(t, 80);
+  const e = f32x4.add(m1, m2), f = f32x4.sub(m1, m2);
+  const y0 = f32x4.add(f32x4.add(f32x4.add(m0, e), f32x4.add(m3, m4)), bv);
+  const y1 = f32x4.add(f32x4.add(f32x4.add(f, f32x4.mul(two, m3)), f32x4.mul(negHalf, m4)), bv);
+  const y2 = f32x4.add(f32x4.add(f32x4.add(e, f32x4.mul(four, m3)), f32x4.mul(quarter, m4)), bv);
+  const y3 = f32x4.add(f32x4.add(f32x4.sub(f32x4.add(f, f32x4.mul(eight, m3)), f32x4.mul(eighth, m4)), m5), bv);
+  const s0 = f32x4.shuffle(y0, y1, 0, 4, 1, 5), s1 = f32x4.shuffle(y0, y1, 2, 6, 3, 7);
+  const s2 = f32x4.shuffle(y2, y3, 0, 4, 1, 5), s3 = f32x4.shuffle(y2, y3, 2, 6, 3, 7);
+  v128.store(dst, f32x4.shuffle(s0, s2, 0, 1, 4, 5));
+  v128.store(dst, f32x4.shuffle(s0, s2, 2, 3, 6, 7), 16);
+  v128.store(dst, f32x4.shuffle(s1, s3, 0, 1, 4, 5), 32);
+  v128.store(dst, f32x4.shuffle(s1, s3, 2, 3, 6, 7), 48);
 }
 
 /** The first n (≤ 4; none when n ≤ 0) pixels of y at d, plus the residual at r when given. */

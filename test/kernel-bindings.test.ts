@@ -31,8 +31,8 @@ describe("JS↔WASM bindings", () => {
   });
 
   it("pack puts named arguments in the kernel's parameter order and rejects a missing one", () => {
-    const args = { x: 1, bias: 2, res: 3, out: 4, batch: 5, C: 6, H: 7, W: 8, O: 9 };
-    expect(pack({ kernel: "winograd", args })).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const args = { x: 1, bias: 2, res: 3, out: 4, batch: 5, C: 6, H: 7, W: 8, O: 9, up: true };
+    expect(pack({ kernel: "winograd", args })).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 1]);
     expect(KERNEL_PARAMS.winograd.slice(0, 9)).toEqual(["x", "bias", "res", "out", "batch", "C", "H", "W", "O"]);
     expect(
       pack({

@@ -85,10 +85,11 @@ function add<K extends OpName>(
 
 // conv2d: [batch, C, H, W, O, KH, KW, stride, padTop, padBottom, padLeft, padRight]
 type Conv = [number, number, number, number, number, number, number, number, number, number, number, number];
-function conv(c: Conv, o: { bias?: boolean; residual?: boolean; needs?: string } = {}): void {
+function conv(c: Conv, o: { bias?: boolean; residual?: boolean; needs?: string; upsample?: boolean } = {}): void {
   const [N, C, H, W, O, KH, KW, S, pt, pb, pl, pr] = c;
-  const OH = Math.floor((H + pt + pb - KH) / S) + 1,
-    OW = Math.floor((W + pl + pr - KW) / S) + 1;
+  const up = o.upsample ? 2 : 1;
+  const OH = Math.floor((up * H + pt + pb - KH) / S) + 1,
+    OW = Math.floor((up * W + pl + pr - KW) / S) + 1;
   const outN = N * O * OH * OW;
   const inputs: Record<string, Float32Array> = {
     x: gen.data(N * C * H * W),
@@ -99,7 +100,7 @@ function conv(c: Conv, o: { bias?: boolean; residual?: boolean; needs?: string }
   if (o.residual) inputs.r = gen.data(outN);
   add(
     "conv2d",
-    `${c.join(",")} bias=${o.bias !== false} residual=${!!o.residual}${o.needs ? ` (${o.needs})` : ""}`,
+    `${c.join(",")} bias=${o.bias !== false} residual=${!!o.residual}${o.upsample ? " upsample" : ""}${o.needs ? ` (${o.needs})` : ""}`,
     inputs,
     (b) => ({
       x: b.x,
@@ -121,6 +122,7 @@ function conv(c: Conv, o: { bias?: boolean; residual?: boolean; needs?: string }
       padRight: pr,
       outHeight: OH,
       outWidth: OW,
+      ...(o.upsample ? { upsample: true } : {}),
     }),
     { terms: C * KH * KW, needs: o.needs },
   );
@@ -157,6 +159,21 @@ for (const [i, c] of [
     bias: i !== 3,
     needs: "winograd",
   });
+}
+// Upsample2D: 3×3 pad 1 on the input upsampled ×2, never formed. Direct by default; with the "winograd" tag
+// F(2×2) (upsampling while staging rows) or F(4×4) (phase kernels on the low-resolution input, 1, 2 or 4 phases
+// per pass): odd sizes, partial groups of 8 tiles, several units per tile row, channels off the 6-blocks
+for (const [i, c] of [
+  [1, 5, 7, 11, 7],
+  [2, 9, 3, 5, 13],
+  [1, 17, 8, 9, 6],
+  [1, 1, 1, 1, 1],
+  [1, 131, 3, 40, 10],
+  [2, 6, 4, 33, 12],
+  [1, 400, 2, 95, 5],
+].entries()) {
+  for (const needs of [undefined, "winograd"])
+    conv([c[0], c[1], c[2], c[3], c[4], 3, 3, 1, 1, 1, 1, 1], { upsample: true, bias: i !== 1, needs });
 }
 // Downsample2D's stride 2 with (0, 1, 0, 1) padding; 1×1 shortcuts; general kernels, strides, asymmetric pads
 for (const c of [
@@ -572,6 +589,20 @@ const backends: Backend[] = [
     eps: 2e-6,
     tags: ["winograd"],
     skip: noRelaxed,
+  })),
+  ...([1, 2] as const).map((np) => ({
+    name: `wasm simd, ${np === 1 ? 2 : 1} thread(s), Winograd F(4x4) for every 3x3, upsampling ${np} phase(s) a pass`,
+    make: () =>
+      createWasmBackend({
+        relaxed: false,
+        threads: np === 1 ? 2 : 1,
+        parallelThresholdNs: 0,
+        winogradMinChannels: 1,
+        winogradTile: 4,
+        upsamplePhases: np,
+      }),
+    eps: 2e-6,
+    tags: ["winograd"],
   })),
   {
     name: "wasm relaxed-simd, 2 threads, Winograd F(4x4) for every 3x3",

@@ -460,8 +460,12 @@ describe("wasm Winograd weight transforms", () => {
     O: number,
     C: number,
     nt: number,
+    phases?: { np: number; p0: number },
   ): { u: Float32Array; padding: Float32Array } {
     const P = tile.N.length ** 2;
+    const O0 = O;
+    // an upsampling pass: np·O rows, row o' the phase p0 + o' % np of channel o' / np
+    if (phases) O *= phases.np;
     const NB = Math.ceil(O / OB);
     const wb = w instanceof Uint16Array ? k.allocHalf(w.length) : k.alloc(w.length);
     if (w instanceof Uint16Array) k.writeHalf(wb, w);
@@ -473,7 +477,12 @@ describe("wasm Winograd weight transforms", () => {
     const s = k.alloc(Math.ceil(scratchBytes / 4));
     const ptrOf = (b: DeviceBuffer) => (b as unknown as { ptr: number }).ptr; // WasmBuffer's byte offset
     const ptr = ptrOf(s);
-    for (let tid = 0; tid < nt; tid++) k.ex[tile.pack](ptrOf(wb), w instanceof Uint16Array, O, C, W, ptr, tid, nt);
+    for (let tid = 0; tid < nt; tid++) {
+      if (tile.pack === "winograd4Pack") {
+        const { np, p0 } = phases ?? { np: 0, p0: 0 };
+        k.ex.winograd4Pack(ptrOf(wb), w instanceof Uint16Array, O0, C, W, np, p0, ptr, tid, nt);
+      } else k.ex.winogradPack(ptrOf(wb), w instanceof Uint16Array, O, C, W, ptr, tid, nt);
+    }
     const mem = new Float32Array(k.memory.buffer);
     const u = new Float32Array(P * O * C);
     const padding: number[] = [];
@@ -536,6 +545,63 @@ describe("wasm Winograd weight transforms", () => {
         expect(exact / values).toBeGreaterThan(0.9999);
         k.dispose();
       });
+
+      // F(2×2) upsamples while staging its input rows: only F(4×4) has phase kernels
+      if (tile.pack === "winograd4Pack")
+        it.skipIf(b.skip)(
+          `${b.name}: ${tile.name} phase kernels of an upsampling conv: U of the merged kernel rounded once`,
+          async () => {
+            const k = await b.make();
+            const g = rng(31);
+            const n = tile.N.length;
+            const den = tile.L * tile.L * 2n ** 149n;
+            // phase a merges kernel rows (or b columns) 3 → 3 with one row zero: a = 0 (r0, r1 + r2, 0), a = 1 (0, r0 + r1, r2)
+            const merge = [
+              [[0], [1, 2], []],
+              [[], [0, 1], [2]],
+            ];
+            let values = 0;
+            let exact = 0;
+            for (const [O, C, nt, np, p0] of [
+              [5, 19, 2, 4, 0],
+              [7, 16, 1, 2, 2],
+              [4, 9, 3, 1, 1],
+              [3, 7, 2, 1, 2],
+            ]) {
+              const w = g.data(O * C * 9).map((x) => x * 2 ** g.int(-6, 6));
+              const { u, padding } = packU(k, tile, w, O, C, nt, { np, p0 });
+              expect(padding.every((v) => v === 0)).toBe(true);
+              for (let q = 0; q < np * O; q++) {
+                const o = Math.floor(q / np),
+                  ph = p0 + (q % np);
+                const [ra, rb] = [merge[ph >> 1], merge[ph & 1]];
+                for (let c = 0; c < C; c++) {
+                  const gi = Array.from(w.subarray((o * C + c) * 9, (o * C + c + 1) * 9), scaled);
+                  const merged = (r: number, col: number) => {
+                    let x = 0n;
+                    for (const a of ra[r]) for (const bb of rb[col]) x += gi[a * 3 + bb];
+                    return x;
+                  };
+                  for (let i = 0; i < n; i++) {
+                    for (let j = 0; j < n; j++) {
+                      let x = 0n;
+                      for (let a = 0; a < 3; a++)
+                        for (let bb = 0; bb < 3; bb++) x += BigInt(tile.N[i][a] * tile.N[j][bb]) * merged(a, bb);
+                      const want = nearestF32(x, den);
+                      const got = u[((i * n + j) * np * O + q) * C + c];
+                      if (ulps(got, want) > 1)
+                        expect(got, `np ${np} p0 ${p0} row ${q} c ${c} position ${i * n + j}`).toBe(want);
+                      values++;
+                      if (got === want) exact++;
+                    }
+                  }
+                }
+              }
+            }
+            expect(exact / values).toBeGreaterThan(0.9999);
+            k.dispose();
+          },
+        );
 
       it.skipIf(b.skip)(`${b.name}: ${tile.name} from f16 weights equals the f32 pack of the same values`, async () => {
         const k = await b.make();

@@ -29,12 +29,16 @@ export class Conv2d extends Module {
       typeof padding === "number" ? { top: padding, bottom: padding, left: padding, right: padding } : padding;
   }
 
-  /** Returns a new tensor; `residual` (same shape as the output) is added in the kernel's epilogue. */
-  async forward(ctx: RunContext, x: DeviceTensor, residual?: DeviceTensor): Promise<DeviceTensor> {
+  /**
+   * Returns a new tensor; `residual` (same shape as the output) is added in the kernel's epilogue. upsample:
+   * convolve x upsampled ×2 (nearest) without forming it (Upsample2D; no residual then).
+   */
+  async forward(ctx: RunContext, x: DeviceTensor, residual?: DeviceTensor, upsample = false): Promise<DeviceTensor> {
     const [n, , h, w] = x.shape;
     const { top, bottom, left, right } = this.padding;
-    const oh = Math.floor((h + top + bottom - this.kernelSize) / this.stride) + 1;
-    const ow = Math.floor((w + left + right - this.kernelSize) / this.stride) + 1;
+    const up = upsample ? 2 : 1;
+    const oh = Math.floor((up * h + top + bottom - this.kernelSize) / this.stride) + 1;
+    const ow = Math.floor((up * w + left + right - this.kernelSize) / this.stride) + 1;
     const out = ctx.alloc([n, this.outChannels, oh, ow]);
     await ctx.k.conv2d({
       x: x.buf,
@@ -56,6 +60,7 @@ export class Conv2d extends Module {
       padRight: right,
       outHeight: oh,
       outWidth: ow,
+      ...(upsample ? { upsample } : {}),
     });
     return out;
   }

@@ -15,7 +15,7 @@ export type Step =
   | { kind: "conv"; conv: Conv2d }
   /** current = activation(GroupNorm(current)) */
   | { kind: "norm"; norm: GroupNorm; act: Activation }
-  /** current = nearest ×2 (current) */
+  /** current = nearest ×2 (current); fused into a "conv" right after it (never formed) */
   | { kind: "up" }
   /** Keep the current tensor as a resnet's skip input. */
   | { kind: "push" }
@@ -38,6 +38,21 @@ export function convOutSize(conv: Conv2d, size: number, axis: 0 | 1): number {
 }
 
 /**
+ * Whether step i is a conv that reads the upsampling step before it (i - 1 ≥ from) upsampled on the fly:
+ * the "up" step then forms nothing. A 3×3 stride-1 conv (Upsample2D's) only.
+ */
+export function upsampleFused(program: Program, i: number, from = 0): boolean {
+  const s = program[i];
+  return (
+    i - 1 >= from &&
+    program[i - 1].kind === "up" &&
+    s?.kind === "conv" &&
+    s.conv.kernelSize === 3 &&
+    s.conv.stride === 1
+  );
+}
+
+/**
  * Runs the steps on `x` (which stays the caller's) and returns the result, freeing every intermediate as
  * soon as nothing later reads it. `progress: false` skips the progress steps (the tiler counts tiles).
  */
@@ -54,15 +69,16 @@ export async function runProgram(
     if (h !== x && !skips.includes(h)) ctx.free(h);
     h = next;
   };
-  for (const step of program) {
+  for (const [i, step] of program.entries()) {
     switch (step.kind) {
       case "conv":
-        replace(await step.conv.forward(ctx, h));
+        replace(await step.conv.forward(ctx, h, undefined, upsampleFused(program, i)));
         break;
       case "norm":
         replace(await step.norm.forward(ctx, h, step.act));
         break;
       case "up": {
+        if (upsampleFused(program, i + 1)) break;
         const [n, c, hh, ww] = h.shape;
         const up = ctx.alloc([n, c, 2 * hh, 2 * ww]);
         await ctx.k.upsampleNearest2x({ x: h.buf, out: up.buf, planes: n * c, height: hh, width: ww });

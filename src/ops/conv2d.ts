@@ -1,5 +1,5 @@
 import type { DeviceBuffer } from "../backends/kernels.js";
-import { NS_PER_MAC } from "../backends/wasm/runtime.js";
+import { NS_PER_MAC, type WasmStep } from "../backends/wasm/runtime.js";
 import { chunks, planChunks } from "../backends/webgpu/plan.js";
 import { defineKernel, type KernelDef, tileOuterProducts } from "../backends/webgpu/shaders.js";
 import { defineOp } from "./op.js";
@@ -25,8 +25,25 @@ export interface Conv2dArgs {
   padBottom: number;
   padLeft: number;
   padRight: number;
-  outHeight: number; // = floor((inHeight + padTop + padBottom - kernelH) / stride) + 1
-  outWidth: number; // = floor((inWidth + padLeft + padRight - kernelW) / stride) + 1
+  outHeight: number; // = floor((inHeight' + padTop + padBottom - kernelH) / stride) + 1
+  outWidth: number; // = floor((inWidth' + padLeft + padRight - kernelW) / stride) + 1
+  /**
+   * Convolve x upsampled ×2 by nearest neighbour (diffusers Upsample2D's interpolate, then its conv) without
+   * forming the upsampled tensor: inHeight' = 2·inHeight, inWidth' = 2·inWidth in the sizes above, x keeps
+   * its own. A 3×3 kernel at stride 1 and no residual only.
+   */
+  upsample?: boolean;
+}
+
+/** Bytes of transformed weights an upsampling conv's F(4×4) phases may hold at once: F(4×4)'s U of a plain
+ * 512-channel layer (the SD VAE's largest), so fusing never raises the scratch past the plain layers'. */
+export const PHASE_U_BYTES = 36 * 512 * 512 * 4;
+
+/** Phases (1, 2 or 4) an upsampling F(4×4) conv computes per pass: as many as PHASE_U_BYTES allows. */
+export function upsamplePhases(choice: 1 | 2 | 4 | "auto", C: number, O: number): 1 | 2 | 4 {
+  if (choice !== "auto") return choice;
+  for (const np of [4, 2] as const) if (36 * np * O * C * 4 <= PHASE_U_BYTES) return np;
+  return 1;
 }
 
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
@@ -58,12 +75,20 @@ export function winogradTile(choice: WinogradTile, C: number, O: number): 2 | 4 
  * Output rows and columns a 3×3 stride-1 convolution computes in one piece on the wasm backend by default:
  * Winograd works in groups of 8 tiles along a row (F(4×4): 32 columns, F(2×2): 16) and in tile rows, so a
  * width just past a multiple wastes most of a group (68 columns cost as much as 96). Other convolutions: 1.
- * The exact tiler sizes its tiles with it.
+ * The exact tiler sizes its tiles with it. upsampled: the conv reads its input upsampled ×2; F(4×4) then
+ * tiles the low-resolution input, so its grain doubles.
  */
-export function convGrain(C: number, O: number, kernel: number, stride: number): { rows: number; cols: number } {
+export function convGrain(
+  C: number,
+  O: number,
+  kernel: number,
+  stride: number,
+  upsampled = false,
+): { rows: number; cols: number } {
   if (kernel !== 3 || stride !== 1 || Math.min(C, O) < WINOGRAD_MIN_CHANNELS) return { rows: 1, cols: 1 };
   const tile = winogradTile("auto", C, O);
-  return { rows: tile, cols: 8 * tile };
+  const g = upsampled && tile === 4 ? 2 * tile : tile;
+  return { rows: g, cols: 8 * g };
 }
 
 export const conv2d = defineOp<Conv2dArgs>({
@@ -73,12 +98,17 @@ export const conv2d = defineOp<Conv2dArgs>({
     const { batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s } = p;
     r.positive({ batch, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, stride: s });
     r.nonNegative({ padTop: p.padTop, padBottom: p.padBottom, padLeft: p.padLeft, padRight: p.padRight });
-    const OH = Math.floor((H + p.padTop + p.padBottom - KH) / s) + 1;
-    const OW = Math.floor((W + p.padLeft + p.padRight - KW) / s) + 1;
+    const up = p.upsample ? 2 : 1;
+    if (p.upsample && (KH !== 3 || KW !== 3 || s !== 1 || p.residual)) {
+      r.fail(`upsample needs a 3x3 kernel at stride 1 and no residual; got ${KH}x${KW}, stride ${s}`);
+    }
+    const OH = Math.floor((up * H + p.padTop + p.padBottom - KH) / s) + 1;
+    const OW = Math.floor((up * W + p.padLeft + p.padRight - KW) / s) + 1;
     if (p.outHeight !== OH || p.outWidth !== OW || OH < 1 || OW < 1) {
       r.fail(
-        `output ${p.outHeight}x${p.outWidth} does not match input ${H}x${W}, kernel ${KH}x${KW}, stride ${s} ` +
-          `and padding (${p.padTop}, ${p.padBottom}, ${p.padLeft}, ${p.padRight}): expected ${OH}x${OW}`,
+        `output ${p.outHeight}x${p.outWidth} does not match input ${H}x${W}${p.upsample ? " upsampled x2" : ""}, ` +
+          `kernel ${KH}x${KW}, stride ${s} and padding (${p.padTop}, ${p.padBottom}, ${p.padLeft}, ${p.padRight}): ` +
+          `expected ${OH}x${OW}`,
       );
     }
     r.noAlias(p.out, { x: p.x, weight: p.weight, bias: p.bias, residual: p.residual });
@@ -106,6 +136,10 @@ export const conv2d = defineOp<Conv2dArgs>({
       outHeight: OH,
       outWidth: OW,
     } = p;
+    // an upsampled input is read through the index map (row >> 1, column >> 1)
+    const sh = p.upsample ? 1 : 0;
+    const VH = H << sh,
+      VW = W << sh;
     for (let n = 0; n < p.batch; n++) {
       for (let o = 0; o < O; o++) {
         for (let oy = 0; oy < OH; oy++) {
@@ -114,11 +148,11 @@ export const conv2d = defineOp<Conv2dArgs>({
             for (let c = 0; c < C; c++) {
               for (let ky = 0; ky < KH; ky++) {
                 const iy = oy * p.stride + ky - p.padTop;
-                if (iy < 0 || iy >= H) continue;
+                if (iy < 0 || iy >= VH) continue;
                 for (let kx = 0; kx < KW; kx++) {
                   const ix = ox * p.stride + kx - p.padLeft;
-                  if (ix < 0 || ix >= W) continue;
-                  acc += x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * KH + ky) * KW + kx];
+                  if (ix < 0 || ix >= VW) continue;
+                  acc += x[((n * C + c) * H + (iy >> sh)) * W + (ix >> sh)] * w[((o * C + c) * KH + ky) * KW + kx];
                 }
               }
             }
@@ -142,35 +176,44 @@ export const conv2d = defineOp<Conv2dArgs>({
       out = rt.ptr("out", p.out);
     const ex = rt.ex;
     const pad1 = p.padTop === 1 && p.padBottom === 1 && p.padLeft === 1 && p.padRight === 1;
+    const up = !!p.upsample;
+    // the other kernels read an upsampled input while staging its rows: they see its size
+    const VH = up ? 2 * H : H,
+      VW = up ? 2 * W : W;
     if (KH === 3 && KW === 3 && s === 1 && pad1 && Math.min(C, O) >= rt.winogradMinChannels) {
       // transform the weights into the scratch (threads split output channels), then the tiled GEMMs
       if (winogradTile(rt.winogradTile, C, O) === 4) {
-        return rt.run(
-          [
-            { kernel: "winograd4Pack", args: { w, wHalf, O, C, W } },
-            { kernel: "winograd4", args: { x, bias, res, out, batch, C, H, W, O } },
-          ],
-          (outN * C * 4 * NS_PER_MAC) / 2,
-          (nt) => ex.winograd4ScratchBytes(C, H, W, O, nt),
+        // an upsampling conv: its phase kernels on the low-resolution input, in passes of np phases
+        const np = up ? upsamplePhases(rt.upsamplePhases, C, O) : 0;
+        const steps: WasmStep[] = [];
+        for (let p0 = 0; p0 < (up ? 4 : 1); p0 += Math.max(1, np)) {
+          steps.push(
+            { kernel: "winograd4Pack", args: { w, wHalf, O, C, W, np, p0 } },
+            { kernel: "winograd4", args: { x, bias, res, out, batch, C, H, W, O, np, p0 } },
+          );
+        }
+        return rt.run(steps, (outN * C * 4 * NS_PER_MAC) / 2, (nt) =>
+          ex.winograd4ScratchBytes(C, H, W, Math.max(1, np) * O, nt),
         );
       }
       return rt.run(
         [
-          { kernel: "winogradPack", args: { w, wHalf, O, C, W } },
-          { kernel: "winograd", args: { x, bias, res, out, batch, C, H, W, O } },
+          { kernel: "winogradPack", args: { w, wHalf, O, C, W: VW } },
+          { kernel: "winograd", args: { x, bias, res, out, batch, C, H: VH, W: VW, O, up } },
         ],
         outN * C * 4 * NS_PER_MAC,
-        (nt) => ex.winogradScratchBytes(C, H, W, O, nt),
+        (nt) => ex.winogradScratchBytes(C, VH, VW, O, nt),
       );
     }
     // two steps on one scratch: pack the weights (threads split output channels), then convolve
+    const direct = { x, bias, res, out, batch, C, H: VH, W: VW, O, KH, KW, s, padTop, padLeft, OH, OW, up };
     return rt.run(
       [
         { kernel: "conv2dPack", args: { w, wHalf, O, C, KH, KW } },
-        { kernel: "conv2d", args: { x, bias, res, out, batch, C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW } },
+        { kernel: "conv2d", args: direct },
       ],
       outN * C * KH * KW * NS_PER_MAC,
-      (nt) => ex.conv2dScratchBytes(C, H, W, O, KH, KW, s, padTop, padLeft, OH, OW, nt),
+      (nt) => ex.conv2dScratchBytes(C, VH, VW, O, KH, KW, s, padTop, padLeft, OH, OW, nt),
     );
   },
 
@@ -184,7 +227,13 @@ export const conv2d = defineOp<Conv2dArgs>({
     const bias = p.bias ? rt.own(op, "bias", p.bias) : null;
     const res = p.residual ? rt.own(op, "residual", p.residual) : null;
     const KA = KH * KW;
-    const inRows = (rc: number): number => Math.min(H, (rc - 1) * S + KH);
+    // an upsampled input: rows and columns of the upsampled tensor (VH × VW) are read at (y >> 1, x >> 1)
+    const up = p.upsample ? 1 : 0;
+    const VH = H << up;
+    const inRows = (rc: number): number => {
+      const v = Math.min(VH, (rc - 1) * S + KH);
+      return up ? Math.min(H, Math.ceil(v / 2) + 1) : v;
+    };
     const ext = [N, O, OH, C];
     const sizes = planChunks(op, ext, [
       { what: "x", size: (s) => ((s[0] - 1) * C + s[3] - 1) * H * W + inRows(s[2]) * W, limit: rt.cap(x.eb) },
@@ -196,8 +245,10 @@ export const conv2d = defineOp<Conv2dArgs>({
       start: [n0, o0, oy0, c0],
       count: [bc, oc, rc, cc],
     } of chunks(ext, sizes)) {
-      const iyLo = Math.min(Math.max(oy0 * S - pt, 0), H - 1);
-      const iyHi = Math.max(Math.min((oy0 + rc - 1) * S - pt + KH, H), iyLo + 1);
+      const vLo = Math.min(Math.max(oy0 * S - pt, 0), VH - 1);
+      const vHi = Math.max(Math.min((oy0 + rc - 1) * S - pt + KH, VH), vLo + 1);
+      const iyLo = vLo >> up,
+        iyHi = Math.min(H, (vHi + up) >> up);
       const outR = {
         lo: ((n0 * O + o0) * OH + oy0) * OW,
         hi: (((n0 + bc - 1) * O + o0 + oc - 1) * OH + oy0 + rc) * OW,
@@ -239,6 +290,7 @@ export const conv2d = defineOp<Conv2dArgs>({
           tiles_p,
           tiles_o,
           flags,
+          up,
         },
         bc * tiles_p * tiles_o,
       );
@@ -255,7 +307,8 @@ export const conv2d = defineOp<Conv2dArgs>({
  * output pixels of one image; the reduction runs over (input channel, ky, kx) in steps of 16, gathering the
  * input tile straight from x with zero padding. The chunk covers batch [n0, n0+bc), out channels
  * [o0, o0+oc), output rows [oy0, oy0+rc), input channels [c0, c0+cc). Flags: 1 accumulate into out
- * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual.
+ * (later input-channel chunks, or residual == out), 2 add bias, 4 add residual. up = 1: x (H×W) is read
+ * upsampled ×2 by nearest neighbour, never formed.
  */
 const convKernel = (kh: number, kw: number, wHalf = false): KernelDef => {
   // 1x1 and 3x3 (every conv in the VAE) get the kernel size as constants, so the per-element index
@@ -296,6 +349,7 @@ const convKernel = (kh: number, kw: number, wHalf = false): KernelDef => {
       ["tiles_p", "u32"],
       ["tiles_o", "u32"],
       ["flags", "u32"],
+      ["up", "u32"],
     ],
     body:
       sizeFns +
@@ -337,8 +391,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         let kr = k % ka;
         let iy = iy0 + i32(kr / k_w());
         let ix = ix0 + i32(kr % k_w());
-        if (iy >= 0 && iy < i32(P.H) && ix >= 0 && ix < i32(P.W)) {
-          u = ld_x(x_base + c * plane + u32(iy) * P.W + u32(ix));
+        if (iy >= 0 && iy < i32(P.H << P.up) && ix >= 0 && ix < i32(P.W << P.up)) {
+          u = ld_x(x_base + c * plane + u32(iy >> P.up) * P.W + u32(ix >> P.up));
         }
       }
       xs[kk * 64u + li % 64u] = u;

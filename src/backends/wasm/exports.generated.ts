@@ -17,15 +17,15 @@ export interface KernelExports {
   softmax(x: number, out: number, rows: number, cols: number, tid: number, nt: number): void;
   attention(q: number, k: number, v: number, out: number, batch: number, NQ: number, NK: number, D: number, scale: number, scratch: number, tid: number, nt: number): void;
   attentionScratchBytes(dim: number): number;
-  conv2d(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, KH: number, KW: number, s: number, padTop: number, padLeft: number, OH: number, OW: number, scratch: number, tid: number, nt: number): void;
+  conv2d(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, KH: number, KW: number, s: number, padTop: number, padLeft: number, OH: number, OW: number, up: boolean, scratch: number, tid: number, nt: number): void;
   conv2dPack(w: number, wHalf: boolean, O: number, C: number, KH: number, KW: number, scratch: number, tid: number, nt: number): void;
   conv2dScratchBytes(C: number, H: number, W: number, O: number, KH: number, KW: number, s: number, padTop: number, padLeft: number, OH: number, OW: number, nt: number): number;
-  winograd(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
+  winograd(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, up: boolean, scratch: number, tid: number, nt: number): void;
   winogradPack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
   winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
   widenHalf(src: number, out: number, length: number, tid: number, nt: number): void;
-  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, scratch: number, tid: number, nt: number): void;
-  winograd4Pack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
+  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, np: number, p0: number, scratch: number, tid: number, nt: number): void;
+  winograd4Pack(w: number, wHalf: boolean, O: number, C: number, W: number, np: number, p0: number, scratch: number, tid: number, nt: number): void;
   winograd4ScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
 }
 
@@ -45,15 +45,15 @@ export const KERNEL_PARAMS = {
   softmax: ["x", "out", "rows", "cols", "tid", "nt"],
   attention: ["q", "k", "v", "out", "batch", "NQ", "NK", "D", "scale", "scratch", "tid", "nt"],
   attentionScratchBytes: ["dim"],
-  conv2d: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "KH", "KW", "s", "padTop", "padLeft", "OH", "OW", "scratch", "tid", "nt"],
+  conv2d: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "KH", "KW", "s", "padTop", "padLeft", "OH", "OW", "up", "scratch", "tid", "nt"],
   conv2dPack: ["w", "wHalf", "O", "C", "KH", "KW", "scratch", "tid", "nt"],
   conv2dScratchBytes: ["C", "H", "W", "O", "KH", "KW", "s", "padTop", "padLeft", "OH", "OW", "nt"],
-  winograd: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
+  winograd: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "up", "scratch", "tid", "nt"],
   winogradPack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
   winogradScratchBytes: ["C", "H", "W", "O", "nt"],
   widenHalf: ["src", "out", "length", "tid", "nt"],
-  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "scratch", "tid", "nt"],
-  winograd4Pack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
+  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "np", "p0", "scratch", "tid", "nt"],
+  winograd4Pack: ["w", "wHalf", "O", "C", "W", "np", "p0", "scratch", "tid", "nt"],
   winograd4ScratchBytes: ["C", "H", "W", "O", "nt"],
 } as const;
 
@@ -70,13 +70,13 @@ export interface KernelArgs {
   matmul: { a: number; b: number; out: number; batch: number; m: number; n: number; k: number; transposeB: boolean; alpha: number; };
   softmax: { x: number; out: number; rows: number; cols: number; };
   attention: { q: number; k: number; v: number; out: number; batch: number; NQ: number; NK: number; D: number; scale: number; };
-  conv2d: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; KH: number; KW: number; s: number; padTop: number; padLeft: number; OH: number; OW: number; };
+  conv2d: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; KH: number; KW: number; s: number; padTop: number; padLeft: number; OH: number; OW: number; up: boolean; };
   conv2dPack: { w: number; wHalf: boolean; O: number; C: number; KH: number; KW: number; };
-  winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
+  winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; up: boolean; };
   winogradPack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
   widenHalf: { src: number; out: number; length: number; };
-  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; };
-  winograd4Pack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
+  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; np: number; p0: number; };
+  winograd4Pack: { w: number; wHalf: boolean; O: number; C: number; W: number; np: number; p0: number; };
 }
 
 /** The activation codes the kernels switch on (assembly/common.ts ACT_*). */

@@ -43,6 +43,12 @@ export interface WasmBackendOptions extends KernelSourceOptions {
    * WINOGRAD4_MIN_CHANNELS input and output channels, F(2×2) below.
    */
   winogradTile?: WinogradTile;
+  /**
+   * Phases an upsampling conv's F(4×4) Winograd computes per pass over its low-resolution input: 4 share one
+   * input transform but hold 4× the transformed weights; "auto" (default) takes the most whose weights fit
+   * PHASE_U_BYTES. 1 and 2 are there for tests.
+   */
+  upsamplePhases?: 1 | 2 | 4 | "auto";
 }
 
 const PAGE = 65536;
@@ -102,6 +108,8 @@ export class WasmKernels implements Kernels, WasmRuntime {
   winogradMinChannels = WINOGRAD_MIN_CHANNELS;
   /** See WasmBackendOptions.winogradTile. */
   winogradTile: WinogradTile = "auto";
+  /** See WasmBackendOptions.upsamplePhases. */
+  upsamplePhases: 1 | 2 | 4 | "auto" = "auto";
 
   /** @internal use createWasmBackend */
   constructor(
@@ -408,6 +416,15 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
       );
     }
     k.winogradTile = options.winogradTile;
+  }
+  if (options.upsamplePhases !== undefined) {
+    if (![1, 2, 4, "auto"].includes(options.upsamplePhases)) {
+      throw new AutoencoderKLError(
+        "wasm backend: upsamplePhases",
+        `must be 1, 2, 4 or "auto", got ${String(options.upsamplePhases)}`,
+      );
+    }
+    k.upsamplePhases = options.upsamplePhases;
   }
   return k;
 }

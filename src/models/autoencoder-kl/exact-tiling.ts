@@ -14,7 +14,7 @@ import { AutoencoderKLError } from "../../errors.js";
 import type { DeviceTensor, RunContext } from "../../nn/context.js";
 import type { Conv2d } from "../../nn/conv2d.js";
 import type { GroupNorm } from "../../nn/group-norm.js";
-import { convOutSize, type Program, runProgram, type Step } from "../../nn/program.js";
+import { convOutSize, type Program, runProgram, type Step, upsampleFused } from "../../nn/program.js";
 import { convGrain } from "../../ops/conv2d.js";
 import { Tensor } from "../../tensor/tensor.js";
 
@@ -552,8 +552,8 @@ function passCost(ops: readonly Op[], sizes: [number, number][], from: number, t
       const k = c.op.kind;
       return c.i >= from && c.i < to && (k === "conv" || k === "residualConv");
     });
-  const grains = convs.map(({ op }) =>
-    convGrain(op.conv.inChannels, op.conv.outChannels, op.conv.kernelSize, op.conv.stride),
+  const grains = convs.map(({ op, i }) =>
+    convGrain(op.conv.inChannels, op.conv.outChannels, op.conv.kernelSize, op.conv.stride, upsampleFused(ops, i, from)),
   );
   // Per axis and convolution, the sum over tiles of its output extent (padded to its grain, and plain): the
   // kernels compute over the whole crop they are given (zero-padded at its edges), upsampled where the pass does.
@@ -903,7 +903,7 @@ async function runOps(
           skip = skips.pop()!;
           residual = op.shortcut ? await op.shortcut.forward(ctx, skip.t) : skip.t;
         }
-        const out = await op.conv.forward(ctx, x, residual);
+        const out = await op.conv.forward(ctx, x, residual, upsampleFused(ops, i, from));
         if (!skips.some((s) => s.t === x)) ctx.free(x);
         if (skip) {
           if (residual !== skip.t) ctx.free(residual!);
@@ -927,6 +927,12 @@ async function runOps(
         break;
       }
       case "up": {
+        // the conv after it reads x upsampled (its spans are the upsampled ones from here)
+        if (i + 1 < to && upsampleFused(ops, i + 1, from)) {
+          rows = spanAfterUp(rows);
+          cols = spanAfterUp(cols);
+          break;
+        }
         const [n, c, hh, ww] = x.shape;
         const out = ctx.alloc([n, c, 2 * hh, 2 * ww]);
         await ctx.k.upsampleNearest2x({ x: x.buf, out: out.buf, planes: n * c, height: hh, width: ww });

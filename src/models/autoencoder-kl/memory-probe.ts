@@ -26,6 +26,7 @@ interface WasmSizing {
   ex: KernelExports;
   winogradMinChannels: number;
   winogradTile: WasmRuntime["winogradTile"];
+  upsamplePhases: WasmRuntime["upsamplePhases"];
   threads: number;
 }
 
@@ -36,6 +37,7 @@ function wasmSizing(k: Kernels): WasmSizing | null {
         ex: w.ex,
         winogradMinChannels: w.winogradMinChannels,
         winogradTile: w.winogradTile ?? "auto",
+        upsamplePhases: w.upsamplePhases ?? "auto",
         threads: w.threads ?? 1,
       }
     : null;
@@ -108,6 +110,7 @@ export class ProbeKernels implements Kernels {
       ex: s.ex,
       winogradMinChannels: s.winogradMinChannels,
       winogradTile: s.winogradTile,
+      upsamplePhases: s.upsamplePhases,
       ptr: () => 0,
       run: (_steps: readonly WasmStep[], _costNs: number, scratch?: (nt: number) => number): MaybePromise => {
         // the largest thread count the op could be split over: the scratch grows with it
