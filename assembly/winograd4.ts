@@ -22,9 +22,11 @@
 // kernels, each a 2×2 conv placed in a 3×3 one. Stacked as 4·O output rows of one GEMM, they share the
 // input transform of the low-resolution tiles (a quarter of the upsampled one's) and the output transform
 // writes each phase's pixels interleaved into the 2H×2W output. U is 4× larger, so the phases may run in
-// passes of np (1, 2 or 4) over the same input (the caller picks np; each pass packs its own U).
+// passes of np (1, 2 or 4) over the same input (the caller picks np; each pass packs its own U). Where even
+// two phases' U is too large, the conv runs on the upsampled geometry instead, its input rows read upsampled
+// while staging: the work of a plain conv, no upsampled tensor either.
 import { gemmTile, MR, NR } from "./gemm";
-import { loadPartial, splat, storePartial } from "./common";
+import { copyRow, loadPartial, splat, storePartial } from "./common";
 import { load2, PACK_C, PACK_WIDE_BYTES, packBlockRows, putScaled, uStride } from "./winograd";
 
 const OB: i32 = MR;
@@ -247,12 +249,14 @@ function bandRows(TH: i32, maxRows: i32, perRow: i32, batch: i32, nt: i32): i32 
  * Step 2: out = conv3×3(x, w, stride 1, pad 1) + bias (+ res), with the U that winograd4Pack left in the
  * scratch. bias, res: 0 when absent. Threads take units from the atomic counter at `scratch`.
  * np > 0: the pass over phases p0 .. p0 + np - 1 of conv3×3(upsample×2(x)); out is [batch][O][2H][2W]
- * (no residual).
+ * (no residual). np = 0 and up: conv3×3(upsample×2(x)) with x read upsampled while staging its rows (H, W
+ * are then the upsampled size), where the phases' U would not fit.
  */
 export function winograd4(
-  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32, np: i32, p0: i32,
-  scratch: usize, tid: i32, nt: i32,
+  x: usize, bias: usize, res: usize, out: usize, batch: i32, C: i32, H: i32, W: i32, O: i32, up: bool, np: i32,
+  p0: i32, scratch: usize, tid: i32, nt: i32,
 ): void {
+  const sh = up && np == 0 ? 1 : 0; // staged upsampling: x is (H/2)×(W/2)
   const Og = np > 0 ? np * O : O;
   const cols = unitCols(C, W);
   const TH = tilesOf(H), TW = tilesOf(W);
@@ -271,8 +275,8 @@ export function winograd4(
     const tx0 = rx * cols, tx1 = min(TW, tx0 + cols);
     const groupsPerRow = (tx1 - tx0 + TB - 1) / TB;
     const G = (ty1 - ty0) * groupsPerRow;
-    const xn = x + (<usize>n * <usize>C * <usize>H * <usize>W << 2);
-    transformInput(xn, v, staging, tmp, C, H, W, ty0, ty1, tx0, groupsPerRow, G);
+    const xn = x + (<usize>n * <usize>C * <usize>(H >> sh) * <usize>(W >> sh) << 2);
+    transformInput(xn, v, staging, tmp, C, H, W, sh == 1, ty0, ty1, tx0, groupsPerRow, G);
     const plane = <usize>H * <usize>W << (np > 0 ? 4 : 2);
     const on = out + <usize>n * <usize>O * plane;
     const rn = res != 0 ? res + <usize>n * <usize>O * plane : 0;
@@ -283,11 +287,11 @@ export function winograd4(
 /**
  * V_p[g][c][·] = (Bᵀ d B)_p for the unit's tiles: per channel and tile row, the 6 input rows go into staging
  * rows with the padding written out (column 0 is input column 4·tx0 - 1), then 4 tiles at a time are
- * transformed in vector lanes. Tiles past the image see zeros.
+ * transformed in vector lanes. Tiles past the image see zeros. up: x is (H/2)×(W/2), read upsampled ×2.
  */
 function transformInput(
-  x: usize, v: usize, staging: usize, tmp: usize, C: i32, H: i32, W: i32, ty0: i32, ty1: i32, tx0: i32,
-  groupsPerRow: i32, G: i32,
+  x: usize, v: usize, staging: usize, tmp: usize, C: i32, H: i32, W: i32, up: bool, ty0: i32, ty1: i32,
+  tx0: i32, groupsPerRow: i32, G: i32,
 ): void {
   const SL = stagingLength(groupsPerRow * TB);
   const slBytes = <usize>SL << 2;
@@ -296,8 +300,9 @@ function transformInput(
   const lead = max(0, -ix0);
   const first = ix0 + lead;
   const n = max(0, min(W - first, SL - lead));
+  const sh = <i32>up, xw = <usize>(W >> sh);
   for (let c = 0; c < C; c++) {
-    const xc = x + (<usize>c * <usize>H * <usize>W << 2);
+    const xc = x + (<usize>c * <usize>(H >> sh) * xw << 2);
     for (let ty = ty0; ty < ty1; ty++) {
       for (let i = 0; i < 6; i++) {
         const d = staging + <usize>i * slBytes;
@@ -307,7 +312,7 @@ function transformInput(
           continue;
         }
         if (lead > 0) store<f32>(d, 0);
-        memory.copy(d + (<usize>lead << 2), xc + ((<usize>iy * <usize>W + <usize>first) << 2), <usize>n << 2);
+        copyRow(d + (<usize>lead << 2), xc + (<usize>(iy >> sh) * xw << 2), first, n, up);
         memory.fill(d + (<usize>(lead + n) << 2), 0, <usize>(SL - lead - n) << 2);
       }
       const gRow0 = (ty - ty0) * groupsPerRow;

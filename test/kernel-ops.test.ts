@@ -162,7 +162,7 @@ for (const [i, c] of [
 }
 // Upsample2D: 3×3 pad 1 on the input upsampled ×2, never formed. Direct by default; with the "winograd" tag
 // F(2×2) (upsampling while staging rows) or F(4×4) (phase kernels on the low-resolution input, 1, 2 or 4 phases
-// per pass): odd sizes, partial groups of 8 tiles, several units per tile row, channels off the 6-blocks
+// per pass, or staged as F(2×2)): odd sizes, partial groups of 8 tiles, several units per tile row, channels off the 6-blocks
 for (const [i, c] of [
   [1, 5, 7, 11, 7],
   [2, 9, 3, 5, 13],
@@ -590,12 +590,12 @@ const backends: Backend[] = [
     tags: ["winograd"],
     skip: noRelaxed,
   })),
-  ...([1, 2] as const).map((np) => ({
-    name: `wasm simd, ${np === 1 ? 2 : 1} thread(s), Winograd F(4x4) for every 3x3, upsampling ${np} phase(s) a pass`,
+  ...([1, 2, "staged"] as const).map((np) => ({
+    name: `wasm simd, ${np === 2 ? 1 : 2} thread(s), Winograd F(4x4) for every 3x3, upsampling ${np === "staged" ? "while staging" : `${np} phase(s) a pass`}`,
     make: () =>
       createWasmBackend({
         relaxed: false,
-        threads: np === 1 ? 2 : 1,
+        threads: np === 2 ? 1 : 2,
         parallelThresholdNs: 0,
         winogradMinChannels: 1,
         winogradTile: 4,

@@ -24,7 +24,7 @@ export interface KernelExports {
   winogradPack(w: number, wHalf: boolean, O: number, C: number, W: number, scratch: number, tid: number, nt: number): void;
   winogradScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
   widenHalf(src: number, out: number, length: number, tid: number, nt: number): void;
-  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, np: number, p0: number, scratch: number, tid: number, nt: number): void;
+  winograd4(x: number, bias: number, res: number, out: number, batch: number, C: number, H: number, W: number, O: number, up: boolean, np: number, p0: number, scratch: number, tid: number, nt: number): void;
   winograd4Pack(w: number, wHalf: boolean, O: number, C: number, W: number, np: number, p0: number, scratch: number, tid: number, nt: number): void;
   winograd4ScratchBytes(C: number, H: number, W: number, O: number, nt: number): number;
 }
@@ -52,7 +52,7 @@ export const KERNEL_PARAMS = {
   winogradPack: ["w", "wHalf", "O", "C", "W", "scratch", "tid", "nt"],
   winogradScratchBytes: ["C", "H", "W", "O", "nt"],
   widenHalf: ["src", "out", "length", "tid", "nt"],
-  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "np", "p0", "scratch", "tid", "nt"],
+  winograd4: ["x", "bias", "res", "out", "batch", "C", "H", "W", "O", "up", "np", "p0", "scratch", "tid", "nt"],
   winograd4Pack: ["w", "wHalf", "O", "C", "W", "np", "p0", "scratch", "tid", "nt"],
   winograd4ScratchBytes: ["C", "H", "W", "O", "nt"],
 } as const;
@@ -75,7 +75,7 @@ export interface KernelArgs {
   winograd: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; up: boolean; };
   winogradPack: { w: number; wHalf: boolean; O: number; C: number; W: number; };
   widenHalf: { src: number; out: number; length: number; };
-  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; np: number; p0: number; };
+  winograd4: { x: number; bias: number; res: number; out: number; batch: number; C: number; H: number; W: number; O: number; up: boolean; np: number; p0: number; };
   winograd4Pack: { w: number; wHalf: boolean; O: number; C: number; W: number; np: number; p0: number; };
 }
 

@@ -44,11 +44,12 @@ export interface WasmBackendOptions extends KernelSourceOptions {
    */
   winogradTile?: WinogradTile;
   /**
-   * Phases an upsampling conv's F(4×4) Winograd computes per pass over its low-resolution input: 4 share one
-   * input transform but hold 4× the transformed weights; "auto" (default) takes the most whose weights fit
-   * PHASE_U_BYTES. 1 and 2 are there for tests.
+   * How an upsampling conv's F(4×4) Winograd runs: phase kernels on its low-resolution input, 1, 2 or 4 a
+   * pass (4 share one input transform but hold 4× the transformed weights), or "staged" (the upsampled
+   * geometry, rows read upsampled while staging). "auto" (default): 4 or 2 where their weights fit
+   * PHASE_U_BYTES, else staged. The others are there for tests.
    */
-  upsamplePhases?: 1 | 2 | 4 | "auto";
+  upsamplePhases?: 1 | 2 | 4 | "staged" | "auto";
 }
 
 const PAGE = 65536;
@@ -109,7 +110,7 @@ export class WasmKernels implements Kernels, WasmRuntime {
   /** See WasmBackendOptions.winogradTile. */
   winogradTile: WinogradTile = "auto";
   /** See WasmBackendOptions.upsamplePhases. */
-  upsamplePhases: 1 | 2 | 4 | "auto" = "auto";
+  upsamplePhases: 1 | 2 | 4 | "staged" | "auto" = "auto";
 
   /** @internal use createWasmBackend */
   constructor(
@@ -418,10 +419,10 @@ export async function createWasmBackend(options: WasmBackendOptions = {}): Promi
     k.winogradTile = options.winogradTile;
   }
   if (options.upsamplePhases !== undefined) {
-    if (![1, 2, 4, "auto"].includes(options.upsamplePhases)) {
+    if (![1, 2, 4, "staged", "auto"].includes(options.upsamplePhases)) {
       throw new AutoencoderKLError(
         "wasm backend: upsamplePhases",
-        `must be 1, 2, 4 or "auto", got ${String(options.upsamplePhases)}`,
+        `must be 1, 2, 4, "staged" or "auto", got ${String(options.upsamplePhases)}`,
       );
     }
     k.upsamplePhases = options.upsamplePhases;

@@ -16,8 +16,8 @@ export interface WasmRuntime {
   readonly winogradMinChannels: number;
   /** Their tile: 2, 4 or "auto" (per layer, see winogradTile in ops/conv2d.ts). */
   readonly winogradTile: 2 | 4 | "auto";
-  /** Phases an upsampling F(4×4) conv computes per pass: 1, 2, 4 or "auto" (see upsamplePhases in ops/conv2d.ts). */
-  readonly upsamplePhases: 1 | 2 | 4 | "auto";
+  /** How an upsampling F(4×4) conv runs: 1, 2 or 4 phases a pass, "staged" or "auto" (upsamplePhases in ops/conv2d.ts). */
+  readonly upsamplePhases: 1 | 2 | 4 | "staged" | "auto";
   /** The buffer's byte offset (0 for no buffer), after checking the backend owns it and it is alive. */
   ptr(what: string, b: DeviceBuffer | null | undefined): number;
   /**
