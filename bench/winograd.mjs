@@ -13,6 +13,10 @@
 // --pack: the weight transforms alone (winogradPack, winograd4Pack: U = G g Gᵀ, on every call), C → C
 //   channels, median CPU time of --runs, threads 1, two rounds; --base DIR: also the kernels-*.wasm in DIR
 //   (another build, e.g. main's: before and after in one run, taking turns).
+// --upsample: Upsample2D's conv instead (nearest ×2 then the 3×3 conv; a layer's H is the input's, the output
+//   2H×2H), F(4×4) three ways: on a formed upsampled tensor (upsampleNearest2x, then the conv: as before the
+//   fusion), as 4 phase kernels on the input (one pass), and staged (input rows read upsampled); --error and
+//   --speed as above (the speed of the first includes its upsampling).
 // None of these flags: --error and --speed. A layer is CxH: C → C channels at H×H.
 
 import { readFileSync } from "node:fs";
@@ -41,12 +45,38 @@ try {
 } catch {}
 const { createWasmBackend } = await import(pathToFileURL(path.join(DIST, "backends/wasm/index.js")).href);
 
-/** @type {[string, { winogradMinChannels: number, winogradTile?: 2 | 4 }][]} */
-const VARIANTS = [
-  ["direct", { winogradMinChannels: Infinity }],
-  ["F(2x2)", { winogradMinChannels: 1, winogradTile: 2 }],
-  ["F(4x4)", { winogradMinChannels: 1, winogradTile: 4 }],
-];
+const upsample = args.includes("--upsample");
+/** @type {[string, { winogradMinChannels: number, winogradTile?: 2 | 4, upsamplePhases?: 4 | "staged", formed?: boolean }][]} */
+const VARIANTS = upsample
+  ? [
+      ["formed", { winogradMinChannels: 1, winogradTile: 4, formed: true }],
+      ["phases", { winogradMinChannels: 1, winogradTile: 4, upsamplePhases: 4 }],
+      ["staged", { winogradMinChannels: 1, winogradTile: 4, upsamplePhases: "staged" }],
+    ]
+  : [
+      ["direct", { winogradMinChannels: Infinity }],
+      ["F(2x2)", { winogradMinChannels: 1, winogradTile: 2 }],
+      ["F(4x4)", { winogradMinChannels: 1, winogradTile: 4 }],
+    ];
+/** The ratios printed after a layer's speeds: [numerator, denominator] variant names. */
+const RATIOS = upsample
+  ? [
+      ["phases", "formed"],
+      ["staged", "formed"],
+    ]
+  : [
+      ["F(4x4)", "F(2x2)"],
+      ["F(4x4)", "direct"],
+    ];
+
+/** x [C][H][H] upsampled ×2 by nearest neighbour. */
+function upsampled(x, C, H) {
+  const y = new Float32Array(4 * C * H * H);
+  for (let c = 0; c < C; c++)
+    for (let yy = 0; yy < 2 * H; yy++)
+      for (let xx = 0; xx < 2 * H; xx++) y[(c * 2 * H + yy) * 2 * H + xx] = x[(c * H + (yy >> 1)) * H + (xx >> 1)];
+  return y;
+}
 
 /** out[o][y][x] for o < CHECKED, in float64, zero padding 1. */
 function reference(x, w, C, H) {
@@ -72,16 +102,20 @@ function reference(x, w, C, H) {
   return out;
 }
 
-async function conv(kn, bufs, C, H) {
+/** The layer's conv; with --upsample on x upsampled (formed into bufs.up first, or fused). */
+async function conv(kn, bufs, C, H, formed) {
+  if (formed) await kn.upsampleNearest2x({ x: bufs.x, out: bufs.up, planes: C, height: H, width: H });
+  const S = upsample && !formed ? H : (upsample ? 2 : 1) * H;
+  const OH = (upsample ? 2 : 1) * H;
   await kn.conv2d({
-    x: bufs.x,
+    x: formed ? bufs.up : bufs.x,
     weight: bufs.w,
     bias: bufs.b,
     out: bufs.out,
     batch: 1,
     inChannels: C,
-    inHeight: H,
-    inWidth: H,
+    inHeight: S,
+    inWidth: S,
     outChannels: C,
     kernelH: 3,
     kernelW: 3,
@@ -90,14 +124,18 @@ async function conv(kn, bufs, C, H) {
     padBottom: 1,
     padLeft: 1,
     padRight: 1,
-    outHeight: H,
-    outWidth: H,
+    outHeight: OH,
+    outWidth: OH,
+    ...(upsample && !formed ? { upsample: true } : {}),
   });
 }
 
 async function withBackend(isa, o, C, H, x, w, fn) {
-  const kn = await createWasmBackend({ relaxed: isa === "relaxed", threads: 1, ...o });
-  const bufs = { x: kn.alloc(C * H * H), w: kn.alloc(C * C * 9), b: kn.alloc(C), out: kn.alloc(C * H * H) };
+  const { formed, ...options } = o;
+  const kn = await createWasmBackend({ relaxed: isa === "relaxed", threads: 1, ...options });
+  const U = upsample ? 4 : 1;
+  const bufs = { x: kn.alloc(C * H * H), w: kn.alloc(C * C * 9), b: kn.alloc(C), out: kn.alloc(U * C * H * H) };
+  if (formed) bufs.up = kn.alloc(4 * C * H * H);
   kn.write(bufs.x, x);
   kn.write(bufs.w, w);
   kn.write(bufs.b, new Float32Array(C));
@@ -111,15 +149,16 @@ async function withBackend(isa, o, C, H, x, w, fn) {
 for (const [C, H] of layers) {
   const x = randn(C * H * H, 1);
   const w = randn(C * C * 9, 2, 1 / Math.sqrt(9 * C));
+  const OH = (upsample ? 2 : 1) * H;
   if (doError) {
-    const want = reference(x, w, C, H);
+    const want = reference(upsample ? upsampled(x, C, H) : x, w, C, OH);
     let ss = 0;
     for (const v of want) ss += v * v;
     const lines = [];
     for (const isa of isas) {
       for (const [name, o] of VARIANTS) {
         const got = await withBackend(isa, o, C, H, x, w, async (kn, bufs) => {
-          await conv(kn, bufs, C, H);
+          await conv(kn, bufs, C, H, o.formed);
           return kn.read(bufs.out);
         });
         let max = 0,
@@ -135,7 +174,7 @@ for (const [C, H] of layers) {
       }
     }
     console.log(
-      `error ${C}→${C} @${H}×${H} (output rms ${Math.sqrt(ss / want.length).toFixed(3)}):\n${lines.join("\n")}`,
+      `error ${C}→${C} @${OH}×${OH}${upsample ? " (upsampled)" : ""} (output rms ${Math.sqrt(ss / want.length).toFixed(3)}):\n${lines.join("\n")}`,
     );
   }
   if (doSpeed) {
@@ -145,11 +184,11 @@ for (const [C, H] of layers) {
       for (let round = 0; round < 2; round++) {
         for (const [name, o] of VARIANTS) {
           const t = await withBackend(isa, o, C, H, x, w, async (kn, bufs) => {
-            await conv(kn, bufs, C, H);
+            await conv(kn, bufs, C, H, o.formed);
             const ts = [];
             for (let i = 0; i < runs; i++) {
               const t0 = process.cpuUsage();
-              await conv(kn, bufs, C, H);
+              await conv(kn, bufs, C, H, o.formed);
               const dt = process.cpuUsage(t0);
               ts.push((dt.user + dt.system) / 1e3);
             }
@@ -159,14 +198,15 @@ for (const [C, H] of layers) {
         }
       }
       const best = (n) => Math.min(...ms[n]);
-      const gflop = (2 * C * C * 9 * H * H) / 1e9;
+      const gflop = (2 * C * C * 9 * OH * OH) / 1e9;
       console.log(
-        `speed ${isa} ${C}→${C} @${H}×${H}: ` +
+        `speed ${isa} ${C}→${C} @${OH}×${OH}${upsample ? " (upsampled)" : ""}: ` +
           VARIANTS.map(
             ([n]) =>
               `${n} ${ms[n].map((t) => t.toFixed(0)).join("/")} ms (${(gflop / (best(n) / 1e3)).toFixed(1)} eff. GFLOP/s)`,
           ).join(", ") +
-          `; F(4x4)/F(2x2) ${(best("F(4x4)") / best("F(2x2)")).toFixed(2)}, F(4x4)/direct ${(best("F(4x4)") / best("direct")).toFixed(2)}`,
+          "; " +
+          RATIOS.map(([a, b]) => `${a}/${b} ${(best(a) / best(b)).toFixed(2)}`).join(", "),
       );
     }
   }
@@ -197,7 +237,10 @@ if (doPack) {
       for (let round = 0; round < 2; round++) {
         for (const [i, [label, fn]] of PACKS.entries()) {
           for (const { name, kn, wb, scratch } of made) {
-            const call = () => kn.ex[fn](wb.ptr, false, C, C, H, scratch[i].ptr, 0, 1);
+            // winograd4Pack takes the phases of an upsampling pass (np, p0) since the fusion; a --base build
+            // from before it does not
+            const phases = fn === "winograd4Pack" && kn.ex[fn].length === 10 ? [0, 0] : [];
+            const call = () => kn.ex[fn](wb.ptr, false, C, C, H, ...phases, scratch[i].ptr, 0, 1);
             call();
             const ts = [];
             for (let r = 0; r < runs; r++) {
