@@ -161,8 +161,9 @@ for (const [i, c] of [
   });
 }
 // Upsample2D: 3×3 pad 1 on the input upsampled ×2, never formed. Direct by default; with the "winograd" tag
-// F(2×2) (upsampling while staging rows) or F(4×4) (phase kernels on the low-resolution input, 1, 2 or 4 phases
-// per pass, or staged as F(2×2)): odd sizes, partial groups of 8 tiles, several units per tile row, channels off the 6-blocks
+// F(2×2) (upsampling while staging rows) or F(4×4) (phase kernels on the low-resolution input, 1, 2 or 4
+// phases per pass, or staged as F(2×2)): odd sizes, partial groups of 8 tiles, several units per tile row,
+// channels off the 6-blocks
 for (const [i, c] of [
   [1, 5, 7, 11, 7],
   [2, 9, 3, 5, 13],
