@@ -756,6 +756,25 @@ const rules: Rule[] = [
   },
   {
     op: "conv2d",
+    rule: "upsample: output of the input upsampled",
+    message: /output 4x4 does not match input 4x4 upsampled x2, .*expected 8x8/,
+    args: (a) => conv2dArgs(a, { upsample: true }),
+  },
+  {
+    op: "conv2d",
+    rule: "upsample: stride 1 only",
+    message: /upsample needs a 3x3 kernel at stride 1 and no residual; got 3x3, stride 2/,
+    args: (a) => conv2dArgs(a, { upsample: true, stride: 2, outHeight: 4, outWidth: 4, out: a(2 * 5 * 4 * 4) }),
+  },
+  {
+    op: "conv2d",
+    rule: "upsample: no residual",
+    message: /upsample needs a 3x3 kernel at stride 1 and no residual; got 3x3, stride 1 and a residual/,
+    args: (a) =>
+      conv2dArgs(a, { upsample: true, outHeight: 8, outWidth: 8, out: a(2 * 5 * 8 * 8), residual: a(2 * 5 * 8 * 8) }),
+  },
+  {
+    op: "conv2d",
     rule: "out aliasing x",
     message: /out must not alias x/,
     args: (a) => {

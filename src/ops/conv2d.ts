@@ -108,7 +108,10 @@ export const conv2d = defineOp<Conv2dArgs>({
     r.nonNegative({ padTop: p.padTop, padBottom: p.padBottom, padLeft: p.padLeft, padRight: p.padRight });
     const up = p.upsample ? 2 : 1;
     if (p.upsample && (KH !== 3 || KW !== 3 || s !== 1 || p.residual)) {
-      r.fail(`upsample needs a 3x3 kernel at stride 1 and no residual; got ${KH}x${KW}, stride ${s}`);
+      r.fail(
+        `upsample needs a 3x3 kernel at stride 1 and no residual; got ${KH}x${KW}, stride ${s}` +
+          (p.residual ? " and a residual" : ""),
+      );
     }
     const OH = Math.floor((up * H + p.padTop + p.padBottom - KH) / s) + 1;
     const OW = Math.floor((up * W + p.padLeft + p.padRight - KW) / s) + 1;
