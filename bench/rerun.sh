@@ -19,6 +19,8 @@ node bench/run.mjs --kernels --threads 1,2 --isa simd,relaxed --json "$OUT/kerne
 # end-to-end, threads 2 and (decode 256² only) threads 1
 node bench/run.mjs --workloads decode_32,decode_64,encode_256 --threads 2 --isa relaxed,simd --json "$OUT/e2e.json" | tee "$OUT/e2e.log"
 node bench/run.mjs --workloads decode_32 --threads 1 --isa relaxed,simd --json "$OUT/e2e-t1.json" | tee "$OUT/e2e-t1.log"
+# Winograd tiles' float32 rounding (a model: no kernels run)
+node bench/winograd-tiles.mjs | tee "$OUT/winograd-tiles.log"
 # exact tiling vs untiled
 node bench/exact-tiling.mjs --size 512 --threads 2 --json "$OUT/exact512.json" | tee "$OUT/exact512.log"
 [ -n "${SKIP_1024:-}" ] || node bench/exact-tiling.mjs --size 1024 --threads 2 --json "$OUT/exact1024.json" | tee "$OUT/exact1024.log"
