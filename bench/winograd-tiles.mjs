@@ -1,5 +1,5 @@
 // What a larger Winograd tile would cost in rounding, before anyone writes its kernel: F(m×m, 3×3) for
-// m = 2, 4, 6 modelled in float32 (every operation rounded with Math.fround) against a float64 direct
+// m = 2, 4, 6, 8 modelled in float32 (every operation rounded with Math.fround) against a float64 direct
 // convolution, next to a float32 direct one. Needs no build: it models the arithmetic, not our kernels.
 //
 //   node bench/winograd-tiles.mjs [--channels 512] [--outputs 16] [--tiles 32]
@@ -9,7 +9,7 @@
 // - U = G g Gᵀ in float64, rounded to float32 once (the packs round once);
 // - V = Bᵀ d B in float32, each product and sum rounded, zero coefficients skipped;
 // - M = Σ_c U ⊙ V as fused multiply-adds (relaxed SIMD): F(4×4) in partial sums of 32 channels added in turn
-//   (its KC), F(2×2) as one running sum (as winograd.ts does), F(6×6) as F(4×4);
+//   (its KC), F(2×2) as one running sum (as winograd.ts does), F(6×6) and F(8×8) as F(4×4);
 // - Y = Aᵀ M A in float32.
 // Data as in winograd.mjs --error: x ~ N(0, 1), weights ~ N(0, 1/(9C)) (outputs of unit variance).
 // The transform matrices come from the interpolation points (Toom-Cook): Aᵀ evaluates at them, G likewise for
@@ -22,7 +22,9 @@ import { randn } from "./common.mjs";
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
+  const value = i >= 0 ? Number(args[i + 1]) : fallback;
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a positive integer, got ${args[i + 1]}`);
+  return value;
 };
 const C = option("channels", 512);
 const OUTPUTS = option("outputs", 16);
