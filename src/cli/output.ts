@@ -2,7 +2,7 @@
 // and never half-written: bytes go to a temporary name beside the target, then one rename (or link)
 // puts the whole file in place, so a failure or Ctrl-C leaves either nothing or the previous file.
 import { existsSync, unlinkSync } from "node:fs";
-import { link, rename, unlink, writeFile } from "node:fs/promises";
+import { type FileHandle, link, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { AutoencoderKLError } from "../index.js";
 
@@ -40,18 +40,36 @@ let sequence = 0;
 export async function writeOutput(target: OutputTarget, bytes: Uint8Array): Promise<void> {
   const { path } = target;
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${++sequence}.tmp`);
-  // Ctrl-C while the bytes are on their way: remove the temporary file, then die of SIGINT as usual.
-  const onSigint = () => {
+  // Ctrl-C while the bytes are on their way: remove the temporary file, then die of SIGINT as usual. The
+  // file is created on libuv's thread pool, so a Ctrl-C during that open waits for the open to settle:
+  // unlinking first would let the open land afterwards and leave the file behind.
+  let opening = true;
+  let interrupted = false;
+  const die = () => {
+    process.removeListener("SIGINT", onSigint);
     try {
       unlinkSync(tmp);
     } catch {
-      // not created yet, or already renamed
+      // never created, or already renamed into place
     }
     process.kill(process.pid, "SIGINT");
   };
-  process.once("SIGINT", onSigint);
+  const onSigint = () => {
+    interrupted = true;
+    if (!opening) die();
+  };
+  process.on("SIGINT", onSigint);
+  let handle: FileHandle | undefined;
   try {
-    await writeFile(tmp, bytes, { flag: "wx" });
+    try {
+      handle = await open(tmp, "wx");
+    } finally {
+      opening = false;
+      if (interrupted) die();
+    }
+    await handle.writeFile(bytes);
+    await handle.close();
+    handle = undefined;
     if (target.mayReplace) {
       await rename(tmp, path);
     } else {
@@ -72,6 +90,7 @@ export async function writeOutput(target: OutputTarget, bytes: Uint8Array): Prom
       await unlink(tmp).catch(() => {});
     }
   } catch (e) {
+    await handle?.close().catch(() => {});
     await unlink(tmp).catch(() => {});
     if (e instanceof AutoencoderKLError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
