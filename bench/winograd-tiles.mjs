@@ -17,13 +17,12 @@
 // (exact in float32) and the matching row of G by the inverse; where no such scale exists (F(8×8): points 4 and
 // -1/4 bring factors of 3 and 5), the row's entries are rounded to float32, which the row marks.
 
-import { randn } from "./common.mjs";
+import { parseArgs, randn } from "./common.mjs";
 
-const args = process.argv.slice(2);
+const args = parseArgs(process.argv.slice(2));
 const option = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(args[i + 1]) : fallback;
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a positive integer, got ${args[i + 1]}`);
+  const value = args[name] === undefined ? fallback : Number(args[name]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a positive integer, got ${args[name]}`);
   return value;
 };
 const C = option("channels", 512);
